@@ -1,0 +1,186 @@
+// The op's schema (one definition for every backend), the argument checks every
+// backend runs, and the allocating variant, which sizes the outputs and then
+// calls the out-variant of whichever backend owns topk_ids.
+#include "moe_align.h"
+
+#include <Python.h>
+
+#include <algorithm>
+
+namespace vllm_moe_align {
+
+int64_t max_padded_routes(int64_t numel, int64_t num_experts,
+                          int64_t block_size) {
+  // Each expert pads its share to a multiple of block_size (at most
+  // block_size - 1 extra slots), and an expert with c >= 1 routes pads to at
+  // most c * block_size slots.
+  return std::min(numel + num_experts * (block_size - 1), numel * block_size);
+}
+
+namespace {
+
+void check_int32_buffer(const at::Tensor& t, const char* name,
+                        const at::Tensor& topk_ids) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kInt, name,
+              " must be an int32 tensor, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == topk_ids.device(), name,
+              " must be on the same device as topk_ids (", topk_ids.device(),
+              "), got ", t.device());
+  TORCH_CHECK_VALUE(t.is_contiguous(), name, " must be contiguous");
+}
+
+}  // namespace
+
+AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
+                              int64_t block_size,
+                              const at::Tensor& sorted_token_ids,
+                              const at::Tensor& expert_ids,
+                              const at::Tensor& num_tokens_post_pad,
+                              const std::optional<at::Tensor>& expert_map,
+                              const std::optional<at::Tensor>& scatter_idx,
+                              bool ignore_invalid_experts,
+                              int64_t expert_ids_tail) {
+  TORCH_CHECK_TYPE(at::isIntegralType(topk_ids.scalar_type(), /*includeBool=*/false),
+              "topk_ids must be an integer tensor, got ", topk_ids.scalar_type());
+  TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
+              "num_experts must be in [1, ", kMaxExperts, "], got ", num_experts);
+  TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
+              "block_size must be in [1, ", kMaxBlockSize, "], got ", block_size);
+  const int64_t numel = topk_ids.numel();
+  TORCH_CHECK_VALUE(numel <= kMaxRoutes, "topk_ids has ", numel,
+              " elements; at most ", kMaxRoutes, " are supported");
+
+  check_int32_buffer(sorted_token_ids, "sorted_token_ids", topk_ids);
+  check_int32_buffer(expert_ids, "expert_ids", topk_ids);
+  check_int32_buffer(num_tokens_post_pad, "num_tokens_post_pad", topk_ids);
+
+  const int64_t need = max_padded_routes(numel, num_experts, block_size);
+  TORCH_CHECK_VALUE(sorted_token_ids.numel() >= need, "sorted_token_ids has ",
+              sorted_token_ids.numel(), " elements; at least ", need,
+              " are needed for ", numel, " routes, num_experts=", num_experts,
+              ", block_size=", block_size);
+  const int64_t need_blocks = (need + block_size - 1) / block_size;
+  TORCH_CHECK_VALUE(expert_ids.numel() >= need_blocks, "expert_ids has ",
+              expert_ids.numel(), " elements; at least ", need_blocks,
+              " are needed");
+  TORCH_CHECK_VALUE(num_tokens_post_pad.numel() == 1,
+              "num_tokens_post_pad must have exactly one element, got ",
+              num_tokens_post_pad.numel());
+
+  const bool has_map = expert_map.has_value();
+  if (has_map) {
+    const at::Tensor& m = *expert_map;
+    TORCH_CHECK_TYPE(m.scalar_type() == at::kInt,
+                "expert_map must be an int32 tensor, got ", m.scalar_type());
+    TORCH_CHECK_VALUE(m.device() == topk_ids.device(),
+                "expert_map must be on the same device as topk_ids (",
+                topk_ids.device(), "), got ", m.device());
+    TORCH_CHECK_VALUE(m.dim() == 1 && m.numel() == num_experts,
+                "expert_map must be a 1-D tensor of num_experts=", num_experts,
+                " elements (global id -> local id), got shape ", m.sizes());
+    TORCH_CHECK_VALUE(m.is_contiguous(), "expert_map must be contiguous");
+    if (!ignore_invalid_experts) {
+      // expert_ids is indexed into expert_map afterwards, Python style.
+      TORCH_CHECK_VALUE(expert_ids_tail >= -num_experts && expert_ids_tail < num_experts,
+                  "expert_ids_tail=", expert_ids_tail,
+                  " is not a valid index into expert_map");
+    }
+  }
+  TORCH_CHECK_VALUE(expert_ids_tail >= INT32_MIN && expert_ids_tail <= INT32_MAX,
+              "expert_ids_tail must fit in int32, got ", expert_ids_tail);
+  if (scatter_idx.has_value()) {
+    check_int32_buffer(*scatter_idx, "scatter_idx", topk_ids);
+    TORCH_CHECK_VALUE(scatter_idx->numel() == numel, "scatter_idx must have ", numel,
+                " elements (one per route), got ", scatter_idx->numel());
+  }
+
+  AlignProblem p;
+  p.numel = numel;
+  p.num_experts = num_experts;
+  p.block_size = block_size;
+  p.sorted_size = sorted_token_ids.numel();
+  p.expert_ids_size = expert_ids.numel();
+  p.has_map = has_map;
+  p.map_while_counting = has_map && ignore_invalid_experts;
+  p.expert_ids_tail = expert_ids_tail;
+  p.has_scatter_idx = scatter_idx.has_value();
+  return p;
+}
+
+namespace {
+
+// The allocating variant: one call from Python does the allocation (with the
+// caching allocator: no kernel, no fill) and the work. Every element of every
+// output is then written by the backend's out-variant.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> align_alloc(
+    const at::Tensor& topk_ids, int64_t num_experts, int64_t block_size,
+    int64_t max_num_tokens_padded, const std::optional<at::Tensor>& expert_map,
+    bool ignore_invalid_experts, int64_t expert_ids_tail,
+    bool return_scatter_idx) {
+  TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
+              "block_size must be in [1, ", kMaxBlockSize, "], got ", block_size);
+  TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
+              "num_experts must be in [1, ", kMaxExperts, "], got ", num_experts);
+  const int64_t need = max_padded_routes(topk_ids.numel(), num_experts, block_size);
+  TORCH_CHECK_VALUE(max_num_tokens_padded >= need && max_num_tokens_padded <= INT32_MAX,
+              "max_num_tokens_padded must be in [", need, ", 2^31) for ",
+              topk_ids.numel(), " routes, num_experts=", num_experts,
+              ", block_size=", block_size, "; got ", max_num_tokens_padded);
+  const auto opts = topk_ids.options().dtype(at::kInt);
+  const int64_t numel = topk_ids.numel();
+  at::Tensor sorted_ids = at::empty({max_num_tokens_padded}, opts);
+  at::Tensor expert_ids = at::empty(
+      {(max_num_tokens_padded + block_size - 1) / block_size}, opts);
+  at::Tensor post_pad = at::empty({1}, opts);
+  at::Tensor scatter =
+      at::empty({return_scatter_idx ? numel : 0, 1}, opts);
+
+  static auto out_op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("vllm_moe_align::moe_align_block_size_out", "")
+          .typed<void(const at::Tensor&, int64_t, int64_t, at::Tensor&,
+                      at::Tensor&, at::Tensor&,
+                      const std::optional<at::Tensor>&,
+                      const std::optional<at::Tensor>&, bool, int64_t)>();
+  std::optional<at::Tensor> scatter_arg;
+  if (return_scatter_idx) scatter_arg = scatter;
+  out_op.call(topk_ids, num_experts, block_size, sorted_ids, expert_ids,
+              post_pad, expert_map, scatter_arg, ignore_invalid_experts,
+              expert_ids_tail);
+  return {sorted_ids, expert_ids, post_pad, scatter};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(vllm_moe_align, m) {
+  // Out-variant, in vLLM's op-level argument order (num_experts before
+  // block_size), so it can stand in for torch.ops._moe_C.moe_align_block_size.
+  m.def(
+      "moe_align_block_size_out(Tensor topk_ids, int num_experts, "
+      "int block_size, Tensor(a!) sorted_token_ids, Tensor(b!) expert_ids, "
+      "Tensor(c!) num_tokens_post_pad, Tensor? expert_map=None, "
+      "Tensor(d!)? scatter_idx=None, bool ignore_invalid_experts=False, "
+      "int expert_ids_tail=-1) -> ()");
+  // Allocating variant: returns (sorted_token_ids [max_num_tokens_padded],
+  // expert_ids [cdiv(max_num_tokens_padded, block_size)],
+  // num_tokens_post_pad [1], scatter_idx [numel, 1] or [0, 1]).
+  m.def(
+      "moe_align_block_size(Tensor topk_ids, int num_experts, int block_size, "
+      "int max_num_tokens_padded, Tensor? expert_map=None, "
+      "bool ignore_invalid_experts=False, int expert_ids_tail=-1, "
+      "bool return_scatter_idx=False) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(vllm_moe_align, CompositeExplicitAutograd, m) {
+  m.impl("moe_align_block_size", &align_alloc);
+}
+
+}  // namespace vllm_moe_align
+
+// Importing vllm_moe_align_plugin._C registers the ops; the module itself has
+// no Python-level functions.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr,
+                                          -1, nullptr};
+  return PyModule_Create(&module_def);
+}

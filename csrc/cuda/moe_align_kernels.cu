@@ -1,0 +1,488 @@
+// CUDA kernels of moe_align_block_size: a stable counting sort of the routes
+// by expert, every output element written by the kernels themselves (no
+// memset, no fill launch), in four named phases:
+//
+//   count    per-warp histograms of contiguous route chunks (shared memory)
+//   scan     padded per-expert totals -> segment starts (block-wide scan)
+//   fill     padding inside and after the segments, expert_ids, post_pad
+//   scatter  each warp walks its chunk again in route order and places each
+//            route at  segment start + routes of earlier chunks + rank among
+//            equal experts in the same 32-route group  (so segments ascend)
+//
+// Size regimes (chosen in choose_launch(), the one place launch sizes live):
+//   single  one CTA does all four phases: one launch, nothing leaves the SM
+//           but the inputs and the outputs.
+//   tiled   many CTAs, one tile of routes each:
+//             count_tiles_kernel   tile histograms -> scratch [tiles][E]
+//             scan_tiles_kernel    (only when tiles*E is large) exclusive
+//                                  prefix over tiles per expert + totals
+//             scatter_tiles_kernel per-CTA expert scan (redundant, cheap),
+//                                  fill share, stable scatter of its tile
+#include "moe_align_kernels.h"
+
+#include <algorithm>
+#include <atomic>
+
+namespace vllm_moe_align {
+namespace {
+
+constexpr int kThreads = 1024;  // every kernel: 32 warps, one CTA per SM
+constexpr int kWarps = kThreads / 32;
+
+struct Params {
+  const int32_t* map;  // expert_map or nullptr
+  int32_t* sorted_ids;
+  int32_t* expert_ids;
+  int32_t* post_pad;
+  int32_t* scatter_idx;  // or nullptr
+  int32_t* tile_hist;    // tiled: [num_tiles][E] counts, then tile prefixes
+  int32_t* totals;       // tiled with scan kernel: [E] routes per expert
+  int numel;
+  int num_experts;
+  int block_size;
+  int sorted_size;
+  int expert_ids_size;
+  int expert_ids_tail;  // before output mapping
+  bool map_in;          // map ids while counting (drop -1)
+  bool map_out;         // expert_ids = expert_map[expert_ids]
+  int hist_warps;       // warps with a histogram row (shared memory bound)
+  int tile_routes;      // routes per tile (tiled); numel (single)
+  int num_tiles;
+};
+
+// Bin of a route: its expert (local id when mapping while counting), or E
+// when it is dropped (id out of range, or mapped to -1).
+template <typename IdT>
+__device__ __forceinline__ int bin_of(IdT raw, const Params& p) {
+  const long long id = static_cast<long long>(raw);
+  if (id < 0 || id >= p.num_experts) return p.num_experts;
+  if (!p.map_in) return static_cast<int>(id);
+  const int local = __ldg(p.map + id);
+  return (local >= 0 && local < p.num_experts) ? local : p.num_experts;
+}
+
+__device__ __forceinline__ int warp_inclusive_scan(int v) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int u = __shfl_up_sync(0xffffffffu, v, d);
+    if (lane >= d) v += u;
+  }
+  return v;
+}
+
+// Routes [begin, end) of one warp's chunk, in order of the warp's iterations.
+struct Chunk {
+  int begin;
+  int end;
+};
+
+// Chunk of warp w (< hist_warps) inside routes [lo, hi): contiguous, a
+// multiple of 32 long, in warp order, so concatenating the chunks of warps
+// 0..W-1 gives the routes in their original order.
+__device__ __forceinline__ Chunk warp_chunk(int lo, int hi, int w, int W) {
+  const int per = ((hi - lo + W - 1) / W + 31) & ~31;
+  const int b = min(hi, lo + w * per);
+  return {b, min(hi, b + per)};
+}
+
+// count: hist_row[e] += routes of expert e in the chunk. One leader lane per
+// distinct expert in each 32-route group updates the row; the row belongs to
+// this warp alone, so no atomics are needed.
+template <typename IdT>
+__device__ __forceinline__ void count_chunk(const IdT* __restrict__ ids, Chunk c,
+                                            int* hist_row, const Params& p) {
+  const int lane = threadIdx.x & 31;
+  for (int base = c.begin; base < c.end; base += 32) {
+    const int i = base + lane;
+    const int e = i < c.end ? bin_of(ids[i], p) : p.num_experts;
+    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    if (e < p.num_experts && lane == __ffs(peers) - 1) hist_row[e] += __popc(peers);
+    __syncwarp();
+  }
+}
+
+// scatter: hist_row[e] holds this warp's first slot for expert e; routes are
+// placed in route order (rank among equal experts in the group, lower lanes
+// first), then the leader advances the row.
+template <typename IdT>
+__device__ __forceinline__ void scatter_chunk(const IdT* __restrict__ ids,
+                                              Chunk c, int* hist_row,
+                                              const Params& p) {
+  const int lane = threadIdx.x & 31;
+  const unsigned lower = (1u << lane) - 1u;
+  for (int base = c.begin; base < c.end; base += 32) {
+    const int i = base + lane;
+    const bool in = i < c.end;
+    const int e = in ? bin_of(ids[i], p) : p.num_experts;
+    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    const bool counted = e < p.num_experts;
+    if (counted) {
+      const int pos = hist_row[e] + __popc(peers & lower);
+      if (pos < p.sorted_size) p.sorted_ids[pos] = i;  // always true; guard
+    }
+    if (in && p.scatter_idx) p.scatter_idx[i] = counted ? i : -1;
+    __syncwarp();
+    if (counted && lane == __ffs(peers) - 1) hist_row[e] += __popc(peers);
+    __syncwarp();
+  }
+}
+
+// scan: seg[e] = sum over e' < e of round_up(cnt[e'], B); seg[E] = total.
+// Thread t owns experts [t*per, t*per + per). Caller syncs before and after.
+__device__ void scan_segments(const int* cnt, int* seg, const Params& p) {
+  __shared__ int warp_total[kWarps];
+  const int E = p.num_experts, B = p.block_size;
+  const int per = (E + kThreads - 1) / kThreads;
+  const int e0 = min(E, static_cast<int>(threadIdx.x) * per);
+  const int e1 = min(E, e0 + per);
+  int local = 0;
+  for (int e = e0; e < e1; ++e) local += (cnt[e] + B - 1) / B * B;
+  const int incl = warp_inclusive_scan(local);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 31) warp_total[warp] = incl;
+  __syncthreads();
+  if (warp == 0) warp_total[lane] = warp_inclusive_scan(warp_total[lane]);
+  __syncthreads();
+  int offset = incl - local + (warp > 0 ? warp_total[warp - 1] : 0);
+  for (int e = e0; e < e1; ++e) {
+    seg[e] = offset;
+    offset += (cnt[e] + B - 1) / B * B;
+  }
+  if (threadIdx.x == kThreads - 1) seg[E] = offset;
+}
+
+// Largest e with seg[e] <= x, for 0 <= x < seg[E]: the expert owning slot x.
+__device__ __forceinline__ int owner_of(const int* seg, int E, int x) {
+  int lo = 0, hi = E;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) >> 1;
+    if (seg[mid] <= x) lo = mid; else hi = mid;
+  }
+  return lo;
+}
+
+// fill: this CTA's share (cta of ctas) of every slot the scatter does not
+// write. Disjoint from the scatter's slots, so no barrier between the two.
+__device__ void fill_outputs(const int* seg, const int* cnt, int cta, int ctas,
+                             const Params& p) {
+  const int E = p.num_experts, B = p.block_size;
+  const int pad = p.numel;
+  const int total = seg[E];
+  const int lane = threadIdx.x & 31;
+  const int gwarp = cta * kWarps + (threadIdx.x >> 5);
+  const int gthread = cta * kThreads + threadIdx.x;
+  const int gstride = ctas * kThreads;
+  if (gthread == 0) *p.post_pad = total;
+  // Padding after each expert's routes: one warp per expert, coalesced.
+  for (int e = gwarp; e < E; e += ctas * kWarps)
+    for (int s = seg[e] + cnt[e] + lane; s < seg[e + 1]; s += 32)
+      p.sorted_ids[s] = pad;
+  // Padding after the last segment: 16-byte stores once aligned.
+  {
+    int s = total;
+    int* out = p.sorted_ids;
+    const int head = min(p.sorted_size,
+                         total + static_cast<int>((16 - reinterpret_cast<uintptr_t>(out + total) % 16) % 16 / 4));
+    if (gthread < head - s) out[s + gthread] = pad;
+    s = head;
+    const int nvec = (p.sorted_size - s) / 4;
+    int4* vout = reinterpret_cast<int4*>(out + s);
+    const int4 v4 = make_int4(pad, pad, pad, pad);
+    for (int k = gthread; k < nvec; k += gstride) vout[k] = v4;
+    for (int k = s + nvec * 4 + gthread; k < p.sorted_size; k += gstride) out[k] = pad;
+  }
+  // expert_ids: owner of each used block, then the tail value.
+  const int used = total / B;
+  int tail = p.expert_ids_tail;
+  if (p.map_out) tail = __ldg(p.map + (tail >= 0 ? tail : tail + E));
+  for (int b = gthread; b < p.expert_ids_size; b += gstride) {
+    int v = tail;
+    if (b < used) {
+      const int e = owner_of(seg, E, b * B);
+      v = p.map_out ? __ldg(p.map + e) : e;
+    }
+    p.expert_ids[b] = v;
+  }
+}
+
+// Shared memory of the single and scatter kernels, in ints:
+// seg[E + 1] | cnt[E] | hist[hist_warps][E].
+__host__ __device__ constexpr int smem_ints(int E, int hist_warps) {
+  return 2 * E + 1 + hist_warps * E;
+}
+
+template <typename IdT>
+__global__ void __launch_bounds__(kThreads, 1)
+    single_cta_kernel(const IdT* __restrict__ ids, Params p) {
+  extern __shared__ int smem[];
+  const int E = p.num_experts, W = p.hist_warps;
+  int* seg = smem;
+  int* cnt = seg + E + 1;
+  int* hist = cnt + E;
+  const int warp = threadIdx.x >> 5;
+  for (int k = threadIdx.x; k < W * E; k += kThreads) hist[k] = 0;
+  __syncthreads();
+  const Chunk chunk = warp_chunk(0, p.numel, warp, W);
+  if (warp < W) count_chunk(ids, chunk, hist + warp * E, p);
+  __syncthreads();
+  // Per expert: each warp's row becomes its exclusive prefix over warps.
+  for (int e = threadIdx.x; e < E; e += kThreads) {
+    int run = 0;
+    for (int w = 0; w < W; ++w) {
+      const int c = hist[w * E + e];
+      hist[w * E + e] = run;
+      run += c;
+    }
+    cnt[e] = run;
+  }
+  __syncthreads();
+  scan_segments(cnt, seg, p);
+  __syncthreads();
+  for (int e = threadIdx.x; e < E; e += kThreads)
+    for (int w = 0; w < W; ++w) hist[w * E + e] += seg[e];
+  __syncthreads();
+  fill_outputs(seg, cnt, 0, 1, p);
+  if (warp < W) scatter_chunk(ids, chunk, hist + warp * E, p);
+}
+
+// count (tiled): tile histogram -> tile_hist[tile][e]. Order does not matter
+// here, so one shared row with aggregated atomics.
+template <typename IdT>
+__global__ void __launch_bounds__(kThreads)
+    count_tiles_kernel(const IdT* __restrict__ ids, Params p) {
+  extern __shared__ int hist[];
+  const int E = p.num_experts;
+  const int lo = blockIdx.x * p.tile_routes;
+  const int hi = min(p.numel, lo + p.tile_routes);
+  for (int e = threadIdx.x; e < E; e += kThreads) hist[e] = 0;
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  for (int base = lo + (threadIdx.x & ~31); base < hi; base += kThreads) {
+    const int i = base + lane;
+    const int e = i < hi ? bin_of(ids[i], p) : E;
+    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    if (e < E && lane == __ffs(peers) - 1) atomicAdd(&hist[e], __popc(peers));
+  }
+  __syncthreads();
+  int* out = p.tile_hist + static_cast<size_t>(blockIdx.x) * E;
+  for (int e = threadIdx.x; e < E; e += kThreads) out[e] = hist[e];
+}
+
+// scan (tiled, many tiles): per expert, tile counts -> exclusive prefix over
+// tiles (in place), and totals[e]. CTA = 32 experts (lanes) x 32 tile groups
+// (warps): reads of one tile row are coalesced.
+__global__ void __launch_bounds__(kThreads) scan_tiles_kernel(Params p) {
+  __shared__ int part[kWarps][33];
+  const int E = p.num_experts, T = p.num_tiles;
+  const int lane = threadIdx.x & 31, g = threadIdx.x >> 5;
+  const int e = blockIdx.x * 32 + lane;
+  const int per = (T + kWarps - 1) / kWarps;
+  const int t0 = min(T, g * per), t1 = min(T, t0 + per);
+  int sum = 0;
+  if (e < E)
+    for (int t = t0; t < t1; ++t) sum += p.tile_hist[static_cast<size_t>(t) * E + e];
+  part[g][lane] = sum;
+  __syncthreads();
+  if (g == 0) {
+    int run = 0;
+    for (int k = 0; k < kWarps; ++k) {
+      const int v = part[k][lane];
+      part[k][lane] = run;
+      run += v;
+    }
+    if (e < E) p.totals[e] = run;
+  }
+  __syncthreads();
+  if (e < E) {
+    int run = part[g][lane];
+    for (int t = t0; t < t1; ++t) {
+      int* cell = p.tile_hist + static_cast<size_t>(t) * E + e;
+      const int v = *cell;
+      *cell = run;
+      run += v;
+    }
+  }
+}
+
+// scatter (tiled): segment starts (every CTA scans the E totals itself),
+// this CTA's share of the fill, and the stable scatter of its tile.
+// kPrefixHere: no scan kernel ran; derive totals and this tile's prefix from
+// the raw tile counts (cheap while tiles * E is small).
+template <typename IdT, bool kPrefixHere>
+__global__ void __launch_bounds__(kThreads, 1)
+    scatter_tiles_kernel(const IdT* __restrict__ ids, Params p) {
+  extern __shared__ int smem[];
+  const int E = p.num_experts, W = p.hist_warps, T = p.num_tiles;
+  const int tile = blockIdx.x;
+  int* seg = smem;
+  int* cnt = seg + E + 1;
+  int* hist = cnt + E;
+  const int warp = threadIdx.x >> 5;
+  const int lo = tile * p.tile_routes;
+  const int hi = min(p.numel, lo + p.tile_routes);
+  for (int k = threadIdx.x; k < W * E; k += kThreads) hist[k] = 0;
+  // Tile prefix per expert parked in seg[] until the scan needs seg.
+  for (int e = threadIdx.x; e < E; e += kThreads) {
+    if (kPrefixHere) {
+      int before = 0, total = 0;
+      for (int t = 0; t < T; ++t) {
+        const int v = p.tile_hist[static_cast<size_t>(t) * E + e];
+        before += t < tile ? v : 0;
+        total += v;
+      }
+      cnt[e] = total;
+      seg[e] = before;
+    } else {
+      cnt[e] = p.totals[e];
+      seg[e] = p.tile_hist[static_cast<size_t>(tile) * E + e];
+    }
+  }
+  __syncthreads();
+  const Chunk chunk = warp_chunk(lo, hi, warp, W);
+  if (warp < W) count_chunk(ids, chunk, hist + warp * E, p);
+  __syncthreads();
+  // Per expert: row of warp w = routes of this expert before warp w's chunk
+  // (earlier tiles, then earlier warps of this tile), still relative.
+  for (int e = threadIdx.x; e < E; e += kThreads) {
+    int run = seg[e];
+    for (int w = 0; w < W; ++w) {
+      const int c = hist[w * E + e];
+      hist[w * E + e] = run;
+      run += c;
+    }
+  }
+  __syncthreads();
+  scan_segments(cnt, seg, p);
+  __syncthreads();
+  for (int e = threadIdx.x; e < E; e += kThreads)
+    for (int w = 0; w < W; ++w) hist[w * E + e] += seg[e];
+  __syncthreads();
+  fill_outputs(seg, cnt, tile, T, p);
+  if (warp < W) scatter_chunk(ids, chunk, hist + warp * E, p);
+}
+
+// ---------------------------------------------------------------------------
+// Launch-size choices, all here.
+// ---------------------------------------------------------------------------
+// Up to this many routes one CTA does everything: one launch beats three
+// while a single SM still reads the routes quickly.
+constexpr int kSingleMaxRoutes = 8192;
+// Tiled regime: each tile at least this many routes (enough work per CTA to
+// amortise its expert scan), and at most kTilesPerSm tiles per SM.
+constexpr int kMinTileRoutes = 4096;
+constexpr int kTilesPerSm = 1;
+// A histogram row per warp only pays when a warp gets this many routes.
+constexpr int kMinRoutesPerWarp = 64;
+// Up to this many tile counts every scatter CTA reads them all itself;
+// beyond, a scan kernel computes the prefixes once.
+constexpr int kPrefixHereMaxCells = 16384;
+// Static shared memory of any kernel here (scan_segments' warp totals, the
+// scan kernel's table), kept out of the dynamic budget.
+constexpr int kStaticSmemBytes = 8 * 1024;
+
+// Lets `kernel` use all the dynamic shared memory a block may opt into; the
+// attribute is set once per kernel and device.
+template <typename Kernel>
+cudaError_t allow_smem(Kernel kernel, int device, int smem_optin_bytes) {
+  static std::atomic<uint64_t> done{0};  // bit d: set on device d
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if (done.load(std::memory_order_relaxed) & bit) return cudaSuccess;
+  const cudaError_t err = cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      smem_optin_bytes - kStaticSmemBytes);
+  if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
+  return err;
+}
+
+Params to_params(const KernelParams& k, const LaunchPlan& plan) {
+  Params p{};
+  p.map = k.map;
+  p.sorted_ids = k.sorted_ids;
+  p.expert_ids = k.expert_ids;
+  p.post_pad = k.post_pad;
+  p.scatter_idx = k.scatter_idx;
+  p.tile_hist = k.scratch;
+  p.totals = k.scratch ? k.scratch + static_cast<size_t>(plan.num_tiles) * k.num_experts
+                       : nullptr;
+  p.numel = k.numel;
+  p.num_experts = k.num_experts;
+  p.block_size = k.block_size;
+  p.sorted_size = k.sorted_size;
+  p.expert_ids_size = k.expert_ids_size;
+  p.expert_ids_tail = k.expert_ids_tail;
+  p.map_in = k.map_in;
+  p.map_out = k.map_out;
+  p.hist_warps = plan.hist_warps;
+  p.tile_routes = plan.tile_routes;
+  p.num_tiles = plan.num_tiles;
+  return p;
+}
+
+template <typename IdT>
+cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, int device,
+                         int optin, cudaStream_t stream) {
+  cudaError_t err;
+  if (l.regime == Regime::kSingle) {
+    auto k = single_cta_kernel<IdT>;
+    if ((err = allow_smem(k, device, optin)) != cudaSuccess) return err;
+    k<<<1, kThreads, l.smem_bytes, stream>>>(ids, p);
+    return cudaGetLastError();
+  }
+  count_tiles_kernel<IdT><<<l.num_tiles, kThreads, sizeof(int) * p.num_experts, stream>>>(ids, p);
+  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  if (l.regime == Regime::kTiledScan) {
+    scan_tiles_kernel<<<(p.num_experts + 31) / 32, kThreads, 0, stream>>>(p);
+    if ((err = cudaGetLastError()) != cudaSuccess) return err;
+    auto k = scatter_tiles_kernel<IdT, false>;
+    if ((err = allow_smem(k, device, optin)) != cudaSuccess) return err;
+    k<<<l.num_tiles, kThreads, l.smem_bytes, stream>>>(ids, p);
+  } else {
+    auto k = scatter_tiles_kernel<IdT, true>;
+    if ((err = allow_smem(k, device, optin)) != cudaSuccess) return err;
+    k<<<l.num_tiles, kThreads, l.smem_bytes, stream>>>(ids, p);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_bytes) {
+  const int n = numel, E = num_experts;
+  LaunchPlan l{};
+  if (n <= kSingleMaxRoutes) {
+    l.regime = Regime::kSingle;
+    l.num_tiles = 1;
+    l.tile_routes = std::max(n, 1);
+  } else {
+    const int max_tiles = std::max(1, num_sms * kTilesPerSm);
+    l.num_tiles = std::max(1, std::min(max_tiles, n / kMinTileRoutes));
+    // Tiles of a multiple of 32 routes, so warp groups stay aligned.
+    l.tile_routes = static_cast<int>(((static_cast<int64_t>(n) + l.num_tiles - 1) / l.num_tiles + 31) & ~31);
+    l.num_tiles = static_cast<int>((static_cast<int64_t>(n) + l.tile_routes - 1) / l.tile_routes);
+    l.regime = static_cast<int64_t>(l.num_tiles) * E <= kPrefixHereMaxCells
+                   ? Regime::kTiledPrefixHere
+                   : Regime::kTiledScan;
+    l.scratch_ints = static_cast<size_t>(l.num_tiles + 1) * E;
+  }
+  // As many histogram rows as shared memory and the work per warp allow.
+  const int budget_ints = (smem_optin_bytes - kStaticSmemBytes) / static_cast<int>(sizeof(int));
+  const int by_smem = (budget_ints - (2 * E + 1)) / E;
+  const int by_work = std::max(1, l.tile_routes / kMinRoutesPerWarp);
+  l.fits = by_smem >= 1;
+  l.hist_warps = std::max(1, std::min({kWarps, by_smem, by_work}));
+  l.smem_bytes = sizeof(int) * static_cast<size_t>(smem_ints(E, l.hist_warps));
+  return l;
+}
+
+cudaError_t launch_align(const KernelParams& k, const LaunchPlan& plan, int device,
+                         int smem_optin_bytes, cudaStream_t stream) {
+  const Params p = to_params(k, plan);
+  if (k.ids_int64)
+    return launch_typed(static_cast<const int64_t*>(k.ids), p, plan, device, smem_optin_bytes,
+                        stream);
+  return launch_typed(static_cast<const int32_t*>(k.ids), p, plan, device, smem_optin_bytes,
+                      stream);
+}
+
+}  // namespace vllm_moe_align

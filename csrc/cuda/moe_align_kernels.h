@@ -1,0 +1,53 @@
+// Interface between the CUDA kernels (moe_align_kernels.cu, plain CUDA: no
+// torch headers, so nvcc's per-arch device passes stay fast) and the torch
+// binding (moe_align_cuda.cpp).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace vllm_moe_align {
+
+// One call's device pointers and sizes, after validation.
+struct KernelParams {
+  const void* ids;     // int32 or int64 routes, contiguous
+  bool ids_int64;
+  const int32_t* map;  // expert_map or nullptr
+  int32_t* sorted_ids;
+  int32_t* expert_ids;
+  int32_t* post_pad;
+  int32_t* scatter_idx;  // or nullptr
+  int32_t* scratch;      // LaunchPlan::scratch_ints ints, or nullptr if 0
+  int numel;
+  int num_experts;
+  int block_size;
+  int sorted_size;
+  int expert_ids_size;
+  int expert_ids_tail;  // before output mapping
+  bool map_in;          // map ids while counting (drop -1)
+  bool map_out;         // expert_ids = expert_map[expert_ids]
+};
+
+enum class Regime { kSingle, kTiledPrefixHere, kTiledScan };
+
+// The launch sizes of one call: chosen by plan_launch, the one place where
+// they are decided.
+struct LaunchPlan {
+  Regime regime;
+  int num_tiles;
+  int tile_routes;
+  int hist_warps;
+  size_t smem_bytes;    // dynamic shared memory of the single/scatter kernel
+  size_t scratch_ints;  // device scratch the caller allocates (uninitialised)
+  bool fits;            // false: num_experts too large for this GPU's smem
+};
+
+LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_bytes);
+
+// Enqueues the kernels of `plan` on `stream`; returns the first launch error.
+cudaError_t launch_align(const KernelParams& p, const LaunchPlan& plan, int device,
+                         int smem_optin_bytes, cudaStream_t stream);
+
+}  // namespace vllm_moe_align

@@ -1,0 +1,112 @@
+"""The plugin inside a real vLLM: each scenario runs in a fresh process, as
+vLLM's API server, engine core and workers each are."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vllm_moe_align_plugin.vllm_plugin import installed_vllm_version
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(installed_vllm_version() is None, reason="vLLM is not installed"),
+]
+
+PROBE = Path(__file__).with_name("vllm_probe.py")
+DEFINING = "vllm.model_executor.layers.fused_moe.moe_align_block_size"
+FUSED_MOE = "vllm.model_executor.layers.fused_moe.fused_moe"
+OPS = "vllm._custom_ops"
+PLUGIN_LINE = "vllm-moe-align-plugin"
+
+
+def probe(scenario: str, **env: str) -> tuple[dict, str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("VLLM_PLUGINS",
+                                                                "VLLM_MOE_ALIGN_DISABLE")}
+    full_env.update(env)
+    full_env.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU tensors prove the patch
+    proc = subprocess.run([sys.executable, str(PROBE), scenario], env=full_env,
+                          capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("PROBE-JSON "))
+    return json.loads(line[len("PROBE-JSON "):]), out
+
+
+def plugin_lines(output: str) -> list[str]:
+    return [x for x in output.splitlines() if PLUGIN_LINE in x]
+
+
+def assert_patched(report: dict) -> None:
+    assert report[DEFINING] == "plugin"
+    assert report[FUSED_MOE] == "plugin"
+    assert report[OPS] == "plugin"
+    for name, result in report.items():
+        if name.startswith("vllm.model_executor") and not result.startswith("import failed"):
+            assert result == "plugin", (name, result)
+
+
+def assert_untouched(report: dict) -> None:
+    assert report[DEFINING].startswith("original")
+    assert report[FUSED_MOE].startswith("original")
+    assert report[OPS].startswith("original")
+    assert report["patched"] == []
+
+
+def test_load_general_plugins_patches_every_binding() -> None:
+    report, out = probe("plugins")
+    assert_patched(report)
+    assert report["contract"] == "vllm 0.33"
+    assert len(plugin_lines(out)) == 1, plugin_lines(out)
+
+
+def test_modules_imported_before_register_are_patched() -> None:
+    report, _ = probe("import_first")
+    assert_patched(report)
+    assert FUSED_MOE in report["patched"]
+
+
+def test_idempotent() -> None:
+    report, out = probe("twice")
+    assert_patched(report)
+    assert len(report["patched"]) == len(set(report["patched"]))
+    assert len(plugin_lines(out)) == 1
+
+
+def test_unregister_restores_vllm() -> None:
+    report, _ = probe("unregister")
+    assert_patched(report)
+    after = report["after_unregister"]
+    assert after[DEFINING].startswith("original")
+    assert after[FUSED_MOE].startswith("original")
+    assert after[OPS].startswith("original")
+
+
+@pytest.mark.parametrize("allow,patched", [("moe_align", True), ("other_plugin", False), ("", False)])
+def test_vllm_plugins_allow_list(allow: str, patched: bool) -> None:
+    report, _ = probe("plugins", VLLM_PLUGINS=allow)
+    (assert_patched if patched else assert_untouched)(report)
+
+
+def test_off_switch() -> None:
+    report, _ = probe("plugins", VLLM_MOE_ALIGN_DISABLE="1")
+    assert_untouched(report)
+
+
+def test_broken_op_leaves_vllm_alone() -> None:
+    report, out = probe("broken_op")
+    assert_untouched(report)
+    warnings = plugin_lines(out)
+    assert len(warnings) == 1 and "not enabled" in warnings[0], warnings
+
+
+def test_unknown_vllm_version_leaves_vllm_alone() -> None:
+    report, out = probe("unknown_version")
+    assert_untouched(report)
+    warnings = plugin_lines(out)
+    assert len(warnings) == 1 and "does not know vLLM 0.99.0" in warnings[0], warnings

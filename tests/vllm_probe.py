@@ -1,0 +1,113 @@
+"""Run in a fresh subprocess by test_vllm_plugin.py: sets vLLM up the way a
+scenario says, then reports as JSON which implementation each of vLLM's
+bindings of moe_align_block_size runs, by calling it on CPU tensors (vLLM's
+own op has no CPU kernel, so a correct CPU result proves the patch).
+
+argv[1]: scenario (plugins | import_first | twice | unregister | direct_register
+         | broken_op | unknown_version)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+
+import torch
+
+DEFINING = "vllm.model_executor.layers.fused_moe.moe_align_block_size"
+BINDERS = [
+    "vllm.model_executor.layers.fused_moe.fused_moe",
+    "vllm.model_executor.layers.fused_moe.experts.triton_moe",
+    "vllm.model_executor.layers.fused_moe.experts.marlin_moe",
+    "vllm.model_executor.layers.fused_moe.experts.fused_humming_moe",
+    "vllm.model_executor.layers.fused_moe.experts.mxfp8_native_moe",
+    "vllm.model_executor.layers.fused_moe.experts.nvfp4_emulation_moe",
+    "vllm.model_executor.layers.fused_moe.experts.rdna3_moe",
+]
+
+
+def check_python_level(module_name: str) -> str:
+    """'plugin' when the module's moe_align_block_size returns the plugin's
+    results; 'original: <error>' otherwise; 'import failed: ...'."""
+    from vllm_moe_align_plugin.reference import moe_align_block_size_reference as ref
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # modules needing hardware-specific packages
+        return f"import failed: {type(exc).__name__}: {exc}"[:200]
+    fn = module.moe_align_block_size
+    ids = torch.randint(0, 64, (37, 8), generator=torch.Generator().manual_seed(1))
+    try:
+        got = fn(ids, 16, 64)
+    except Exception as exc:
+        return f"original: {type(exc).__name__}"
+    want = ref(ids, 16, 64)
+    ok = all(torch.equal(g, w) for g, w in zip(got, want))
+    return "plugin" if ok else "wrong results"
+
+
+def check_op_level() -> str:
+    import vllm._custom_ops as ops
+    from vllm_moe_align_plugin.reference import moe_align_block_size_reference as ref
+
+    ids = torch.randint(0, 64, (37, 8), generator=torch.Generator().manual_seed(2))
+    size = ids.numel() + 64 * 15
+    sorted_ids = torch.empty(size, dtype=torch.int32)
+    expert_ids = torch.empty((size + 15) // 16, dtype=torch.int32)
+    post_pad = torch.empty(1, dtype=torch.int32)
+    try:
+        ops.moe_align_block_size(ids, 64, 16, sorted_ids, expert_ids, post_pad)
+    except Exception as exc:
+        return f"original: {type(exc).__name__}"
+    want = ref(ids, 16, 64)
+    ok = torch.equal(sorted_ids, want[0]) and torch.equal(expert_ids, want[1])
+    return "plugin" if ok and torch.equal(post_pad, want[2]) else "wrong results"
+
+
+def main() -> None:
+    scenario = sys.argv[1]
+    if scenario == "broken_op":
+        sys.modules["vllm_moe_align_plugin._C"] = None  # type: ignore[assignment]
+    if scenario == "unknown_version":
+        import vllm_moe_align_plugin.vllm_plugin as vp
+
+        vp.installed_vllm_version = lambda: "0.99.0"
+    if scenario == "import_first":
+        importlib.import_module(BINDERS[0])
+    logging.basicConfig(level=logging.INFO)  # vLLM's entry points configure logging too
+    import vllm.plugins
+
+    if scenario == "direct_register":
+        import vllm_moe_align_plugin
+
+        vllm_moe_align_plugin.register()
+    else:
+        vllm.plugins.load_general_plugins()
+    if scenario == "twice":
+        import vllm_moe_align_plugin
+
+        vllm_moe_align_plugin.register()
+        vllm_moe_align_plugin.register()
+    report: dict[str, object] = {}
+    report[DEFINING] = check_python_level(DEFINING)
+    for name in BINDERS:
+        report[name] = check_python_level(name)
+    report["vllm._custom_ops"] = check_op_level()
+    import vllm_moe_align_plugin.vllm_plugin as vp
+
+    report["patched"] = vp.patched_modules()
+    report["contract"] = vp.active_contract().name if vp.active_contract() else None
+    if scenario == "unregister":
+        vp.unregister()
+        report["after_unregister"] = {
+            DEFINING: check_python_level(DEFINING),
+            BINDERS[0]: check_python_level(BINDERS[0]),
+            "vllm._custom_ops": check_op_level(),
+        }
+    print("PROBE-JSON " + json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

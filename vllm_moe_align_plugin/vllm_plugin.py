@@ -1,0 +1,261 @@
+"""Makes every vLLM caller of ``moe_align_block_size`` use the plugin.
+
+``register()`` is vLLM's ``vllm.general_plugins`` entry point: vLLM calls it
+once per process (API server, engine core, every worker) before the model is
+loaded. It:
+
+- picks the contract of the installed vLLM (``contract.contract_for_vllm``);
+  an unknown vLLM, or a compiled op that fails to load, leaves vLLM untouched
+  with one warning;
+- replaces ``moe_align_block_size`` in the module that defines it and in every
+  loaded ``vllm.*`` module that bound it with ``from ... import``, and
+  ``vllm._custom_ops.moe_align_block_size`` (the op-level wrapper);
+- for those two modules, if not imported yet, patches them the moment they are
+  imported (a ``sys.meta_path`` hook), so modules imported later bind the
+  plugin's function: register() imports nothing of vLLM's model code and never
+  initialises CUDA.
+
+It is idempotent, logs one line, and is undone by ``unregister()``. Turn it off
+with ``VLLM_PLUGINS`` (vLLM's allow-list; this plugin's name is ``moe_align``)
+or with ``VLLM_MOE_ALIGN_DISABLE=1``.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.metadata
+import logging
+import os
+import sys
+import threading
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .contract import Contract, contract_for_vllm
+
+# A child of vLLM's logger: inside vLLM it goes through vLLM's handlers and format.
+logger = logging.getLogger("vllm.moe_align_plugin")
+
+PLUGIN_NAME = "moe_align"
+DISABLE_ENV = "VLLM_MOE_ALIGN_DISABLE"
+NAME = "moe_align_block_size"
+DEFINING_MODULE = "vllm.model_executor.layers.fused_moe.moe_align_block_size"
+OPS_MODULE = "vllm._custom_ops"
+
+
+@dataclass
+class _State:
+    contract: Optional[Contract] = None
+    vllm_version: str = ""
+    drop_in: Optional[Callable[..., Any]] = None
+    op_level: Optional[Callable[..., Any]] = None
+    # (module name, attribute, original value) of every replacement made
+    patched: list[tuple[str, str, Any]] = field(default_factory=list)
+    originals: dict[str, Any] = field(default_factory=dict)  # module -> original fn
+    finder: Optional[importlib.abc.MetaPathFinder] = None
+
+
+_lock = threading.RLock()
+_state: Optional[_State] = None
+
+
+def is_registered() -> bool:
+    return _state is not None
+
+
+def active_contract() -> Optional[Contract]:
+    """The contract in force in this process, or None when not registered."""
+    return _state.contract if _state is not None else None
+
+
+def patched_modules() -> list[str]:
+    """Names of the modules whose ``moe_align_block_size`` is the plugin's."""
+    with _lock:
+        return [mod for mod, _, _ in _state.patched] if _state else []
+
+
+def _disabled_by_env() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def installed_vllm_version() -> Optional[str]:
+    try:
+        return importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def register() -> None:
+    """vLLM's plugin entry point. Never raises: on any problem vLLM keeps its
+    own ``moe_align_block_size`` and one warning says why."""
+    try:
+        _register()
+    except Exception as exc:  # a broken plugin must never break vLLM
+        logger.warning(
+            "vllm-moe-align-plugin not enabled (%s: %s); vLLM keeps its own "
+            "moe_align_block_size", type(exc).__name__, exc,
+        )
+        try:
+            unregister()
+        except Exception:  # pragma: no cover - best effort
+            pass
+
+
+def _register() -> None:
+    global _state
+    with _lock:
+        if _state is not None:
+            return
+        if _disabled_by_env():
+            logger.info("vllm-moe-align-plugin disabled by %s", DISABLE_ENV)
+            return
+        version = installed_vllm_version()
+        if version is None:
+            logger.warning("vllm-moe-align-plugin: vLLM is not installed; nothing to patch")
+            return
+        contract = contract_for_vllm(version)
+        if contract is None:
+            logger.warning(
+                "vllm-moe-align-plugin does not know vLLM %s; vLLM keeps its own "
+                "moe_align_block_size", version,
+            )
+            return
+        from . import _ops
+
+        _ops.require()
+        from .api import drop_in_for, op_level_for
+
+        state = _State(
+            contract=contract,
+            vllm_version=version,
+            drop_in=drop_in_for(contract),
+            op_level=op_level_for(contract),
+        )
+        _state = state
+        for mod_name in (DEFINING_MODULE, OPS_MODULE):
+            module = sys.modules.get(mod_name)
+            if module is not None:
+                _patch_target(state, module)
+        _sweep_bound_copies(state)
+        state.finder = _PatchOnImport()
+        sys.meta_path.insert(0, state.finder)
+        logger.info(
+            "vllm-moe-align-plugin %s: moe_align_block_size replaced for vLLM %s "
+            "(%s contract); patched now: %s; %s",
+            _plugin_version(), version, contract.name,
+            ", ".join(patched_modules()) or "none",
+            "later imports are patched on import",
+        )
+
+
+def unregister() -> None:
+    """Restores every replaced attribute and removes the import hook."""
+    global _state
+    with _lock:
+        state, _state = _state, None
+        if state is None:
+            return
+        if state.finder is not None and state.finder in sys.meta_path:
+            sys.meta_path.remove(state.finder)
+        for mod_name, attr, original in reversed(state.patched):
+            module = sys.modules.get(mod_name)
+            if module is not None:
+                setattr(module, attr, original)
+        # Modules imported while registered bound the plugin's functions
+        # themselves (from the patched module): give them the originals too.
+        restore = {
+            id(state.drop_in): state.originals.get(DEFINING_MODULE),
+            id(state.op_level): state.originals.get(OPS_MODULE),
+        }
+        for name, module in list(sys.modules.items()):
+            if module is None or not (name == "vllm" or name.startswith("vllm.")):
+                continue
+            original = restore.get(id(getattr(module, NAME, None)))
+            if original is not None:
+                setattr(module, NAME, original)
+
+
+def _plugin_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _patch_attr(state: _State, module: types.ModuleType, value: Any) -> None:
+    original = getattr(module, NAME)
+    if original is value:
+        return
+    setattr(module, NAME, value)
+    state.patched.append((module.__name__, NAME, original))
+
+
+def _patch_target(state: _State, module: types.ModuleType) -> None:
+    """Patches one of the two modules that own a moe_align_block_size."""
+    if not hasattr(module, NAME):
+        logger.warning("vllm-moe-align-plugin: %s has no %s", module.__name__, NAME)
+        return
+    state.originals.setdefault(module.__name__, getattr(module, NAME))
+    replacement = state.op_level if module.__name__ == OPS_MODULE else state.drop_in
+    _patch_attr(state, module, replacement)
+
+
+def _sweep_bound_copies(state: _State) -> None:
+    """Replaces the original function wherever a loaded vllm module bound it
+    with ``from ... import moe_align_block_size``."""
+    py_original = state.originals.get(DEFINING_MODULE)
+    op_original = state.originals.get(OPS_MODULE)
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "vllm" or name.startswith("vllm.")):
+            continue
+        if name in (DEFINING_MODULE, OPS_MODULE):
+            continue
+        bound = getattr(module, NAME, None)
+        if bound is None:
+            continue
+        if py_original is not None and bound is py_original:
+            _patch_attr(state, module, state.drop_in)
+        elif op_original is not None and bound is op_original:
+            _patch_attr(state, module, state.op_level)
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Runs the real loader, then patches the freshly executed module."""
+
+    def __init__(self, inner: importlib.abc.Loader) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:  # get_source, is_package, ...
+        return getattr(self._inner, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._inner.exec_module(module)  # type: ignore[attr-defined]
+        with _lock:
+            if _state is not None:
+                try:
+                    _patch_target(_state, module)
+                except Exception as exc:  # never break vLLM's import
+                    logger.warning("vllm-moe-align-plugin: could not patch %s (%s)",
+                                   module.__name__, exc)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds the two target modules with the other finders and wraps their
+    loader, so the plugin's function is in place before anyone imports it."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in (DEFINING_MODULE, OPS_MODULE):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _PatchingLoader(spec.loader)
+                return spec
+        return None
