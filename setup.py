@@ -95,6 +95,9 @@ def _extension():
             extra_compile_args={"cxx": cxx_flags}, py_limited_api=False,
         )
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", _default_arch_list())
+    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()
+    # One pp-number token (no spaces or quotes to survive the shell): 7.5_9.0a
+    cxx_flags.append("-DVLLM_MOE_ALIGN_CUDA_ARCHS=" + "_".join(archs))
     sources += ["csrc/cuda/moe_align_cuda.cpp", "csrc/cuda/moe_align_kernels.cu"]
     extra_includes = []
     cuda_include = Path(cuda_home) / "include"

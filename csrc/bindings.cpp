@@ -177,10 +177,26 @@ TORCH_LIBRARY_IMPL(vllm_moe_align, CompositeExplicitAutograd, m) {
 
 }  // namespace vllm_moe_align
 
-// Importing vllm_moe_align_plugin._C registers the ops; the module itself has
-// no Python-level functions.
+// Importing vllm_moe_align_plugin._C registers the ops. The module's only
+// function reports the CUDA archs the library was built for ("" if CPU-only).
+// setup.py passes them as one token, e.g. 7.5_8.0_9.0a.
+#define VLLM_MOE_ALIGN_STR2(x) #x
+#define VLLM_MOE_ALIGN_STR(x) VLLM_MOE_ALIGN_STR2(x)
+
+static PyObject* cuda_archs(PyObject*, PyObject*) {
+#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
+  return PyUnicode_FromString(VLLM_MOE_ALIGN_STR(VLLM_MOE_ALIGN_CUDA_ARCHS));
+#else
+  return PyUnicode_FromString("");
+#endif
+}
+
+static PyMethodDef module_methods[] = {
+    {"cuda_archs", cuda_archs, METH_NOARGS, "CUDA archs of this build"},
+    {nullptr, nullptr, 0, nullptr}};
+
 extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr,
-                                          -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1,
+                                          module_methods};
   return PyModule_Create(&module_def);
 }

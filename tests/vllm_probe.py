@@ -50,6 +50,7 @@ def check_python_level(module_name: str) -> str:
 
 def check_op_level() -> str:
     import vllm._custom_ops as ops
+
     from vllm_moe_align_plugin.reference import moe_align_block_size_reference as ref
 
     ids = torch.randint(0, 64, (37, 8), generator=torch.Generator().manual_seed(2))

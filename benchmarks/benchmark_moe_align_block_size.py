@@ -1,0 +1,138 @@
+"""Benchmark: the plugin against vLLM's and SGLang's compiled kernels and the
+pure-torch reference, on the anchors' grid (shared with `vllm-moe-align bench`).
+
+Every implementation's outputs are validated against the contract before it is
+timed; inputs rotate over 4 tensors. Writes a markdown table, a CSV and a PNG
+plot to --out (default benchmarks/results/).
+
+Reference kernels (no vLLM needed): set VLLM_MOE_ALIGN_VLLM_OP_SO to vLLM's
+_moe_C .so and/or VLLM_MOE_ALIGN_SGLANG_SO to sgl_kernel's common_ops .so
+(benchmarks/fetch_reference_kernels.sh fetches both).
+
+    python benchmarks/benchmark_moe_align_block_size.py [--quick] [--first-call]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vllm_moe_align_plugin import bench  # noqa: E402
+
+FIRST_CALL_SNIPPET = """
+import time, torch
+ids = torch.randint(0, 64, (4096 * 2,), dtype=torch.int32, device="cuda")
+torch.cuda.synchronize()
+{setup}
+t0 = time.time()
+out = {call}
+torch.cuda.synchronize()
+print("FIRST-CALL-US", (time.time() - t0) * 1e6)
+"""
+
+FIRST_CALL_IMPLS = {
+    "plugin": ("from vllm_moe_align_plugin import moe_align_block_size",
+               "moe_align_block_size(ids, 128, 64)"),
+}
+
+
+def first_call_us(name: str, runs: int = 3) -> list[float]:
+    """First call at the seed's shape in fresh processes, timed as the seed
+    script does (time.time() around one call, right after the input exists;
+    the import happens before)."""
+    setup, call = FIRST_CALL_IMPLS[name]
+    out = []
+    for _ in range(runs):
+        code = FIRST_CALL_SNIPPET.format(setup=setup, call=call)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent, timeout=300)
+        line = [x for x in proc.stdout.splitlines() if x.startswith("FIRST-CALL-US")]
+        if not line:
+            raise RuntimeError(proc.stderr[-2000:])
+        out.append(float(line[0].split()[1]))
+    return out
+
+
+def write_csv(rows: list[bench.Row], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["num_tokens", "top_k", "num_experts", "block_size", "routes", "impl",
+                    "graph_us", "eager_us"])
+        for r in rows:
+            c = r.case
+            w.writerow([c.num_tokens, c.top_k, c.num_experts, c.block_size, c.numel, r.impl,
+                        "" if r.graph_us is None else f"{r.graph_us:.3f}", f"{r.eager_us:.2f}"])
+
+
+def plot(rows: list[bench.Row], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for impl in dict.fromkeys(r.impl for r in rows):
+        pts = sorted((r.case.numel, r.graph_us) for r in rows
+                     if r.impl == impl and r.graph_us is not None)
+        if not pts:
+            continue
+        # several cases share a route count: plot each
+        ax.plot([max(p[0], 1) for p in pts], [p[1] for p in pts], marker="o", label=impl)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("routes (num_tokens x top_k)")
+    ax.set_ylabel("device time per call, us (CUDA graph)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--first-call", action="store_true", help="also time first calls")
+    ap.add_argument("--no-reference", action="store_true", help="skip the pure-torch reference")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--tag", default="", help="suffix of the output file names")
+    args = ap.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cases = bench.QUICK_CASES if args.quick else bench.CASES
+    impls = bench.available_impls(device, with_reference=not args.no_reference)
+    t0 = time.time()
+    rows = bench.run(cases, device, impls, eager_calls=2000 if device == "cuda" else 50)
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    title = f"moe_align_block_size, {gpu}, torch {torch.__version__}"
+    table = bench.format_table(rows, device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "moe_align" + (f"_{args.tag}" if args.tag else "")
+    (args.out / f"{stem}.md").write_text(f"{title}\n\n{table}\n")
+    write_csv(rows, args.out / f"{stem}.csv")
+    try:
+        plot(rows, args.out / f"{stem}.png", title)
+    except ImportError:
+        print("matplotlib missing: no plot")
+    print(title)
+    print(f"implementations: {', '.join(i.name for i in impls)}; all validated; "
+          f"{time.time() - t0:.0f} s")
+    if args.first_call and device == "cuda":
+        print("first call at 4096x2, E=64, B=128 (us, fresh processes): plugin",
+              " / ".join(f"{x:.0f}" for x in first_call_us("plugin")))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

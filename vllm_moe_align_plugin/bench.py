@@ -1,0 +1,321 @@
+"""Timing of moe_align_block_size implementations, shared by ``vllm-moe-align
+bench`` and ``benchmarks/benchmark_moe_align_block_size.py``.
+
+Every implementation is called the way its own Python caller calls it
+(allocations included) and its outputs are validated against the reference
+before it is timed. CUDA times:
+
+- graph: device time per call: ``calls_per_graph`` calls (rotating over
+  several inputs) captured in one CUDA graph, the graph replayed, CUDA events,
+  median of ``repeats``;
+- eager: wall time per call of back-to-back calls, then one synchronize.
+
+CPU times: wall time per call (median of repeats).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from .contract import NEWEST, V0_17, Contract
+from .reference import moe_align_block_size_reference
+
+VLLM_SO_ENV = "VLLM_MOE_ALIGN_VLLM_OP_SO"
+SGLANG_SO_ENV = "VLLM_MOE_ALIGN_SGLANG_SO"
+
+
+@dataclass(frozen=True)
+class Case:
+    num_tokens: int
+    top_k: int
+    num_experts: int
+    block_size: int
+
+    @property
+    def numel(self) -> int:
+        return self.num_tokens * self.top_k
+
+    @property
+    def label(self) -> str:
+        return f"{self.num_tokens}x{self.top_k}, {self.num_experts}, {self.block_size}"
+
+
+# The anchors' grid (shared/reference/anchors-h100.md): decode to large prefill.
+CASES = [
+    Case(1, 8, 256, 16), Case(8, 8, 128, 16), Case(32, 8, 128, 16), Case(64, 8, 256, 16),
+    Case(256, 8, 256, 16), Case(1, 2, 8, 16), Case(1, 10, 512, 16), Case(256, 10, 512, 16),
+    Case(1024, 8, 128, 64), Case(2048, 8, 256, 64), Case(4096, 2, 64, 128),
+    Case(4096, 8, 128, 64), Case(4096, 10, 512, 64), Case(8192, 2, 8, 128),
+    Case(16384, 4, 128, 128), Case(16384, 8, 256, 128), Case(32768, 8, 128, 128),
+    Case(65536, 8, 256, 128),
+]
+QUICK_CASES = [Case(1, 8, 256, 16), Case(256, 8, 256, 16), Case(4096, 2, 64, 128),
+               Case(16384, 8, 256, 128)]
+
+
+# An implementation: given (topk_ids, num_experts, block_size), returns a
+# zero-argument callable that runs one call and returns its outputs
+# (sorted_ids, expert_ids, num_tokens_post_pad) as its caller sees them.
+Maker = Callable[[torch.Tensor, int, int], Callable[[], tuple[torch.Tensor, ...]]]
+
+
+@dataclass
+class Impl:
+    name: str
+    make: Maker
+    contract: Contract
+    exact: bool  # outputs equal the reference bit for bit (else: segments as sets)
+    graphable: bool = True
+
+
+def plugin_impl() -> Impl:
+    from .api import moe_align_block_size
+
+    def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
+        return lambda: moe_align_block_size(ids, b, e)
+
+    return Impl("plugin", make, NEWEST, exact=True)
+
+
+def reference_impl() -> Impl:
+    def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
+        return lambda: moe_align_block_size_reference(ids, b, e)
+
+    return Impl("torch reference", make, NEWEST, exact=True, graphable=False)
+
+
+def _load_vllm_op() -> Optional[str]:
+    """Makes torch.ops._moe_C.moe_align_block_size available; returns where from."""
+    path = os.environ.get(VLLM_SO_ENV)
+    if path:
+        torch.ops.load_library(path)
+        return os.path.basename(path)
+    try:
+        import vllm._custom_ops  # noqa: F401  (loads vLLM's extensions)
+    except Exception:
+        return None
+    from .vllm_plugin import installed_vllm_version
+
+    return f"vllm {installed_vllm_version()}"
+
+
+def vllm_impl() -> Optional[Impl]:
+    """vLLM's compiled op, called as vLLM >= 0.17's Python wrapper calls it:
+    three torch.empty, then the op."""
+    try:
+        source = _load_vllm_op()
+        op = torch.ops._moe_C.moe_align_block_size
+    except Exception:
+        return None
+    if source is None:
+        return None
+
+    def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
+        def call() -> tuple[torch.Tensor, ...]:
+            size = V0_17.max_num_tokens_padded(ids.numel(), e, b, False)
+            sorted_ids = torch.empty((size,), dtype=torch.int32, device=ids.device)
+            expert_ids = torch.empty(((size + b - 1) // b,), dtype=torch.int32, device=ids.device)
+            post_pad = torch.empty((1,), dtype=torch.int32, device=ids.device)
+            op(ids, e, b, sorted_ids, expert_ids, post_pad, None)
+            return sorted_ids, expert_ids, post_pad
+
+        return call
+
+    return Impl(f"vLLM op ({source})", make, V0_17, exact=False)
+
+
+def _load_sglang_op(path: str) -> None:
+    """sgl_kernel's common_ops needs CUDA 13 libraries loaded globally first."""
+    for lib in ("libnvrtc.so.13", "libcublasLt.so.13", "libcublas.so.13"):
+        for base in _nvidia_lib_dirs():
+            hits = glob.glob(os.path.join(base, lib))
+            if hits:
+                ctypes.CDLL(hits[0], mode=ctypes.RTLD_GLOBAL)
+                break
+    torch.ops.load_library(path)
+
+
+def _nvidia_lib_dirs() -> list[str]:
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    dirs = []
+    for base in nvidia.__path__:
+        dirs += glob.glob(os.path.join(base, "cu13", "lib")) + glob.glob(os.path.join(base, "*", "lib"))
+    return dirs
+
+
+def sglang_impl() -> Optional[Impl]:
+    """sgl_kernel's op as SGLang calls it: num_experts + 1 bins, a cumsum buffer
+    of num_experts + 2, padded sorted ids."""
+    path = os.environ.get(SGLANG_SO_ENV)
+    if not path:
+        return None
+    try:
+        _load_sglang_op(path)
+        op = torch.ops.sgl_kernel.moe_align_block_size
+    except Exception:
+        return None
+
+    def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
+        def call() -> tuple[torch.Tensor, ...]:
+            numel = ids.numel()
+            bins = e + 1
+            size = numel * b if numel < bins else numel + bins * (b - 1)
+            sorted_ids = torch.empty((size,), dtype=torch.int32, device=ids.device)
+            expert_ids = torch.empty(((size + b - 1) // b,), dtype=torch.int32, device=ids.device)
+            post_pad = torch.empty((1,), dtype=torch.int32, device=ids.device)
+            cumsum = torch.empty((bins + 1,), dtype=torch.int32, device=ids.device)
+            op(ids, bins, b, sorted_ids, expert_ids, post_pad, cumsum, True, False)
+            return sorted_ids, expert_ids, post_pad
+
+        return call
+
+    return Impl("sglang-kernel 0.4.5", make, NEWEST, exact=False)
+
+
+def validate(impl: Impl, got: tuple[torch.Tensor, ...], ids: torch.Tensor, e: int, b: int) -> None:
+    """Raises AssertionError unless ``got`` meets the contract. Exact: every
+    element equals the reference. Otherwise (implementations whose order inside
+    a segment is unspecified): equal num_tokens_post_pad and used expert_ids,
+    equal segments as sets, padding value in the rest of the used range."""
+    want = moe_align_block_size_reference(ids.cpu(), b, e, contract=impl.contract)
+    got = tuple(t.cpu() for t in got[:3])
+    if impl.exact:
+        for name, g, w in zip(("sorted_token_ids", "expert_ids", "num_tokens_post_pad"), got, want):
+            if not torch.equal(g, w):
+                raise AssertionError(f"{impl.name}: {name} differs from the reference")
+        return
+    total = int(want[2])
+    if int(got[2]) != total:
+        raise AssertionError(f"{impl.name}: num_tokens_post_pad {int(got[2])} != {total}")
+    nb = total // b
+    if not torch.equal(got[1][:nb], want[1][:nb]):
+        raise AssertionError(f"{impl.name}: expert_ids differ in the used blocks")
+    owner = torch.repeat_interleave(want[1][:nb].to(torch.int64), b)
+    key_g = owner * (ids.numel() + 1) + got[0][:total].to(torch.int64)
+    key_w = owner * (ids.numel() + 1) + want[0][:total].to(torch.int64)
+    if not torch.equal(torch.sort(key_g).values, torch.sort(key_w).values):
+        raise AssertionError(f"{impl.name}: an expert segment holds other routes")
+
+
+def make_inputs(case: Case, device: str, count: int, seed: int = 0) -> list[torch.Tensor]:
+    """``count`` different topk_ids of the case's shape (uniform experts)."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        torch.randint(0, case.num_experts, (case.num_tokens, case.top_k), generator=g,
+                      dtype=torch.int32).to(device)
+        for _ in range(count)
+    ]
+
+
+def time_graph_us(calls: list[Callable[[], object]], calls_per_graph: int = 20,
+                  replays: int = 30, repeats: int = 5) -> float:
+    """Device time per call: calls captured in one CUDA graph, replayed."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for fn in calls:  # warm-up outside capture (allocator, lazy module load)
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for k in range(calls_per_graph):
+            calls[k % len(calls)]()
+    for _ in range(3):
+        graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(replays):
+            graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / (replays * calls_per_graph))
+    del graph
+    return statistics.median(times)
+
+
+def time_eager_us(calls: list[Callable[[], object]], n: int = 2000, device: str = "cuda") -> float:
+    """Wall time per call of ``n`` back-to-back calls (then one synchronize)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for fn in calls:
+        fn()
+    sync()
+    start = time.perf_counter()
+    for k in range(n):
+        calls[k % len(calls)]()
+    sync()
+    return (time.perf_counter() - start) * 1e6 / n
+
+
+def available_impls(device: str, with_reference: bool = True) -> list[Impl]:
+    impls = [plugin_impl()]
+    if device == "cuda":
+        for extra in (vllm_impl(), sglang_impl()):
+            if extra is not None:
+                impls.append(extra)
+    if with_reference:
+        impls.append(reference_impl())
+    return impls
+
+
+@dataclass
+class Row:
+    case: Case
+    impl: str
+    graph_us: Optional[float]
+    eager_us: float
+
+
+def run(cases: list[Case], device: str, impls: list[Impl], n_inputs: int = 4,
+        eager_calls: int = 2000, reference_max_numel: int = 1 << 17) -> list[Row]:
+    """Validates then times every implementation on every case."""
+    rows = []
+    for case in cases:
+        inputs = make_inputs(case, device, n_inputs, seed=case.numel)
+        for impl in impls:
+            if impl.name == "torch reference" and case.numel > reference_max_numel:
+                continue
+            calls = [impl.make(ids, case.num_experts, case.block_size) for ids in inputs]
+            for ids, fn in zip(inputs, calls):
+                validate(impl, fn(), ids, case.num_experts, case.block_size)
+            graph = time_graph_us(calls) if device == "cuda" and impl.graphable else None
+            n = eager_calls if impl.graphable else max(20, eager_calls // 20)
+            rows.append(Row(case, impl.name, graph, time_eager_us(calls, n, device)))
+    return rows
+
+
+def format_table(rows: list[Row], device: str) -> str:
+    """Markdown: one row per case, one column per implementation."""
+    impls = list(dict.fromkeys(r.impl for r in rows))
+    cases = list(dict.fromkeys(r.case for r in rows))
+    unit = "graph us / eager us" if device == "cuda" else "us per call"
+    head = "| tokens x topk, E, B | " + " | ".join(impls) + " |"
+    sep = "|---" * (len(impls) + 1) + "|"
+    lines = [f"{unit}", "", head, sep]
+    by_key = {(r.case, r.impl): r for r in rows}
+    for case in cases:
+        cells = []
+        for name in impls:
+            r = by_key.get((case, name))
+            if r is None:
+                cells.append("-")
+            elif r.graph_us is not None:
+                cells.append(f"{r.graph_us:.2f} / {r.eager_us:.1f}")
+            else:
+                cells.append(f"{r.eager_us:.1f}")
+        lines.append(f"| {case.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
