@@ -19,13 +19,26 @@ int64_t max_padded_routes(int64_t numel, int64_t num_experts,
 
 namespace {
 
+// Messages are assembled from strings only: an extension compiled with newer
+// libstdc++ headers than the process's libstdc++ crashed when iostreams
+// formatted an integer (seen on the H100 image, GCC 13 headers); std::to_string
+// does not go through iostreams.
+std::string str(int64_t v) { return std::to_string(v); }
+std::string str(const at::Tensor& t, bool device) {
+  if (device) return t.device().str();
+  std::string out = "[";
+  for (int64_t d = 0; d < t.dim(); ++d) out += (d ? ", " : "") + std::to_string(t.size(d));
+  return out + "]";
+}
+const char* str(at::ScalarType t) { return c10::toString(t); }
+
 void check_int32_buffer(const at::Tensor& t, const char* name,
                         const at::Tensor& topk_ids) {
   TORCH_CHECK_TYPE(t.scalar_type() == at::kInt, name,
-              " must be an int32 tensor, got ", t.scalar_type());
+              " must be an int32 tensor, got ", str(t.scalar_type()));
   TORCH_CHECK_VALUE(t.device() == topk_ids.device(), name,
-              " must be on the same device as topk_ids (", topk_ids.device(),
-              "), got ", t.device());
+              " must be on the same device as topk_ids (", str(topk_ids, true),
+              "), got ", str(t, true));
   TORCH_CHECK_VALUE(t.is_contiguous(), name, " must be contiguous");
 }
 
@@ -41,14 +54,14 @@ AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
                               bool ignore_invalid_experts,
                               int64_t expert_ids_tail) {
   TORCH_CHECK_TYPE(at::isIntegralType(topk_ids.scalar_type(), /*includeBool=*/false),
-              "topk_ids must be an integer tensor, got ", topk_ids.scalar_type());
+              "topk_ids must be an integer tensor, got ", str(topk_ids.scalar_type()));
   TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
-              "num_experts must be in [1, ", kMaxExperts, "], got ", num_experts);
+              "num_experts must be in [1, ", str(kMaxExperts), "], got ", str(num_experts));
   TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
-              "block_size must be in [1, ", kMaxBlockSize, "], got ", block_size);
+              "block_size must be in [1, ", str(kMaxBlockSize), "], got ", str(block_size));
   const int64_t numel = topk_ids.numel();
-  TORCH_CHECK_VALUE(numel <= kMaxRoutes, "topk_ids has ", numel,
-              " elements; at most ", kMaxRoutes, " are supported");
+  TORCH_CHECK_VALUE(numel <= kMaxRoutes, "topk_ids has ", str(numel),
+              " elements; at most ", str(kMaxRoutes), " are supported");
 
   check_int32_buffer(sorted_token_ids, "sorted_token_ids", topk_ids);
   check_int32_buffer(expert_ids, "expert_ids", topk_ids);
@@ -56,42 +69,42 @@ AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
 
   const int64_t need = max_padded_routes(numel, num_experts, block_size);
   TORCH_CHECK_VALUE(sorted_token_ids.numel() >= need, "sorted_token_ids has ",
-              sorted_token_ids.numel(), " elements; at least ", need,
-              " are needed for ", numel, " routes, num_experts=", num_experts,
-              ", block_size=", block_size);
+              str(sorted_token_ids.numel()), " elements; at least ", str(need),
+              " are needed for ", str(numel), " routes, num_experts=", str(num_experts),
+              ", block_size=", str(block_size));
   const int64_t need_blocks = (need + block_size - 1) / block_size;
   TORCH_CHECK_VALUE(expert_ids.numel() >= need_blocks, "expert_ids has ",
-              expert_ids.numel(), " elements; at least ", need_blocks,
+              str(expert_ids.numel()), " elements; at least ", str(need_blocks),
               " are needed");
   TORCH_CHECK_VALUE(num_tokens_post_pad.numel() == 1,
               "num_tokens_post_pad must have exactly one element, got ",
-              num_tokens_post_pad.numel());
+              str(num_tokens_post_pad.numel()));
 
   const bool has_map = expert_map.has_value();
   if (has_map) {
     const at::Tensor& m = *expert_map;
     TORCH_CHECK_TYPE(m.scalar_type() == at::kInt,
-                "expert_map must be an int32 tensor, got ", m.scalar_type());
+                "expert_map must be an int32 tensor, got ", str(m.scalar_type()));
     TORCH_CHECK_VALUE(m.device() == topk_ids.device(),
                 "expert_map must be on the same device as topk_ids (",
-                topk_ids.device(), "), got ", m.device());
+                str(topk_ids, true), "), got ", str(m, true));
     TORCH_CHECK_VALUE(m.dim() == 1 && m.numel() == num_experts,
-                "expert_map must be a 1-D tensor of num_experts=", num_experts,
-                " elements (global id -> local id), got shape ", m.sizes());
+                "expert_map must be a 1-D tensor of num_experts=", str(num_experts),
+                " elements (global id -> local id), got shape ", str(m, false));
     TORCH_CHECK_VALUE(m.is_contiguous(), "expert_map must be contiguous");
     if (!ignore_invalid_experts) {
       // expert_ids is indexed into expert_map afterwards, Python style.
       TORCH_CHECK_VALUE(expert_ids_tail >= -num_experts && expert_ids_tail < num_experts,
-                  "expert_ids_tail=", expert_ids_tail,
+                  "expert_ids_tail=", str(expert_ids_tail),
                   " is not a valid index into expert_map");
     }
   }
   TORCH_CHECK_VALUE(expert_ids_tail >= INT32_MIN && expert_ids_tail <= INT32_MAX,
-              "expert_ids_tail must fit in int32, got ", expert_ids_tail);
+              "expert_ids_tail must fit in int32, got ", str(expert_ids_tail));
   if (scatter_idx.has_value()) {
     check_int32_buffer(*scatter_idx, "scatter_idx", topk_ids);
-    TORCH_CHECK_VALUE(scatter_idx->numel() == numel, "scatter_idx must have ", numel,
-                " elements (one per route), got ", scatter_idx->numel());
+    TORCH_CHECK_VALUE(scatter_idx->numel() == numel, "scatter_idx must have ", str(numel),
+                " elements (one per route), got ", str(scatter_idx->numel()));
   }
 
   AlignProblem p;
@@ -118,14 +131,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> align_alloc(
     bool ignore_invalid_experts, int64_t expert_ids_tail,
     bool return_scatter_idx) {
   TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
-              "block_size must be in [1, ", kMaxBlockSize, "], got ", block_size);
+              "block_size must be in [1, ", str(kMaxBlockSize), "], got ", str(block_size));
   TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
-              "num_experts must be in [1, ", kMaxExperts, "], got ", num_experts);
+              "num_experts must be in [1, ", str(kMaxExperts), "], got ", str(num_experts));
   const int64_t need = max_padded_routes(topk_ids.numel(), num_experts, block_size);
   TORCH_CHECK_VALUE(max_num_tokens_padded >= need && max_num_tokens_padded <= INT32_MAX,
-              "max_num_tokens_padded must be in [", need, ", 2^31) for ",
-              topk_ids.numel(), " routes, num_experts=", num_experts,
-              ", block_size=", block_size, "; got ", max_num_tokens_padded);
+              "max_num_tokens_padded must be in [", str(need), ", 2^31) for ",
+              str(topk_ids.numel()), " routes, num_experts=", str(num_experts),
+              ", block_size=", str(block_size), "; got ", str(max_num_tokens_padded));
   const auto opts = topk_ids.options().dtype(at::kInt);
   const int64_t numel = topk_ids.numel();
   at::Tensor sorted_ids = at::empty({max_num_tokens_padded}, opts);

@@ -381,16 +381,16 @@ constexpr int kPrefixHereMaxCells = 16384;
 // scan kernel's table), kept out of the dynamic budget.
 constexpr int kStaticSmemBytes = 8 * 1024;
 
-// Lets `kernel` use all the dynamic shared memory a block may opt into; the
-// attribute is set once per kernel and device.
-template <typename Kernel>
-cudaError_t allow_smem(Kernel kernel, int device, int smem_optin_bytes) {
+// Lets kKernel use all the dynamic shared memory a block may opt into; the
+// attribute is set once per kernel and device (one flag set per kernel: the
+// template parameter is the kernel itself).
+template <auto kKernel>
+cudaError_t allow_smem(int device, int smem_optin_bytes) {
   static std::atomic<uint64_t> done{0};  // bit d: set on device d
   const uint64_t bit = uint64_t{1} << (device & 63);
   if (done.load(std::memory_order_relaxed) & bit) return cudaSuccess;
   const cudaError_t err = cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      smem_optin_bytes - kStaticSmemBytes);
+      kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin_bytes - kStaticSmemBytes);
   if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
   return err;
 }
@@ -424,8 +424,8 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
                          int optin, cudaStream_t stream) {
   cudaError_t err;
   if (l.regime == Regime::kSingle) {
-    auto k = single_cta_kernel<IdT>;
-    if ((err = allow_smem(k, device, optin)) != cudaSuccess) return err;
+    constexpr auto k = single_cta_kernel<IdT>;
+    if ((err = allow_smem<k>(device, optin)) != cudaSuccess) return err;
     k<<<1, kThreads, l.smem_bytes, stream>>>(ids, p);
     return cudaGetLastError();
   }
@@ -434,12 +434,12 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
   if (l.regime == Regime::kTiledScan) {
     scan_tiles_kernel<<<(p.num_experts + 31) / 32, kThreads, 0, stream>>>(p);
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
-    auto k = scatter_tiles_kernel<IdT, false>;
-    if ((err = allow_smem(k, device, optin)) != cudaSuccess) return err;
+    constexpr auto k = scatter_tiles_kernel<IdT, false>;
+    if ((err = allow_smem<k>(device, optin)) != cudaSuccess) return err;
     k<<<l.num_tiles, kThreads, l.smem_bytes, stream>>>(ids, p);
   } else {
-    auto k = scatter_tiles_kernel<IdT, true>;
-    if ((err = allow_smem(k, device, optin)) != cudaSuccess) return err;
+    constexpr auto k = scatter_tiles_kernel<IdT, true>;
+    if ((err = allow_smem<k>(device, optin)) != cudaSuccess) return err;
     k<<<l.num_tiles, kThreads, l.smem_bytes, stream>>>(ids, p);
   }
   return cudaGetLastError();
