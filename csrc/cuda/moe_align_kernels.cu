@@ -71,60 +71,97 @@ __device__ __forceinline__ int warp_inclusive_scan(int v) {
   return v;
 }
 
-// Routes [begin, end) of one warp's chunk, in order of the warp's iterations.
+// load: bins of routes [lo, hi) into shared memory, all loads of a thread
+// issued before the first is used (the phases after read shared memory only).
+template <typename IdT>
+__device__ __forceinline__ void stage_bins(const IdT* __restrict__ ids, int lo, int hi,
+                                           int* bins, const Params& p) {
+  constexpr int kInFlight = 8;
+  for (int base = lo + threadIdx.x; base < hi; base += kThreads * kInFlight) {
+    IdT v[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int i = base + u * kThreads;
+      v[u] = i < hi ? ids[i] : IdT(0);
+    }
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int i = base + u * kThreads;
+      if (i < hi) bins[i - lo] = bin_of(v[u], p);
+    }
+  }
+}
+
+// Routes [begin, end) of one warp's chunk (relative to the staged bins).
 struct Chunk {
   int begin;
   int end;
 };
 
-// Chunk of warp w (< hist_warps) inside routes [lo, hi): contiguous, a
-// multiple of 32 long, in warp order, so concatenating the chunks of warps
-// 0..W-1 gives the routes in their original order.
-__device__ __forceinline__ Chunk warp_chunk(int lo, int hi, int w, int W) {
-  const int per = ((hi - lo + W - 1) / W + 31) & ~31;
-  const int b = min(hi, lo + w * per);
-  return {b, min(hi, b + per)};
+// Chunk of warp w (< W) inside n staged routes: contiguous, a multiple of 32
+// long, in warp order, so the chunks of warps 0..W-1 are the routes in order.
+__device__ __forceinline__ Chunk warp_chunk(int n, int w, int W) {
+  const int per = ((n + W - 1) / W + 31) & ~31;
+  const int b = min(n, w * per);
+  return {b, min(n, b + per)};
 }
 
 // count: hist_row[e] += routes of expert e in the chunk. One leader lane per
 // distinct expert in each 32-route group updates the row; the row belongs to
 // this warp alone, so no atomics are needed.
-template <typename IdT>
-__device__ __forceinline__ void count_chunk(const IdT* __restrict__ ids, Chunk c,
-                                            int* hist_row, const Params& p) {
+__device__ __forceinline__ void count_chunk(const int* bins, Chunk c, int* hist_row, int E) {
   const int lane = threadIdx.x & 31;
   for (int base = c.begin; base < c.end; base += 32) {
     const int i = base + lane;
-    const int e = i < c.end ? bin_of(ids[i], p) : p.num_experts;
+    const int e = i < c.end ? bins[i] : E;
     const unsigned peers = __match_any_sync(0xffffffffu, e);
-    if (e < p.num_experts && lane == __ffs(peers) - 1) hist_row[e] += __popc(peers);
+    if (e < E && lane == __ffs(peers) - 1) hist_row[e] += __popc(peers);
     __syncwarp();
   }
 }
 
-// scatter: hist_row[e] holds this warp's first slot for expert e; routes are
-// placed in route order (rank among equal experts in the group, lower lanes
-// first), then the leader advances the row.
-template <typename IdT>
-__device__ __forceinline__ void scatter_chunk(const IdT* __restrict__ ids,
-                                              Chunk c, int* hist_row,
-                                              const Params& p) {
+// scatter: route i of expert e goes to seg[e] + hist_row[e] + its rank among
+// the lanes of its 32-route group with the same expert (lower lanes first);
+// then the leader advances the row. Route order is kept: segments ascend.
+// `first` is the global index of staged route 0.
+__device__ __forceinline__ void scatter_chunk(const int* bins, Chunk c, int first,
+                                              const int* seg, int* hist_row, const Params& p) {
   const int lane = threadIdx.x & 31;
   const unsigned lower = (1u << lane) - 1u;
+  const int E = p.num_experts;
   for (int base = c.begin; base < c.end; base += 32) {
-    const int i = base + lane;
-    const bool in = i < c.end;
-    const int e = in ? bin_of(ids[i], p) : p.num_experts;
+    const int k = base + lane;
+    const bool in = k < c.end;
+    const int e = in ? bins[k] : E;
     const unsigned peers = __match_any_sync(0xffffffffu, e);
-    const bool counted = e < p.num_experts;
+    const bool counted = e < E;
+    const int i = first + k;
     if (counted) {
-      const int pos = hist_row[e] + __popc(peers & lower);
-      if (pos < p.sorted_size) p.sorted_ids[pos] = i;  // always true; guard
+      const int pos = seg[e] + hist_row[e] + __popc(peers & lower);
+      if (pos < p.sorted_size) p.sorted_ids[pos] = i;  // always true; a guard
     }
     if (in && p.scatter_idx) p.scatter_idx[i] = counted ? i : -1;
     __syncwarp();
     if (counted && lane == __ffs(peers) - 1) hist_row[e] += __popc(peers);
     __syncwarp();
+  }
+}
+
+// Per expert (threads stride over experts): row w of hist becomes the routes
+// of this expert before warp w's chunk, starting from `before[e]` (routes of
+// earlier tiles; nullptr: none); cnt[e] = this CTA's routes of e, or left
+// alone when `set_cnt` is false.
+__device__ __forceinline__ void warp_prefixes(int* hist, int W, int E, const int* before,
+                                              int* cnt, bool set_cnt) {
+  for (int e = threadIdx.x; e < E; e += kThreads) {
+    int run = before ? before[e] : 0;
+    const int start = run;
+    for (int w = 0; w < W; ++w) {
+      const int c = hist[w * E + e];
+      hist[w * E + e] = run;
+      run += c;
+    }
+    if (set_cnt) cnt[e] = run - start;
   }
 }
 
@@ -207,62 +244,62 @@ __device__ void fill_outputs(const int* seg, const int* cnt, int cta, int ctas,
 }
 
 // Shared memory of the single and scatter kernels, in ints:
-// seg[E + 1] | cnt[E] | hist[hist_warps][E].
-__host__ __device__ constexpr int smem_ints(int E, int hist_warps) {
-  return 2 * E + 1 + hist_warps * E;
+// seg[E + 1] | cnt[E] | hist[hist_warps][E] | bins[tile_routes].
+__host__ __device__ constexpr int smem_ints(int E, int hist_warps, int tile_routes) {
+  return 2 * E + 1 + hist_warps * E + tile_routes;
 }
 
 template <typename IdT>
 __global__ void __launch_bounds__(kThreads, 1)
     single_cta_kernel(const IdT* __restrict__ ids, Params p) {
   extern __shared__ int smem[];
-  const int E = p.num_experts, W = p.hist_warps;
+  const int E = p.num_experts, W = p.hist_warps, n = p.numel;
   int* seg = smem;
   int* cnt = seg + E + 1;
   int* hist = cnt + E;
+  int* bins = hist + W * E;
   const int warp = threadIdx.x >> 5;
   for (int k = threadIdx.x; k < W * E; k += kThreads) hist[k] = 0;
+  stage_bins(ids, 0, n, bins, p);
   __syncthreads();
-  const Chunk chunk = warp_chunk(0, p.numel, warp, W);
-  if (warp < W) count_chunk(ids, chunk, hist + warp * E, p);
+  const Chunk chunk = warp_chunk(n, warp, W);
+  if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
   __syncthreads();
-  // Per expert: each warp's row becomes its exclusive prefix over warps.
-  for (int e = threadIdx.x; e < E; e += kThreads) {
-    int run = 0;
-    for (int w = 0; w < W; ++w) {
-      const int c = hist[w * E + e];
-      hist[w * E + e] = run;
-      run += c;
-    }
-    cnt[e] = run;
-  }
+  warp_prefixes(hist, W, E, nullptr, cnt, true);
   __syncthreads();
   scan_segments(cnt, seg, p);
   __syncthreads();
-  for (int e = threadIdx.x; e < E; e += kThreads)
-    for (int w = 0; w < W; ++w) hist[w * E + e] += seg[e];
-  __syncthreads();
   fill_outputs(seg, cnt, 0, 1, p);
-  if (warp < W) scatter_chunk(ids, chunk, hist + warp * E, p);
+  if (warp < W) scatter_chunk(bins, chunk, 0, seg, hist + warp * E, p);
 }
 
 // count (tiled): tile histogram -> tile_hist[tile][e]. Order does not matter
-// here, so one shared row with aggregated atomics.
+// here: one shared row, leader-aggregated atomics, loads all in flight.
 template <typename IdT>
 __global__ void __launch_bounds__(kThreads)
     count_tiles_kernel(const IdT* __restrict__ ids, Params p) {
   extern __shared__ int hist[];
+  constexpr int kInFlight = 8;
   const int E = p.num_experts;
   const int lo = blockIdx.x * p.tile_routes;
   const int hi = min(p.numel, lo + p.tile_routes);
   for (int e = threadIdx.x; e < E; e += kThreads) hist[e] = 0;
   __syncthreads();
   const int lane = threadIdx.x & 31;
-  for (int base = lo + (threadIdx.x & ~31); base < hi; base += kThreads) {
-    const int i = base + lane;
-    const int e = i < hi ? bin_of(ids[i], p) : E;
-    const unsigned peers = __match_any_sync(0xffffffffu, e);
-    if (e < E && lane == __ffs(peers) - 1) atomicAdd(&hist[e], __popc(peers));
+  for (int base = lo + threadIdx.x; base - lane < hi; base += kThreads * kInFlight) {
+    IdT v[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int i = base + u * kThreads;
+      v[u] = i < hi ? ids[i] : IdT(0);
+    }
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int i = base + u * kThreads;
+      const int e = i < hi ? bin_of(v[u], p) : E;
+      const unsigned peers = __match_any_sync(0xffffffffu, e);
+      if (e < E && lane == __ffs(peers) - 1) atomicAdd(&hist[e], __popc(peers));
+    }
   }
   __syncthreads();
   int* out = p.tile_hist + static_cast<size_t>(blockIdx.x) * E;
@@ -305,6 +342,33 @@ __global__ void __launch_bounds__(kThreads) scan_tiles_kernel(Params p) {
   }
 }
 
+// Tile prefix and totals from the raw tile counts, in this CTA (no scan
+// kernel ran; tiles * E is small): before[e] = routes of e in tiles < tile,
+// cnt[e] = routes of e in all tiles. Threads split as (tile group, expert) so
+// each thread sums few tiles; both arrays must be zero on entry.
+__device__ void tile_prefix_here(const Params& p, int tile, int* before, int* cnt) {
+  const int E = p.num_experts, T = p.num_tiles;
+  const int groups = max(1, kThreads / E);
+  const int g = threadIdx.x / E;
+  if (g >= groups) return;
+  for (int e = threadIdx.x % E; e < E; e += kThreads) {
+    int b = 0, total = 0;
+#pragma unroll 4
+    for (int t = g; t < T; t += groups) {
+      const int v = p.tile_hist[static_cast<size_t>(t) * E + e];
+      b += t < tile ? v : 0;
+      total += v;
+    }
+    if (groups > 1) {
+      atomicAdd(&before[e], b);
+      atomicAdd(&cnt[e], total);
+    } else {
+      before[e] = b;
+      cnt[e] = total;
+    }
+  }
+}
+
 // scatter (tiled): segment starts (every CTA scans the E totals itself),
 // this CTA's share of the fill, and the stable scatter of its tile.
 // kPrefixHere: no scan kernel ran; derive totals and this tile's prefix from
@@ -313,70 +377,56 @@ template <typename IdT, bool kPrefixHere>
 __global__ void __launch_bounds__(kThreads, 1)
     scatter_tiles_kernel(const IdT* __restrict__ ids, Params p) {
   extern __shared__ int smem[];
-  const int E = p.num_experts, W = p.hist_warps, T = p.num_tiles;
+  const int E = p.num_experts, W = p.hist_warps;
   const int tile = blockIdx.x;
-  int* seg = smem;
+  int* seg = smem;  // holds the tile prefix until the scan needs seg
   int* cnt = seg + E + 1;
   int* hist = cnt + E;
+  int* bins = hist + W * E;
   const int warp = threadIdx.x >> 5;
   const int lo = tile * p.tile_routes;
   const int hi = min(p.numel, lo + p.tile_routes);
   for (int k = threadIdx.x; k < W * E; k += kThreads) hist[k] = 0;
-  // Tile prefix per expert parked in seg[] until the scan needs seg.
-  for (int e = threadIdx.x; e < E; e += kThreads) {
-    if (kPrefixHere) {
-      int before = 0, total = 0;
-      for (int t = 0; t < T; ++t) {
-        const int v = p.tile_hist[static_cast<size_t>(t) * E + e];
-        before += t < tile ? v : 0;
-        total += v;
-      }
-      cnt[e] = total;
-      seg[e] = before;
-    } else {
+  if (kPrefixHere) {
+    for (int e = threadIdx.x; e < E; e += kThreads) seg[e] = cnt[e] = 0;
+  } else {
+    for (int e = threadIdx.x; e < E; e += kThreads) {
       cnt[e] = p.totals[e];
       seg[e] = p.tile_hist[static_cast<size_t>(tile) * E + e];
     }
   }
+  stage_bins(ids, lo, hi, bins, p);
   __syncthreads();
-  const Chunk chunk = warp_chunk(lo, hi, warp, W);
-  if (warp < W) count_chunk(ids, chunk, hist + warp * E, p);
+  if (kPrefixHere) tile_prefix_here(p, tile, seg, cnt);
+  const Chunk chunk = warp_chunk(hi - lo, warp, W);
+  if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
   __syncthreads();
-  // Per expert: row of warp w = routes of this expert before warp w's chunk
-  // (earlier tiles, then earlier warps of this tile), still relative.
-  for (int e = threadIdx.x; e < E; e += kThreads) {
-    int run = seg[e];
-    for (int w = 0; w < W; ++w) {
-      const int c = hist[w * E + e];
-      hist[w * E + e] = run;
-      run += c;
-    }
-  }
+  warp_prefixes(hist, W, E, seg, cnt, false);
   __syncthreads();
   scan_segments(cnt, seg, p);
   __syncthreads();
-  for (int e = threadIdx.x; e < E; e += kThreads)
-    for (int w = 0; w < W; ++w) hist[w * E + e] += seg[e];
-  __syncthreads();
-  fill_outputs(seg, cnt, tile, T, p);
-  if (warp < W) scatter_chunk(ids, chunk, hist + warp * E, p);
+  fill_outputs(seg, cnt, tile, p.num_tiles, p);
+  if (warp < W) scatter_chunk(bins, chunk, lo, seg, hist + warp * E, p);
 }
 
 // ---------------------------------------------------------------------------
 // Launch-size choices, all here.
 // ---------------------------------------------------------------------------
-// Up to this many routes one CTA does everything: one launch beats three
-// while a single SM still reads the routes quickly.
+// Up to this many routes one CTA does everything: one launch, while one SM
+// still loads the routes in about one memory round trip.
 constexpr int kSingleMaxRoutes = 8192;
-// Tiled regime: each tile at least this many routes (enough work per CTA to
-// amortise its expert scan), and at most kTilesPerSm tiles per SM.
-constexpr int kMinTileRoutes = 4096;
-constexpr int kTilesPerSm = 1;
-// A histogram row per warp only pays when a warp gets this many routes.
-constexpr int kMinRoutesPerWarp = 64;
-// Up to this many tile counts every scatter CTA reads them all itself;
-// beyond, a scan kernel computes the prefixes once.
+// Tiled: as many tiles as SMs (one wave), but at least kMinTileRoutes routes
+// a tile (each CTA has a fixed cost: its expert scan), at most
+// kMaxTileRoutes (the tile's routes are staged in shared memory), and few
+// enough that each CTA can read all tiles' counts itself (tiles * E <=
+// kPrefixHereMaxCells, saving the scan launch) unless that would break the
+// tile-size cap.
+constexpr int kMinTileRoutes = 1024;
+constexpr int kMaxTileRoutes = 16384;
 constexpr int kPrefixHereMaxCells = 16384;
+// A histogram row per warp pays only when a warp gets this many routes; the
+// per-expert prefix pass costs one step per row.
+constexpr int kMinRoutesPerWarp = 256;
 // Static shared memory of any kernel here (scan_segments' warp totals, the
 // scan kernel's table), kept out of the dynamic budget.
 constexpr int kStaticSmemBytes = 8 * 1024;
@@ -453,12 +503,13 @@ LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_b
   if (n <= kSingleMaxRoutes) {
     l.regime = Regime::kSingle;
     l.num_tiles = 1;
-    l.tile_routes = std::max(n, 1);
+    l.tile_routes = n;
   } else {
-    const int max_tiles = std::max(1, num_sms * kTilesPerSm);
-    l.num_tiles = std::max(1, std::min(max_tiles, n / kMinTileRoutes));
+    const int by_cells = std::max(1, kPrefixHereMaxCells / E);
+    int tiles = std::min({num_sms, by_cells, (n + kMinTileRoutes - 1) / kMinTileRoutes});
+    tiles = std::max({tiles, 1, (n + kMaxTileRoutes - 1) / kMaxTileRoutes});
     // Tiles of a multiple of 32 routes, so warp groups stay aligned.
-    l.tile_routes = static_cast<int>(((static_cast<int64_t>(n) + l.num_tiles - 1) / l.num_tiles + 31) & ~31);
+    l.tile_routes = static_cast<int>(((static_cast<int64_t>(n) + tiles - 1) / tiles + 31) & ~31);
     l.num_tiles = static_cast<int>((static_cast<int64_t>(n) + l.tile_routes - 1) / l.tile_routes);
     l.regime = static_cast<int64_t>(l.num_tiles) * E <= kPrefixHereMaxCells
                    ? Regime::kTiledPrefixHere
@@ -467,11 +518,11 @@ LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_b
   }
   // As many histogram rows as shared memory and the work per warp allow.
   const int budget_ints = (smem_optin_bytes - kStaticSmemBytes) / static_cast<int>(sizeof(int));
-  const int by_smem = (budget_ints - (2 * E + 1)) / E;
+  const int by_smem = (budget_ints - (2 * E + 1) - l.tile_routes) / E;
   const int by_work = std::max(1, l.tile_routes / kMinRoutesPerWarp);
   l.fits = by_smem >= 1;
   l.hist_warps = std::max(1, std::min({kWarps, by_smem, by_work}));
-  l.smem_bytes = sizeof(int) * static_cast<size_t>(smem_ints(E, l.hist_warps));
+  l.smem_bytes = sizeof(int) * static_cast<size_t>(smem_ints(E, l.hist_warps, l.tile_routes));
   return l;
 }
 
