@@ -8,7 +8,8 @@
 #          from /work/main when missing)
 #
 # Steps: a fresh venv (python3) -> pip install vllm==VERSION pytest hypothesis
-# ninja (vLLM brings the torch it pins) -> the plugin built CPU-only into it
+# ninja (vLLM brings the torch it pins), plus the plugin's build requirements
+# (setuptools, wheel) -> the plugin built CPU-only into it
 # (VLLM_MOE_ALIGN_CUDA=0, editable, no build isolation) -> vllm-moe-align info,
 # vllm-moe-align verify --cases 100, python -m pytest -q -rs tests/.
 # Every command is printed before it runs (set -x). The check steps all run even
@@ -71,6 +72,10 @@ install_deps() {
     "$PYTHON" -m venv "$VENV" || return 1
     "$VENV/bin/python" -m pip install "vllm==$VERSION" pytest hypothesis ninja || return 1
   fi
+  # The plugin's build requirements (pyproject.toml [build-system]): with
+  # --no-build-isolation pip does not install them, and a python3.11 venv has
+  # setuptools 65.5 without `wheel` (-> "invalid command 'bdist_wheel'").
+  "$VENV/bin/python" -m pip install "setuptools>=64" wheel ninja || return 1
   "$VENV/bin/python" -m pip freeze --all
   "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md, torch

@@ -71,6 +71,28 @@ __device__ __forceinline__ int warp_inclusive_scan(int v) {
   return v;
 }
 
+// Lanes of this warp holding the same key as this lane, for keys < 2^kBits.
+// One ballot per key bit, all independent, unrolled so they issue back to
+// back (__match_any_sync and a loop over a run-time bit count both cost
+// several hundred cycles per call on the H100 and dominated every phase).
+template <int kBits>
+__device__ __forceinline__ unsigned peers_of_bits(int key) {
+  unsigned set[kBits];
+#pragma unroll
+  for (int b = 0; b < kBits; ++b) set[b] = __ballot_sync(0xffffffffu, (key >> b) & 1);
+  unsigned peers = 0xffffffffu;
+#pragma unroll
+  for (int b = 0; b < kBits; ++b) peers &= ((key >> b) & 1) ? set[b] : ~set[b];
+  return peers;
+}
+
+// Keys are bins 0..E (E: dropped); `wide` (warp-uniform) when E >= 512.
+__device__ __forceinline__ unsigned peers_of(int key, bool wide) {
+  return wide ? peers_of_bits<13>(key) : peers_of_bits<9>(key);
+}
+
+__device__ __forceinline__ bool wide_keys(int E) { return E >= 512; }
+
 // load: bins of routes [lo, hi) into shared memory, all loads of a thread
 // issued before the first is used (the phases after read shared memory only).
 template <typename IdT>
@@ -106,17 +128,13 @@ __device__ __forceinline__ Chunk warp_chunk(int n, int w, int W) {
   return {b, min(n, b + per)};
 }
 
-// count: hist_row[e] += routes of expert e in the chunk. One leader lane per
-// distinct expert in each 32-route group updates the row; the row belongs to
-// this warp alone, so no atomics are needed.
+// count: hist_row[e] += routes of expert e in the chunk. The row belongs to
+// this warp; each lane adds with a shared-memory atomic that returns nothing,
+// so iterations do not wait on each other (order is irrelevant here).
 __device__ __forceinline__ void count_chunk(const int* bins, Chunk c, int* hist_row, int E) {
-  const int lane = threadIdx.x & 31;
-  for (int base = c.begin; base < c.end; base += 32) {
-    const int i = base + lane;
-    const int e = i < c.end ? bins[i] : E;
-    const unsigned peers = __match_any_sync(0xffffffffu, e);
-    if (e < E && lane == __ffs(peers) - 1) hist_row[e] += __popc(peers);
-    __syncwarp();
+  for (int i = c.begin + (threadIdx.x & 31); i < c.end; i += 32) {
+    const int e = bins[i];
+    if (e < E) atomicAdd(&hist_row[e], 1);
   }
 }
 
@@ -129,11 +147,12 @@ __device__ __forceinline__ void scatter_chunk(const int* bins, Chunk c, int firs
   const int lane = threadIdx.x & 31;
   const unsigned lower = (1u << lane) - 1u;
   const int E = p.num_experts;
+  const bool wide = wide_keys(E);
   for (int base = c.begin; base < c.end; base += 32) {
     const int k = base + lane;
     const bool in = k < c.end;
     const int e = in ? bins[k] : E;
-    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    const unsigned peers = peers_of(e, wide);
     const bool counted = e < E;
     const int i = first + k;
     if (counted) {
@@ -147,12 +166,44 @@ __device__ __forceinline__ void scatter_chunk(const int* bins, Chunk c, int firs
   }
 }
 
-// Per expert (threads stride over experts): row w of hist becomes the routes
-// of this expert before warp w's chunk, starting from `before[e]` (routes of
-// earlier tiles; nullptr: none); cnt[e] = this CTA's routes of e, or left
-// alone when `set_cnt` is false.
-__device__ __forceinline__ void warp_prefixes(int* hist, int W, int E, const int* before,
-                                              int* cnt, bool set_cnt) {
+// Per expert: row w of hist becomes the routes of this expert before warp
+// w's chunk, starting from before[e] (routes of earlier tiles; nullptr: 0);
+// cnt[e] = this CTA's routes of e when set_cnt. Threads split as (row group,
+// expert) so no thread walks all W rows: partial sums per group, a short
+// scan over groups, then each group rewrites its rows. `part` holds
+// kThreads ints. Contains barriers: every thread must call it.
+__device__ void warp_prefixes(int* hist, int W, int E, const int* before, int* cnt,
+                              bool set_cnt, int* part) {
+  const int groups = E >= kThreads ? 1 : min(W, kThreads / E);
+  const int per = (W + groups - 1) / groups;
+  const int g = threadIdx.x / E;  // meaningful when E < kThreads
+  const bool grouped = groups > 1;
+  if (grouped) {
+    if (g < groups) {
+      const int e = threadIdx.x % E;
+      int sum = 0;
+      for (int w = g * per; w < min(W, g * per + per); ++w) sum += hist[w * E + e];
+      part[g * E + e] = sum;
+    }
+    __syncthreads();
+    if (g < groups) {
+      const int e = threadIdx.x % E;
+      int run = before ? before[e] : 0;
+      const int start = run;
+      for (int k = 0; k < g; ++k) run += part[k * E + e];
+      if (set_cnt && g == groups - 1) {
+        int total = run;
+        for (int w = g * per; w < min(W, g * per + per); ++w) total += hist[w * E + e];
+        cnt[e] = total - start;
+      }
+      for (int w = g * per; w < min(W, g * per + per); ++w) {
+        const int c = hist[w * E + e];
+        hist[w * E + e] = run;
+        run += c;
+      }
+    }
+    return;
+  }
   for (int e = threadIdx.x; e < E; e += kThreads) {
     int run = before ? before[e] : 0;
     const int start = run;
@@ -206,15 +257,19 @@ __device__ void fill_outputs(const int* seg, const int* cnt, int cta, int ctas,
   const int E = p.num_experts, B = p.block_size;
   const int pad = p.numel;
   const int total = seg[E];
-  const int lane = threadIdx.x & 31;
-  const int gwarp = cta * kWarps + (threadIdx.x >> 5);
   const int gthread = cta * kThreads + threadIdx.x;
   const int gstride = ctas * kThreads;
   if (gthread == 0) *p.post_pad = total;
-  // Padding after each expert's routes: one warp per expert, coalesced.
-  for (int e = gwarp; e < E; e += ctas * kWarps)
-    for (int s = seg[e] + cnt[e] + lane; s < seg[e + 1]; s += 32)
-      p.sorted_ids[s] = pad;
+  // Padding after each expert's routes (at most B - 1 slots): a group of L
+  // lanes per expert, L the power of two >= B - 1 (<= 32), so small blocks do
+  // not leave most of a warp idle.
+  {
+    int L = 1;
+    while (L < B - 1 && L < 32) L <<= 1;
+    const int ggroup = gthread / L, ngroups = gstride / L, sub = gthread % L;
+    for (int e = ggroup; e < E; e += ngroups)
+      for (int s = seg[e] + cnt[e] + sub; s < seg[e + 1]; s += L) p.sorted_ids[s] = pad;
+  }
   // Padding after the last segment: 16-byte stores once aligned.
   {
     int s = total;
@@ -265,7 +320,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const Chunk chunk = warp_chunk(n, warp, W);
   if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
   __syncthreads();
-  warp_prefixes(hist, W, E, nullptr, cnt, true);
+  __shared__ int part[kThreads];
+  warp_prefixes(hist, W, E, nullptr, cnt, true, part);
   __syncthreads();
   scan_segments(cnt, seg, p);
   __syncthreads();
@@ -286,6 +342,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int e = threadIdx.x; e < E; e += kThreads) hist[e] = 0;
   __syncthreads();
   const int lane = threadIdx.x & 31;
+  const bool wide = wide_keys(E);
   for (int base = lo + threadIdx.x; base - lane < hi; base += kThreads * kInFlight) {
     IdT v[kInFlight];
 #pragma unroll
@@ -296,8 +353,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int i = base + u * kThreads;
+      if (i - lane >= hi) break;  // the whole warp is past the tile
       const int e = i < hi ? bin_of(v[u], p) : E;
-      const unsigned peers = __match_any_sync(0xffffffffu, e);
+      const unsigned peers = peers_of(e, wide);
       if (e < E && lane == __ffs(peers) - 1) atomicAdd(&hist[e], __popc(peers));
     }
   }
@@ -401,7 +459,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const Chunk chunk = warp_chunk(hi - lo, warp, W);
   if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
   __syncthreads();
-  warp_prefixes(hist, W, E, seg, cnt, false);
+  __shared__ int part[kThreads];
+  warp_prefixes(hist, W, E, seg, cnt, false, part);
   __syncthreads();
   scan_segments(cnt, seg, p);
   __syncthreads();
@@ -426,7 +485,7 @@ constexpr int kMaxTileRoutes = 16384;
 constexpr int kPrefixHereMaxCells = 16384;
 // A histogram row per warp pays only when a warp gets this many routes; the
 // per-expert prefix pass costs one step per row.
-constexpr int kMinRoutesPerWarp = 256;
+constexpr int kMinRoutesPerWarp = 64;
 // Static shared memory of any kernel here (scan_segments' warp totals, the
 // scan kernel's table), kept out of the dynamic budget.
 constexpr int kStaticSmemBytes = 8 * 1024;
