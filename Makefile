@@ -8,7 +8,7 @@ VLLM_VERSION ?= 0.33.0
 DEV_DEPS := pytest hypothesis ruff matplotlib ninja
 DEPS_STAMP := $(VENV)/.deps-vllm-$(VLLM_VERSION)
 
-.PHONY: demo test test-gpu bench-gpu lint install deps clean
+.PHONY: demo demo-gpu test test-gpu build-inplace bench-gpu lint install deps clean
 
 demo: install
 	$(VENV)/bin/vllm-moe-align info
@@ -32,15 +32,23 @@ deps: $(DEPS_STAMP)
 install: $(DEPS_STAMP)
 	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
-# GPU machine: no downloads, build in place with the machine's torch and nvcc,
-# then the whole suite, CUDA tests included.
-test-gpu:
+# GPU machine (torch installed, no network): build in place with the
+# machine's torch and nvcc, no downloads.
+build-inplace:
 	VLLM_MOE_ALIGN_CUDA=1 MAX_JOBS=$${MAX_JOBS:-16} $(PYTHON) setup.py -q build_ext --inplace
 	$(PYTHON) -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'"
+
+# The whole suite, CUDA tests included.
+test-gpu: build-inplace
 	$(PYTHON) -m pytest -q -rs
 
-bench-gpu:
-	VLLM_MOE_ALIGN_CUDA=1 MAX_JOBS=$${MAX_JOBS:-16} $(PYTHON) setup.py -q build_ext --inplace
+# The demo, with the plugin built in place.
+demo-gpu: build-inplace
+	$(PYTHON) -m vllm_moe_align_plugin.cli info
+	$(PYTHON) -m vllm_moe_align_plugin.cli verify
+	$(PYTHON) -m vllm_moe_align_plugin.cli bench --quick
+
+bench-gpu: build-inplace
 	$(PYTHON) benchmarks/benchmark_moe_align_block_size.py $(BENCH_ARGS)
 
 lint:

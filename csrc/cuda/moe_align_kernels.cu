@@ -490,6 +490,9 @@ constexpr int kMinRoutesPerWarp = 64;
 // scan kernel's table), kept out of the dynamic budget.
 constexpr int kStaticSmemBytes = 8 * 1024;
 
+// Dynamic shared memory a kernel may use without opting in.
+constexpr size_t kDefaultSmemBytes = 48 * 1024 - kStaticSmemBytes;
+
 // Lets kKernel use all the dynamic shared memory a block may opt into; the
 // attribute is set once per kernel and device (one flag set per kernel: the
 // template parameter is the kernel itself).
@@ -534,7 +537,8 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
   cudaError_t err;
   if (l.regime == Regime::kSingle) {
     constexpr auto k = single_cta_kernel<IdT>;
-    if ((err = allow_smem<k>(device, optin)) != cudaSuccess) return err;
+    if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<k>(device, optin)) != cudaSuccess)
+      return err;
     k<<<1, kThreads, l.smem_bytes, stream>>>(ids, p);
     return cudaGetLastError();
   }
@@ -544,11 +548,13 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
     scan_tiles_kernel<<<(p.num_experts + 31) / 32, kThreads, 0, stream>>>(p);
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
     constexpr auto k = scatter_tiles_kernel<IdT, false>;
-    if ((err = allow_smem<k>(device, optin)) != cudaSuccess) return err;
+    if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<k>(device, optin)) != cudaSuccess)
+      return err;
     k<<<l.num_tiles, kThreads, l.smem_bytes, stream>>>(ids, p);
   } else {
     constexpr auto k = scatter_tiles_kernel<IdT, true>;
-    if ((err = allow_smem<k>(device, optin)) != cudaSuccess) return err;
+    if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<k>(device, optin)) != cudaSuccess)
+      return err;
     k<<<l.num_tiles, kThreads, l.smem_bytes, stream>>>(ids, p);
   }
   return cudaGetLastError();
