@@ -8,7 +8,7 @@ VLLM_VERSION ?= 0.33.0
 DEV_DEPS := pytest hypothesis ruff matplotlib ninja
 DEPS_STAMP := $(VENV)/.deps-vllm-$(VLLM_VERSION)
 
-.PHONY: demo demo-gpu test test-gpu build-inplace bench-gpu lint install deps clean
+.PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu bench-gpu lint install deps clean
 
 demo: install
 	$(VENV)/bin/vllm-moe-align info
@@ -47,6 +47,11 @@ demo-gpu: build-inplace
 	$(PYTHON) -m vllm_moe_align_plugin.cli info
 	$(PYTHON) -m vllm_moe_align_plugin.cli verify
 	$(PYTHON) -m vllm_moe_align_plugin.cli bench --quick
+
+# compute-sanitizer over a grid that covers every CUDA code path.
+sanitize-gpu: build-inplace
+	compute-sanitizer --tool memcheck --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
+	compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
 
 bench-gpu: build-inplace
 	$(PYTHON) benchmarks/benchmark_moe_align_block_size.py $(BENCH_ARGS)
