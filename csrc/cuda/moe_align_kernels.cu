@@ -29,24 +29,13 @@ namespace {
 constexpr int kThreads = 1024;  // every kernel: 32 warps, one CTA per SM
 constexpr int kWarps = kThreads / 32;
 
-struct Params {
-  const int32_t* map;  // expert_map or nullptr
-  int32_t* sorted_ids;
-  int32_t* expert_ids;
-  int32_t* post_pad;
-  int32_t* scatter_idx;  // or nullptr
-  int32_t* tile_hist;    // tiled: [num_tiles][E] counts, then tile prefixes
-  int32_t* totals;       // tiled with scan kernel: [E] routes per expert
-  int numel;
-  int num_experts;
-  int block_size;
-  int sorted_size;
-  int expert_ids_size;
-  int expert_ids_tail;  // before output mapping
-  bool map_in;          // map ids while counting (drop -1)
-  bool map_out;         // expert_ids = expert_map[expert_ids]
-  int hist_warps;       // warps with a histogram row (shared memory bound)
-  int tile_routes;      // routes per tile (tiled); numel (single)
+// What the kernels read: the call's parameters plus the launch plan's sizes
+// and the scratch split into its two arrays.
+struct Params : KernelParams {
+  int32_t* tile_hist;  // tiled: [num_tiles][E] counts, then tile prefixes
+  int32_t* totals;     // tiled with scan kernel: [E] routes per expert
+  int hist_warps;      // warps with a histogram row (shared memory bound)
+  int tile_routes;     // routes per tile (tiled); numel (single)
   int num_tiles;
 };
 
@@ -509,22 +498,10 @@ cudaError_t allow_smem(int device, int smem_optin_bytes) {
 
 Params to_params(const KernelParams& k, const LaunchPlan& plan) {
   Params p{};
-  p.map = k.map;
-  p.sorted_ids = k.sorted_ids;
-  p.expert_ids = k.expert_ids;
-  p.post_pad = k.post_pad;
-  p.scatter_idx = k.scatter_idx;
+  static_cast<KernelParams&>(p) = k;
   p.tile_hist = k.scratch;
   p.totals = k.scratch ? k.scratch + static_cast<size_t>(plan.num_tiles) * k.num_experts
                        : nullptr;
-  p.numel = k.numel;
-  p.num_experts = k.num_experts;
-  p.block_size = k.block_size;
-  p.sorted_size = k.sorted_size;
-  p.expert_ids_size = k.expert_ids_size;
-  p.expert_ids_tail = k.expert_ids_tail;
-  p.map_in = k.map_in;
-  p.map_out = k.map_out;
   p.hist_warps = plan.hist_warps;
   p.tile_routes = plan.tile_routes;
   p.num_tiles = plan.num_tiles;
