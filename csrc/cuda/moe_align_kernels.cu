@@ -29,14 +29,42 @@ namespace {
 constexpr int kThreads = 1024;  // every kernel: 32 warps, one CTA per SM
 constexpr int kWarps = kThreads / 32;
 
-// What the kernels read: the call's parameters plus the launch plan's sizes
-// and the scratch split into its two arrays.
+// Division by a divisor fixed for the whole launch, by multiply and shift
+// (Granlund-Montgomery): a hardware-less integer division costs ~25
+// dependent instructions, and the profile of the single-CTA kernel showed
+// such divisions on its critical path. Valid for 0 <= n < 2^31.
+struct FastDiv {
+  uint32_t d, m, s;
+  static FastDiv make(uint32_t d) {
+    uint32_t l = 0;
+    while ((uint64_t{1} << l) < d) ++l;
+    const uint64_t m = ((uint64_t{1} << 32) * ((uint64_t{1} << l) - d)) / d + 1;
+    return {d, static_cast<uint32_t>(m), l};
+  }
+  __device__ __forceinline__ int div(int n) const {
+    if (s == 0) return n;  // d == 1
+    const uint32_t un = static_cast<uint32_t>(n);
+    const uint32_t t = __umulhi(un, m);
+    return static_cast<int>((t + ((un - t) >> 1)) >> (s - 1));
+  }
+};
+
+// What the kernels read: the call's parameters, the launch plan's sizes and
+// everything derived from them once on the host (no divisions on the device).
 struct Params : KernelParams {
   int32_t* tile_hist;  // tiled: [num_tiles][E] counts, then tile prefixes
   int32_t* totals;     // tiled with scan kernel: [E] routes per expert
   int hist_warps;      // warps with a histogram row (shared memory bound)
   int tile_routes;     // routes per tile (tiled); numel (single)
   int num_tiles;
+  int warp_routes;          // routes per histogram warp (a multiple of 32)
+  int experts_per_thread;   // ceil(E / kThreads), for the expert scan
+  int row_groups;           // warp_prefixes: thread groups per expert
+  int rows_per_group;       //   and histogram rows per group
+  int tile_groups;          // tile_prefix_here: thread groups per expert
+  int pad_lanes_log2;       // lanes per expert when padding: 2^this >= B - 1
+  FastDiv div_block;        // / block_size
+  FastDiv div_experts;      // / num_experts
 };
 
 // Bin of a route: its expert (local id when mapping while counting), or E
@@ -109,10 +137,9 @@ struct Chunk {
   int end;
 };
 
-// Chunk of warp w (< W) inside n staged routes: contiguous, a multiple of 32
-// long, in warp order, so the chunks of warps 0..W-1 are the routes in order.
-__device__ __forceinline__ Chunk warp_chunk(int n, int w, int W) {
-  const int per = ((n + W - 1) / W + 31) & ~31;
+// Chunk of warp w inside n staged routes: `per` (a multiple of 32) long,
+// contiguous, in warp order, so the chunks of warps 0..W-1 are the routes in order.
+__device__ __forceinline__ Chunk warp_chunk(int n, int w, int per) {
   const int b = min(n, w * per);
   return {b, min(n, b + per)};
 }
@@ -161,22 +188,22 @@ __device__ __forceinline__ void scatter_chunk(const int* bins, Chunk c, int firs
 // expert) so no thread walks all W rows: partial sums per group, a short
 // scan over groups, then each group rewrites its rows. `part` holds
 // kThreads ints. Contains barriers: every thread must call it.
-__device__ void warp_prefixes(int* hist, int W, int E, const int* before, int* cnt,
-                              bool set_cnt, int* part) {
-  const int groups = E >= kThreads ? 1 : min(W, kThreads / E);
-  const int per = (W + groups - 1) / groups;
-  const int g = threadIdx.x / E;  // meaningful when E < kThreads
-  const bool grouped = groups > 1;
-  if (grouped) {
+__device__ void warp_prefixes(int* hist, const int* before, int* cnt, bool set_cnt, int* part,
+                              const Params& p) {
+  const int W = p.hist_warps, E = p.num_experts;
+  const int groups = p.row_groups, per = p.rows_per_group;
+  const int g = p.div_experts.div(threadIdx.x);  // meaningful when E < kThreads
+  const int e_of_thread = threadIdx.x - g * E;
+  if (groups > 1) {
     if (g < groups) {
-      const int e = threadIdx.x % E;
+      const int e = e_of_thread;
       int sum = 0;
       for (int w = g * per; w < min(W, g * per + per); ++w) sum += hist[w * E + e];
       part[g * E + e] = sum;
     }
     __syncthreads();
     if (g < groups) {
-      const int e = threadIdx.x % E;
+      const int e = e_of_thread;
       int run = before ? before[e] : 0;
       const int start = run;
       for (int k = 0; k < g; ++k) run += part[k * E + e];
@@ -210,11 +237,11 @@ __device__ void warp_prefixes(int* hist, int W, int E, const int* before, int* c
 __device__ void scan_segments(const int* cnt, int* seg, const Params& p) {
   __shared__ int warp_total[kWarps];
   const int E = p.num_experts, B = p.block_size;
-  const int per = (E + kThreads - 1) / kThreads;
+  const int per = p.experts_per_thread;
   const int e0 = min(E, static_cast<int>(threadIdx.x) * per);
   const int e1 = min(E, e0 + per);
   int local = 0;
-  for (int e = e0; e < e1; ++e) local += (cnt[e] + B - 1) / B * B;
+  for (int e = e0; e < e1; ++e) local += p.div_block.div(cnt[e] + B - 1) * B;
   const int incl = warp_inclusive_scan(local);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 31) warp_total[warp] = incl;
@@ -224,7 +251,7 @@ __device__ void scan_segments(const int* cnt, int* seg, const Params& p) {
   int offset = incl - local + (warp > 0 ? warp_total[warp - 1] : 0);
   for (int e = e0; e < e1; ++e) {
     seg[e] = offset;
-    offset += (cnt[e] + B - 1) / B * B;
+    offset += p.div_block.div(cnt[e] + B - 1) * B;
   }
   if (threadIdx.x == kThreads - 1) seg[E] = offset;
 }
@@ -253,9 +280,8 @@ __device__ void fill_outputs(const int* seg, const int* cnt, int cta, int ctas,
   // lanes per expert, L the power of two >= B - 1 (<= 32), so small blocks do
   // not leave most of a warp idle.
   {
-    int L = 1;
-    while (L < B - 1 && L < 32) L <<= 1;
-    const int ggroup = gthread / L, ngroups = gstride / L, sub = gthread % L;
+    const int lg = p.pad_lanes_log2, L = 1 << lg;
+    const int ggroup = gthread >> lg, ngroups = gstride >> lg, sub = gthread & (L - 1);
     for (int e = ggroup; e < E; e += ngroups)
       for (int s = seg[e] + cnt[e] + sub; s < seg[e + 1]; s += L) p.sorted_ids[s] = pad;
   }
@@ -274,7 +300,7 @@ __device__ void fill_outputs(const int* seg, const int* cnt, int cta, int ctas,
     for (int k = s + nvec * 4 + gthread; k < p.sorted_size; k += gstride) out[k] = pad;
   }
   // expert_ids: owner of each used block, then the tail value.
-  const int used = total / B;
+  const int used = p.div_block.div(total);
   int tail = p.expert_ids_tail;
   if (p.map_out) tail = __ldg(p.map + (tail >= 0 ? tail : tail + E));
   for (int b = gthread; b < p.expert_ids_size; b += gstride) {
@@ -306,11 +332,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int k = threadIdx.x; k < W * E; k += kThreads) hist[k] = 0;
   stage_bins(ids, 0, n, bins, p);
   __syncthreads();
-  const Chunk chunk = warp_chunk(n, warp, W);
+  const Chunk chunk = warp_chunk(n, warp, p.warp_routes);
   if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
   __syncthreads();
   __shared__ int part[kThreads];
-  warp_prefixes(hist, W, E, nullptr, cnt, true, part);
+  warp_prefixes(hist, nullptr, cnt, true, part, p);
   __syncthreads();
   scan_segments(cnt, seg, p);
   __syncthreads();
@@ -395,10 +421,10 @@ __global__ void __launch_bounds__(kThreads) scan_tiles_kernel(Params p) {
 // each thread sums few tiles; both arrays must be zero on entry.
 __device__ void tile_prefix_here(const Params& p, int tile, int* before, int* cnt) {
   const int E = p.num_experts, T = p.num_tiles;
-  const int groups = max(1, kThreads / E);
-  const int g = threadIdx.x / E;
+  const int groups = p.tile_groups;
+  const int g = p.div_experts.div(threadIdx.x);
   if (g >= groups) return;
-  for (int e = threadIdx.x % E; e < E; e += kThreads) {
+  for (int e = threadIdx.x - g * E; e < E; e += kThreads) {
     int b = 0, total = 0;
 #pragma unroll 4
     for (int t = g; t < T; t += groups) {
@@ -445,11 +471,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   stage_bins(ids, lo, hi, bins, p);
   __syncthreads();
   if (kPrefixHere) tile_prefix_here(p, tile, seg, cnt);
-  const Chunk chunk = warp_chunk(hi - lo, warp, W);
+  const Chunk chunk = warp_chunk(hi - lo, warp, p.warp_routes);
   if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
   __syncthreads();
   __shared__ int part[kThreads];
-  warp_prefixes(hist, W, E, seg, cnt, false, part);
+  warp_prefixes(hist, seg, cnt, false, part, p);
   __syncthreads();
   scan_segments(cnt, seg, p);
   __syncthreads();
@@ -506,6 +532,16 @@ Params to_params(const KernelParams& k, const LaunchPlan& plan) {
   p.hist_warps = plan.hist_warps;
   p.tile_routes = plan.tile_routes;
   p.num_tiles = plan.num_tiles;
+  const int E = k.num_experts, W = plan.hist_warps;
+  p.warp_routes = std::max(32, ((plan.tile_routes + W - 1) / W + 31) & ~31);
+  p.experts_per_thread = (E + kThreads - 1) / kThreads;
+  p.row_groups = E >= kThreads ? 1 : std::min(W, kThreads / E);
+  p.rows_per_group = (W + p.row_groups - 1) / p.row_groups;
+  p.tile_groups = std::max(1, kThreads / E);
+  p.pad_lanes_log2 = 0;
+  while ((1 << p.pad_lanes_log2) < k.block_size - 1 && p.pad_lanes_log2 < 5) ++p.pad_lanes_log2;
+  p.div_block = FastDiv::make(static_cast<uint32_t>(k.block_size));
+  p.div_experts = FastDiv::make(static_cast<uint32_t>(E));
   return p;
 }
 
