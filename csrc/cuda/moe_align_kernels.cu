@@ -26,7 +26,10 @@
 namespace vllm_moe_align {
 namespace {
 
-constexpr int kThreads = 1024;  // every kernel: 32 warps, one CTA per SM
+// Threads per CTA of the tiled kernels, and the most any kernel uses. The
+// single-CTA kernel takes fewer for small inputs (LaunchPlan::threads); device
+// code therefore strides by blockDim.x.
+constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
 
 // Division by a divisor fixed for the whole launch, by multiply and shift
@@ -58,7 +61,7 @@ struct Params : KernelParams {
   int tile_routes;     // routes per tile (tiled); numel (single)
   int num_tiles;
   int warp_routes;          // routes per histogram warp (a multiple of 32)
-  int experts_per_thread;   // ceil(E / kThreads), for the expert scan
+  int experts_per_thread;   // ceil(E / blockDim.x), for the expert scan
   int row_groups;           // warp_prefixes: thread groups per expert
   int rows_per_group;       //   and histogram rows per group
   int tile_groups;          // tile_prefix_here: thread groups per expert
@@ -116,16 +119,17 @@ template <typename IdT>
 __device__ __forceinline__ void stage_bins(const IdT* __restrict__ ids, int lo, int hi,
                                            int* bins, const Params& p) {
   constexpr int kInFlight = 8;
-  for (int base = lo + threadIdx.x; base < hi; base += kThreads * kInFlight) {
+  const int nt = blockDim.x;
+  for (int base = lo + threadIdx.x; base < hi; base += nt * kInFlight) {
     IdT v[kInFlight];
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
-      const int i = base + u * kThreads;
+      const int i = base + u * nt;
       v[u] = i < hi ? ids[i] : IdT(0);
     }
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
-      const int i = base + u * kThreads;
+      const int i = base + u * nt;
       if (i < hi) bins[i - lo] = bin_of(v[u], p);
     }
   }
@@ -187,12 +191,12 @@ __device__ __forceinline__ void scatter_chunk(const int* bins, Chunk c, int firs
 // cnt[e] = this CTA's routes of e when set_cnt. Threads split as (row group,
 // expert) so no thread walks all W rows: partial sums per group, a short
 // scan over groups, then each group rewrites its rows. `part` holds
-// kThreads ints. Contains barriers: every thread must call it.
+// blockDim.x ints. Contains barriers: every thread must call it.
 __device__ void warp_prefixes(int* hist, const int* before, int* cnt, bool set_cnt, int* part,
                               const Params& p) {
   const int W = p.hist_warps, E = p.num_experts;
   const int groups = p.row_groups, per = p.rows_per_group;
-  const int g = p.div_experts.div(threadIdx.x);  // meaningful when E < kThreads
+  const int g = p.div_experts.div(threadIdx.x);  // meaningful when E < blockDim.x
   const int e_of_thread = threadIdx.x - g * E;
   if (groups > 1) {
     if (g < groups) {
@@ -220,7 +224,7 @@ __device__ void warp_prefixes(int* hist, const int* before, int* cnt, bool set_c
     }
     return;
   }
-  for (int e = threadIdx.x; e < E; e += kThreads) {
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
     int run = before ? before[e] : 0;
     const int start = run;
     for (int w = 0; w < W; ++w) {
@@ -246,14 +250,17 @@ __device__ void scan_segments(const int* cnt, int* seg, const Params& p) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 31) warp_total[warp] = incl;
   __syncthreads();
-  if (warp == 0) warp_total[lane] = warp_inclusive_scan(warp_total[lane]);
+  if (warp == 0) {
+    const int v = lane < static_cast<int>(blockDim.x >> 5) ? warp_total[lane] : 0;
+    warp_total[lane] = warp_inclusive_scan(v);
+  }
   __syncthreads();
   int offset = incl - local + (warp > 0 ? warp_total[warp - 1] : 0);
   for (int e = e0; e < e1; ++e) {
     seg[e] = offset;
     offset += p.div_block.div(cnt[e] + B - 1) * B;
   }
-  if (threadIdx.x == kThreads - 1) seg[E] = offset;
+  if (threadIdx.x == blockDim.x - 1) seg[E] = offset;
 }
 
 // Largest e with seg[e] <= x, for 0 <= x < seg[E]: the expert owning slot x.
@@ -273,8 +280,8 @@ __device__ void fill_outputs(const int* seg, const int* cnt, int cta, int ctas,
   const int E = p.num_experts, B = p.block_size;
   const int pad = p.numel;
   const int total = seg[E];
-  const int gthread = cta * kThreads + threadIdx.x;
-  const int gstride = ctas * kThreads;
+  const int gthread = cta * blockDim.x + threadIdx.x;
+  const int gstride = ctas * blockDim.x;
   if (gthread == 0) *p.post_pad = total;
   // Padding after each expert's routes (at most B - 1 slots): a group of L
   // lanes per expert, L the power of two >= B - 1 (<= 32), so small blocks do
@@ -329,7 +336,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   int* hist = cnt + E;
   int* bins = hist + W * E;
   const int warp = threadIdx.x >> 5;
-  for (int k = threadIdx.x; k < W * E; k += kThreads) hist[k] = 0;
+  for (int k = threadIdx.x; k < W * E; k += blockDim.x) hist[k] = 0;
   stage_bins(ids, 0, n, bins, p);
   __syncthreads();
   const Chunk chunk = warp_chunk(n, warp, p.warp_routes);
@@ -424,7 +431,7 @@ __device__ void tile_prefix_here(const Params& p, int tile, int* before, int* cn
   const int groups = p.tile_groups;
   const int g = p.div_experts.div(threadIdx.x);
   if (g >= groups) return;
-  for (int e = threadIdx.x - g * E; e < E; e += kThreads) {
+  for (int e = threadIdx.x - g * E; e < E; e += blockDim.x) {
     int b = 0, total = 0;
 #pragma unroll 4
     for (int t = g; t < T; t += groups) {
@@ -499,6 +506,9 @@ constexpr int kSingleMaxRoutes = 2048;
 constexpr int kMinTileRoutes = 1024;
 constexpr int kMaxTileRoutes = 16384;
 constexpr int kPrefixHereMaxCells = 16384;
+// Single CTA: threads per route and per expert when sizing the block.
+constexpr int kSingleRoutesPerThread = 4;
+constexpr int kSingleExpertsPerThread = 2;
 // A histogram row per warp pays only when a warp gets this many routes; the
 // per-expert prefix pass costs one step per row.
 constexpr int kMinRoutesPerWarp = 64;
@@ -534,8 +544,9 @@ Params to_params(const KernelParams& k, const LaunchPlan& plan) {
   p.num_tiles = plan.num_tiles;
   const int E = k.num_experts, W = plan.hist_warps;
   p.warp_routes = std::max(32, ((plan.tile_routes + W - 1) / W + 31) & ~31);
-  p.experts_per_thread = (E + kThreads - 1) / kThreads;
-  p.row_groups = E >= kThreads ? 1 : std::min(W, kThreads / E);
+  const int nt = plan.threads;
+  p.experts_per_thread = (E + nt - 1) / nt;
+  p.row_groups = E >= nt ? 1 : std::min(W, nt / E);
   p.rows_per_group = (W + p.row_groups - 1) / p.row_groups;
   p.tile_groups = std::max(1, kThreads / E);
   p.pad_lanes_log2 = 0;
@@ -553,7 +564,7 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
     constexpr auto k = single_cta_kernel<IdT>;
     if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<k>(device, optin)) != cudaSuccess)
       return err;
-    k<<<1, kThreads, l.smem_bytes, stream>>>(ids, p);
+    k<<<1, l.threads, l.smem_bytes, stream>>>(ids, p);
     return cudaGetLastError();
   }
   count_tiles_kernel<IdT><<<l.num_tiles, kThreads, sizeof(int) * p.num_experts, stream>>>(ids, p);
@@ -579,10 +590,17 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
 LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_bytes) {
   const int n = numel, E = num_experts;
   LaunchPlan l{};
+  l.threads = kThreads;
   if (n <= kSingleMaxRoutes) {
     l.regime = Regime::kSingle;
     l.num_tiles = 1;
     l.tile_routes = n;
+    // Enough threads for the routes and the experts, a power of two in
+    // [128, 1024]: idle warps still run every phase's bookkeeping, which
+    // dominated small inputs on the H100 (profile in RESULTS.md).
+    const int want = std::max(n / kSingleRoutesPerThread, E / kSingleExpertsPerThread);
+    l.threads = 128;
+    while (l.threads < want && l.threads < kThreads) l.threads <<= 1;
   } else {
     const int by_cells = std::max(1, kPrefixHereMaxCells / E);
     int tiles = std::min({num_sms, by_cells, (n + kMinTileRoutes - 1) / kMinTileRoutes});
@@ -600,7 +618,7 @@ LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_b
   const int by_smem = (budget_ints - (2 * E + 1) - l.tile_routes) / E;
   const int by_work = std::max(1, l.tile_routes / kMinRoutesPerWarp);
   l.fits = by_smem >= 1;
-  l.hist_warps = std::max(1, std::min({kWarps, by_smem, by_work}));
+  l.hist_warps = std::max(1, std::min({l.threads / 32, by_smem, by_work}));
   l.smem_bytes = sizeof(int) * static_cast<size_t>(smem_ints(E, l.hist_warps, l.tile_routes));
   return l;
 }

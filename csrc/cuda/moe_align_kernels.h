@@ -39,6 +39,7 @@ struct LaunchPlan {
   int num_tiles;
   int tile_routes;
   int hist_warps;
+  int threads;          // per CTA (the single-CTA kernel sizes it to the input)
   size_t smem_bytes;    // dynamic shared memory of the single/scatter kernel
   size_t scratch_ints;  // device scratch the caller allocates (uninitialised)
   bool fits;            // false: num_experts too large for this GPU's smem
