@@ -4,7 +4,8 @@
 //
 //   count    per-warp histograms of contiguous route chunks (shared memory)
 //   scan     padded per-expert totals -> segment starts (block-wide scan)
-//   fill     padding inside and after the segments, expert_ids, post_pad
+//   fill     sorted_ids set to the padding value first (the scatter then
+//            overwrites route slots), expert_ids and post_pad after the scan
 //   scatter  each warp walks its chunk again in route order and places each
 //            route at  segment start + routes of earlier chunks + rank among
 //            equal experts in the same 32-route group  (so segments ascend)
@@ -65,7 +66,6 @@ struct Params : KernelParams {
   int row_groups;           // warp_prefixes: thread groups per expert
   int rows_per_group;       //   and histogram rows per group
   int tile_groups;          // tile_prefix_here: thread groups per expert
-  int pad_lanes_log2;       // lanes per expert when padding: 2^this >= B - 1
   FastDiv div_block;        // / block_size
   FastDiv div_experts;      // / num_experts
 };
@@ -273,40 +273,35 @@ __device__ __forceinline__ int owner_of(const int* seg, int E, int x) {
   return lo;
 }
 
-// fill: this CTA's share (cta of ctas) of every slot the scatter does not
-// write. Disjoint from the scatter's slots, so no barrier between the two.
-__device__ void fill_outputs(const int* seg, const int* cnt, int cta, int ctas,
-                             const Params& p) {
-  const int E = p.num_experts, B = p.block_size;
+// fill (padding): this CTA's share (cta of ctas) of setting every slot of
+// sorted_ids to the padding value, with 16-byte stores. Runs before the
+// scatter, ordered by a barrier (single CTA) or a kernel boundary (tiled), so
+// the scatter simply overwrites the route slots: one flat coalesced pass
+// instead of per-expert padding loops, which were the largest item of the
+// single-CTA kernel's profile (H100, 64x8 routes, E=256).
+__device__ void fill_padding(int cta, int ctas, const Params& p) {
   const int pad = p.numel;
+  const int gthread = cta * blockDim.x + threadIdx.x;
+  const int gstride = ctas * blockDim.x;
+  int* out = p.sorted_ids;
+  const int head = min(p.sorted_size,
+                       static_cast<int>((16 - reinterpret_cast<uintptr_t>(out) % 16) % 16 / 4));
+  if (gthread < head) out[gthread] = pad;
+  const int nvec = (p.sorted_size - head) / 4;
+  int4* vout = reinterpret_cast<int4*>(out + head);
+  const int4 v4 = make_int4(pad, pad, pad, pad);
+  for (int k = gthread; k < nvec; k += gstride) vout[k] = v4;
+  for (int k = head + nvec * 4 + gthread; k < p.sorted_size; k += gstride) out[k] = pad;
+}
+
+// fill (blocks): num_tokens_post_pad, and expert_ids: the owner of each used
+// block, then the tail value. This CTA's share: cta of ctas.
+__device__ void fill_expert_ids(const int* seg, int cta, int ctas, const Params& p) {
+  const int E = p.num_experts, B = p.block_size;
   const int total = seg[E];
   const int gthread = cta * blockDim.x + threadIdx.x;
   const int gstride = ctas * blockDim.x;
   if (gthread == 0) *p.post_pad = total;
-  // Padding after each expert's routes (at most B - 1 slots): a group of L
-  // lanes per expert, L the power of two >= B - 1 (<= 32), so small blocks do
-  // not leave most of a warp idle.
-  {
-    const int lg = p.pad_lanes_log2, L = 1 << lg;
-    const int ggroup = gthread >> lg, ngroups = gstride >> lg, sub = gthread & (L - 1);
-    for (int e = ggroup; e < E; e += ngroups)
-      for (int s = seg[e] + cnt[e] + sub; s < seg[e + 1]; s += L) p.sorted_ids[s] = pad;
-  }
-  // Padding after the last segment: 16-byte stores once aligned.
-  {
-    int s = total;
-    int* out = p.sorted_ids;
-    const int head = min(p.sorted_size,
-                         total + static_cast<int>((16 - reinterpret_cast<uintptr_t>(out + total) % 16) % 16 / 4));
-    if (gthread < head - s) out[s + gthread] = pad;
-    s = head;
-    const int nvec = (p.sorted_size - s) / 4;
-    int4* vout = reinterpret_cast<int4*>(out + s);
-    const int4 v4 = make_int4(pad, pad, pad, pad);
-    for (int k = gthread; k < nvec; k += gstride) vout[k] = v4;
-    for (int k = s + nvec * 4 + gthread; k < p.sorted_size; k += gstride) out[k] = pad;
-  }
-  // expert_ids: owner of each used block, then the tail value.
   const int used = p.div_block.div(total);
   int tail = p.expert_ids_tail;
   if (p.map_out) tail = __ldg(p.map + (tail >= 0 ? tail : tail + E));
@@ -338,6 +333,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warp = threadIdx.x >> 5;
   for (int k = threadIdx.x; k < W * E; k += blockDim.x) hist[k] = 0;
   stage_bins(ids, 0, n, bins, p);
+  fill_padding(0, 1, p);  // ordered before the scatter by the barriers below
   __syncthreads();
   const Chunk chunk = warp_chunk(n, warp, p.warp_routes);
   if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
@@ -347,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
   scan_segments(cnt, seg, p);
   __syncthreads();
-  fill_outputs(seg, cnt, 0, 1, p);
+  fill_expert_ids(seg, 0, 1, p);
   if (warp < W) scatter_chunk(bins, chunk, 0, seg, hist + warp * E, p);
 }
 
@@ -362,6 +358,7 @@ __global__ void __launch_bounds__(kThreads)
   const int lo = blockIdx.x * p.tile_routes;
   const int hi = min(p.numel, lo + p.tile_routes);
   for (int e = threadIdx.x; e < E; e += kThreads) hist[e] = 0;
+  fill_padding(blockIdx.x, gridDim.x, p);  // the scatter kernel runs after this one
   __syncthreads();
   const int lane = threadIdx.x & 31;
   const bool wide = wide_keys(E);
@@ -486,7 +483,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
   scan_segments(cnt, seg, p);
   __syncthreads();
-  fill_outputs(seg, cnt, tile, p.num_tiles, p);
+  fill_expert_ids(seg, tile, p.num_tiles, p);
   if (warp < W) scatter_chunk(bins, chunk, lo, seg, hist + warp * E, p);
 }
 
@@ -551,8 +548,6 @@ Params to_params(const KernelParams& k, const LaunchPlan& plan) {
   p.row_groups = E >= nt ? 1 : std::min(W, nt / E);
   p.rows_per_group = (W + p.row_groups - 1) / p.row_groups;
   p.tile_groups = std::max(1, kThreads / E);
-  p.pad_lanes_log2 = 0;
-  while ((1 << p.pad_lanes_log2) < k.block_size - 1 && p.pad_lanes_log2 < 5) ++p.pad_lanes_log2;
   p.div_block = FastDiv::make(static_cast<uint32_t>(k.block_size));
   p.div_experts = FastDiv::make(static_cast<uint32_t>(E));
   return p;
