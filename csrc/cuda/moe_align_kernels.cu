@@ -10,15 +10,16 @@
 //            route at  segment start + routes of earlier chunks + rank among
 //            equal experts in the same 32-route group  (so segments ascend)
 //
-// Size regimes (chosen in choose_launch(), the one place launch sizes live):
+// Size regimes (chosen in plan_launch(), the one place launch sizes live):
 //   single  one CTA does all four phases: one launch, nothing leaves the SM
 //           but the inputs and the outputs.
 //   tiled   many CTAs, one tile of routes each:
-//             count_tiles_kernel   tile histograms -> scratch [tiles][E]
+//             count_tiles_kernel   tile histograms -> scratch [tiles][E];
+//                                  padding of sorted_ids
 //             scan_tiles_kernel    (only when tiles*E is large) exclusive
 //                                  prefix over tiles per expert + totals
 //             scatter_tiles_kernel per-CTA expert scan (redundant, cheap),
-//                                  fill share, stable scatter of its tile
+//                                  expert_ids share, stable scatter of its tile
 #include "moe_align_kernels.h"
 
 #include <algorithm>
