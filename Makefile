@@ -5,7 +5,7 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 VLLM_VERSION ?= 0.33.0
 # Test and tool dependencies installed next to vLLM.
-DEV_DEPS := pytest hypothesis ruff matplotlib ninja
+DEV_DEPS := pytest hypothesis ruff matplotlib ninja wheel "setuptools>=64"
 DEPS_STAMP := $(VENV)/.deps-vllm-$(VLLM_VERSION)
 
 .PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu bench-gpu lint install deps clean
