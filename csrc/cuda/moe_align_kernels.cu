@@ -317,24 +317,46 @@ __device__ void fill_expert_ids(const int* seg, int cta, int ctas, const Params&
 }
 
 // Shared memory of the single and scatter kernels, in ints:
-// seg[E + 1] | cnt[E] | hist[hist_warps][E] | bins[tile_routes].
+// hist[hist_warps][E] | seg[E + 1] | cnt[E] | bins[tile_routes]
+// (hist first: 16-byte aligned, zeroed with vector stores).
 __host__ __device__ constexpr int smem_ints(int E, int hist_warps, int tile_routes) {
   return 2 * E + 1 + hist_warps * E + tile_routes;
 }
 
+__device__ __forceinline__ void zero_ints(int* a, int count) {
+  int4* a4 = reinterpret_cast<int4*>(a);
+  for (int k = threadIdx.x; k < count / 4; k += blockDim.x) a4[k] = make_int4(0, 0, 0, 0);
+  for (int k = count / 4 * 4 + threadIdx.x; k < count; k += blockDim.x) a[k] = 0;
+}
+
+// Routes per thread of the single-CTA kernel (its block is sized so that
+// numel <= kSingleRoutesPerThread * blockDim.x): all loads issue at once.
+constexpr int kSingleRoutesPerThread = 4;
+
 template <typename IdT>
 __global__ void __launch_bounds__(kThreads, 1)
     single_cta_kernel(const IdT* __restrict__ ids, Params p) {
-  extern __shared__ int smem[];
+  extern __shared__ __align__(16) int smem[];
   const int E = p.num_experts, W = p.hist_warps, n = p.numel;
-  int* seg = smem;
+  int* hist = smem;
+  int* seg = hist + W * E;
   int* cnt = seg + E + 1;
-  int* hist = cnt + E;
-  int* bins = hist + W * E;
+  int* bins = cnt + E;
   const int warp = threadIdx.x >> 5;
-  for (int k = threadIdx.x; k < W * E; k += blockDim.x) hist[k] = 0;
-  stage_bins(ids, 0, n, bins, p);
+  // load: issue every route load first, do the stores while they fly.
+  IdT v[kSingleRoutesPerThread];
+#pragma unroll
+  for (int u = 0; u < kSingleRoutesPerThread; ++u) {
+    const int i = threadIdx.x + u * blockDim.x;
+    v[u] = i < n ? ids[i] : IdT(0);
+  }
+  zero_ints(hist, W * E);
   fill_padding(0, 1, p);  // ordered before the scatter by the barriers below
+#pragma unroll
+  for (int u = 0; u < kSingleRoutesPerThread; ++u) {
+    const int i = threadIdx.x + u * blockDim.x;
+    if (i < n) bins[i] = bin_of(v[u], p);
+  }
   __syncthreads();
   const Chunk chunk = warp_chunk(n, warp, p.warp_routes);
   if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
@@ -454,17 +476,17 @@ __device__ void tile_prefix_here(const Params& p, int tile, int* before, int* cn
 template <typename IdT, bool kPrefixHere>
 __global__ void __launch_bounds__(kThreads, 1)
     scatter_tiles_kernel(const IdT* __restrict__ ids, Params p) {
-  extern __shared__ int smem[];
+  extern __shared__ __align__(16) int smem[];
   const int E = p.num_experts, W = p.hist_warps;
   const int tile = blockIdx.x;
-  int* seg = smem;  // holds the tile prefix until the scan needs seg
+  int* hist = smem;
+  int* seg = hist + W * E;  // holds the tile prefix until the scan needs seg
   int* cnt = seg + E + 1;
-  int* hist = cnt + E;
-  int* bins = hist + W * E;
+  int* bins = cnt + E;
   const int warp = threadIdx.x >> 5;
   const int lo = tile * p.tile_routes;
   const int hi = min(p.numel, lo + p.tile_routes);
-  for (int k = threadIdx.x; k < W * E; k += kThreads) hist[k] = 0;
+  zero_ints(hist, W * E);
   if (kPrefixHere) {
     for (int e = threadIdx.x; e < E; e += kThreads) seg[e] = cnt[e] = 0;
   } else {
@@ -504,11 +526,12 @@ constexpr int kSingleMaxRoutes = 2048;
 constexpr int kMinTileRoutes = 1024;
 constexpr int kMaxTileRoutes = 16384;
 constexpr int kPrefixHereMaxCells = 16384;
-// Single CTA: routes per thread, and threads per expert, when sizing the
-// block. Measured on the H100: E=8 runs best on 128 threads, E>=128 on 1024
-// (the per-expert phases, padding above all, want many threads).
-constexpr int kSingleRoutesPerThread = 4;
+// Single CTA: threads per expert when sizing the block (routes per thread:
+// kSingleRoutesPerThread, above). Measured on the H100: E=8 runs best on 128
+// threads, E>=128 on 1024 (the per-expert phases want many threads).
 constexpr int kSingleThreadsPerExpert = 8;
+static_assert(kSingleMaxRoutes <= kSingleRoutesPerThread * kThreads,
+              "the single-CTA kernel loads at most kSingleRoutesPerThread routes per thread");
 // A histogram row per warp pays only when a warp gets this many routes; the
 // per-expert prefix pass costs one step per row.
 constexpr int kMinRoutesPerWarp = 64;
@@ -596,7 +619,8 @@ LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_b
     // Enough threads for the routes and the experts, a power of two in
     // [128, 1024]: idle warps still run every phase's bookkeeping, which
     // dominated small inputs on the H100 (profile in RESULTS.md).
-    const int want = std::max(n / kSingleRoutesPerThread, E * kSingleThreadsPerExpert);
+    const int want = std::max((n + kSingleRoutesPerThread - 1) / kSingleRoutesPerThread,
+                              E * kSingleThreadsPerExpert);
     l.threads = 128;
     while (l.threads < want && l.threads < kThreads) l.threads <<= 1;
   } else {
