@@ -380,21 +380,22 @@ __global__ void __launch_bounds__(kThreads)
   const int E = p.num_experts;
   const int lo = blockIdx.x * p.tile_routes;
   const int hi = min(p.numel, lo + p.tile_routes);
-  for (int e = threadIdx.x; e < E; e += kThreads) hist[e] = 0;
+  for (int e = threadIdx.x; e < E; e += blockDim.x) hist[e] = 0;
   fill_padding(blockIdx.x, gridDim.x, p);  // the scatter kernel runs after this one
   __syncthreads();
   const int lane = threadIdx.x & 31;
   const bool wide = wide_keys(E);
-  for (int base = lo + threadIdx.x; base - lane < hi; base += kThreads * kInFlight) {
+  const int nt = blockDim.x;
+  for (int base = lo + threadIdx.x; base - lane < hi; base += nt * kInFlight) {
     IdT v[kInFlight];
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
-      const int i = base + u * kThreads;
+      const int i = base + u * nt;
       v[u] = i < hi ? ids[i] : IdT(0);
     }
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
-      const int i = base + u * kThreads;
+      const int i = base + u * nt;
       if (i - lane >= hi) break;  // the whole warp is past the tile
       const int e = i < hi ? bin_of(v[u], p) : E;
       const unsigned peers = peers_of(e, wide);
@@ -403,7 +404,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
   int* out = p.tile_hist + static_cast<size_t>(blockIdx.x) * E;
-  for (int e = threadIdx.x; e < E; e += kThreads) out[e] = hist[e];
+  for (int e = threadIdx.x; e < E; e += blockDim.x) out[e] = hist[e];
 }
 
 // scan (tiled, many tiles): per expert, tile counts -> exclusive prefix over
@@ -488,9 +489,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int hi = min(p.numel, lo + p.tile_routes);
   zero_ints(hist, W * E);
   if (kPrefixHere) {
-    for (int e = threadIdx.x; e < E; e += kThreads) seg[e] = cnt[e] = 0;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) seg[e] = cnt[e] = 0;
   } else {
-    for (int e = threadIdx.x; e < E; e += kThreads) {
+    for (int e = threadIdx.x; e < E; e += blockDim.x) {
       cnt[e] = p.totals[e];
       seg[e] = p.tile_hist[static_cast<size_t>(tile) * E + e];
     }
@@ -530,6 +531,7 @@ constexpr int kPrefixHereMaxCells = 16384;
 // kSingleRoutesPerThread, above). Measured on the H100: E=8 runs best on 128
 // threads, E>=128 on 1024 (the per-expert phases want many threads).
 constexpr int kSingleThreadsPerExpert = 8;
+constexpr int kTiledRoutesPerThread = 4;
 static_assert(kSingleMaxRoutes <= kSingleRoutesPerThread * kThreads,
               "the single-CTA kernel loads at most kSingleRoutesPerThread routes per thread");
 // A histogram row per warp pays only when a warp gets this many routes; the
@@ -571,7 +573,7 @@ Params to_params(const KernelParams& k, const LaunchPlan& plan) {
   p.experts_per_thread = (E + nt - 1) / nt;
   p.row_groups = E >= nt ? 1 : std::min(W, nt / E);
   p.rows_per_group = (W + p.row_groups - 1) / p.row_groups;
-  p.tile_groups = std::max(1, kThreads / E);
+  p.tile_groups = std::max(1, nt / E);
   p.div_block = FastDiv::make(static_cast<uint32_t>(k.block_size));
   p.div_experts = FastDiv::make(static_cast<uint32_t>(E));
   return p;
@@ -588,7 +590,7 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
     k<<<1, l.threads, l.smem_bytes, stream>>>(ids, p);
     return cudaGetLastError();
   }
-  count_tiles_kernel<IdT><<<l.num_tiles, kThreads, sizeof(int) * p.num_experts, stream>>>(ids, p);
+  count_tiles_kernel<IdT><<<l.num_tiles, l.threads, sizeof(int) * p.num_experts, stream>>>(ids, p);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   if (l.regime == Regime::kTiledScan) {
     scan_tiles_kernel<<<(p.num_experts + 31) / 32, kThreads, 0, stream>>>(p);
@@ -596,12 +598,12 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
     constexpr auto k = scatter_tiles_kernel<IdT, false>;
     if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<k>(device, optin)) != cudaSuccess)
       return err;
-    k<<<l.num_tiles, kThreads, l.smem_bytes, stream>>>(ids, p);
+    k<<<l.num_tiles, l.threads, l.smem_bytes, stream>>>(ids, p);
   } else {
     constexpr auto k = scatter_tiles_kernel<IdT, true>;
     if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<k>(device, optin)) != cudaSuccess)
       return err;
-    k<<<l.num_tiles, kThreads, l.smem_bytes, stream>>>(ids, p);
+    k<<<l.num_tiles, l.threads, l.smem_bytes, stream>>>(ids, p);
   }
   return cudaGetLastError();
 }
@@ -634,6 +636,11 @@ LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_b
                    ? Regime::kTiledPrefixHere
                    : Regime::kTiledScan;
     l.scratch_ints = static_cast<size_t>(l.num_tiles + 1) * E;
+    // Threads per tile CTA: kTiledRoutesPerThread routes each, in [256, 1024]
+    // (the same lesson as the single CTA: idle warps cost bookkeeping).
+    const int want = l.tile_routes / kTiledRoutesPerThread;
+    l.threads = 256;
+    while (l.threads < want && l.threads < kThreads) l.threads <<= 1;
   }
   // As many histogram rows as shared memory and the work per warp allow.
   const int budget_ints = (smem_optin_bytes - kStaticSmemBytes) / static_cast<int>(sizeof(int));
