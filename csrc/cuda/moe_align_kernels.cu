@@ -35,9 +35,10 @@ constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
 
 // Division by a divisor fixed for the whole launch, by multiply and shift
-// (Granlund-Montgomery): a hardware-less integer division costs ~25
-// dependent instructions, and the profile of the single-CTA kernel showed
-// such divisions on its critical path. Valid for 0 <= n < 2^31.
+// (Granlund-Montgomery). GPUs have no integer divide instruction: a division
+// by a run-time value compiles to ~25 dependent instructions, and the profile
+// of the single-CTA kernel showed such divisions on its critical path.
+// Valid for 0 <= n < 2^31.
 struct FastDiv {
   uint32_t d, m, s;
   static FastDiv make(uint32_t d) {
@@ -55,7 +56,8 @@ struct FastDiv {
 };
 
 // What the kernels read: the call's parameters, the launch plan's sizes and
-// everything derived from them once on the host (no divisions on the device).
+// everything derived from them once on the host (so the kernels divide by
+// run-time values only through FastDiv).
 struct Params : KernelParams {
   int32_t* tile_hist;  // tiled: [num_tiles][E] counts, then tile prefixes
   int32_t* totals;     // tiled with scan kernel: [E] routes per expert
@@ -515,8 +517,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 // Launch-size choices, all here.
 // ---------------------------------------------------------------------------
 // Up to this many routes one CTA does everything in one launch. Measured on
-// the H100 (RESULTS.md): at 8192 routes the single CTA took 13-14 us where
-// the two tiled launches take about 9 us; at 2048 routes 8.3 us.
+// the H100 at ba91861 (RESULTS.md): at 8192 routes the single CTA took
+// 13-14 us where the two tiled launches took about 9.5 us.
 constexpr int kSingleMaxRoutes = 2048;
 // Tiled: as many tiles as SMs (one wave), but at least kMinTileRoutes routes
 // a tile (each CTA has a fixed cost: its expert scan), at most
@@ -531,6 +533,7 @@ constexpr int kPrefixHereMaxCells = 16384;
 // kSingleRoutesPerThread, above). Measured on the H100: E=8 runs best on 128
 // threads, E>=128 on 1024 (the per-expert phases want many threads).
 constexpr int kSingleThreadsPerExpert = 8;
+// Tiled CTAs: threads sized to the tile, this many routes each, in [256, 1024].
 constexpr int kTiledRoutesPerThread = 4;
 static_assert(kSingleMaxRoutes <= kSingleRoutesPerThread * kThreads,
               "the single-CTA kernel loads at most kSingleRoutesPerThread routes per thread");
@@ -636,8 +639,7 @@ LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_b
                    ? Regime::kTiledPrefixHere
                    : Regime::kTiledScan;
     l.scratch_ints = static_cast<size_t>(l.num_tiles + 1) * E;
-    // Threads per tile CTA: kTiledRoutesPerThread routes each, in [256, 1024]
-    // (the same lesson as the single CTA: idle warps cost bookkeeping).
+    // Idle warps would still run every phase's bookkeeping.
     const int want = l.tile_routes / kTiledRoutesPerThread;
     l.threads = 256;
     while (l.threads < want && l.threads < kThreads) l.threads <<= 1;
