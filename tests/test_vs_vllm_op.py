@@ -69,6 +69,7 @@ def test_same_as_vllm_op(numel: int, experts: int, block: int, mode: str) -> Non
         pytest.skip("vLLM < 0.28 does not ignore invalid ids on every path")
     ids = random_routes(numel, experts, top_k=8 if numel % 8 == 0 else 1, seed=numel + experts,
                         invalid_frac=0.2 if mode == "invalid_ids" else 0.0, device="cuda")
+    ids = ids.view(ids.shape[0], -1)  # vLLM >= 0.13 reads topk_ids.size(1)
     emap = random_expert_map(experts, seed=numel, device="cuda") if mode == "expert_map" else None
     got = _call(torch.ops.vllm_moe_align.moe_align_block_size_out, ids, experts, block, emap, True)
     want = _call(torch.ops._moe_C.moe_align_block_size, ids, experts, block, emap, False)
