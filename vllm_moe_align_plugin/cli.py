@@ -5,6 +5,7 @@
 - ``verify``  random cases against the pure-torch reference on every device.
 - ``bench``   the plugin against the reference (and vLLM's / SGLang's compiled
               op when present) on the available device.
+- ``patch``   check | apply | revert the static vLLM patch (patches/README.md).
 """
 
 from __future__ import annotations
@@ -134,6 +135,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_patch(args: argparse.Namespace) -> int:
+    """check: 0 when the tree is pristine or patched, 1 otherwise; apply/revert:
+    0 when done, 1 (files untouched) when refused."""
+    from . import patching
+
+    try:
+        target = patching.load_target(args.path, args.vllm_version)
+        print(f"vLLM {target.version} at {target.root} (version from {target.version_source})")
+        print(f"patch   patches/{target.line.patch_file} ({target.contract.name} contract)")
+        if args.action == "check":
+            for f in target.files:
+                print(f"  {f.rel}: {f.status} ({f.detail})")
+            status = target.status()
+            hint = {patching.PRISTINE: "`vllm-moe-align patch apply` patches it",
+                    patching.PATCHED: "`vllm-moe-align patch revert` restores it"}
+            print(f"state: {status} ({hint.get(status, 'apply and revert refuse this tree')})")
+            return 0 if status in hint else 1
+        done = patching.apply(target) if args.action == "apply" else patching.revert(target)
+        for path in done:
+            print(f"  {'patched' if args.action == 'apply' else 'reverted'} {path}")
+        return 0
+    except patching.PatchError as exc:
+        print(f"vllm-moe-align patch {args.action}: refused: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="vllm-moe-align", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,6 +174,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="a few shapes, fewer calls")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("patch", help="check, apply or revert the static vLLM patch (patches/)")
+    p.add_argument("action", choices=["check", "apply", "revert"])
+    p.add_argument("path", nargs="?", default=None,
+                   help="directory holding vllm/ (source tree or site-packages); default: installed vLLM")
+    p.add_argument("--vllm-version", default=None, help="the tree's version, when it cannot be read")
+    p.set_defaults(fn=cmd_patch)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -1,0 +1,406 @@
+"""The static vLLM patches (patches/, vllm_moe_align_plugin.patching, static_patch).
+
+- A copy of the installed vLLM is patched with `vllm-moe-align patch apply`,
+  imported in a subprocess with VLLM_PLUGINS="" (the runtime plugin off), and
+  vLLM's three bindings of moe_align_block_size must return the plugin's
+  results on CPU tensors (vLLM's own op has no CPU kernel); without the plugin
+  importable the patched vLLM must behave as before; revert restores the files
+  byte for byte.
+- Refusals (already patched, not patched, modified, half-patched, unsupported,
+  unknown version, failed write) leave every file untouched.
+- Each shipped .patch applies (`patch`, `git apply`) to its line's reference
+  release sdist from PyPI (cached in .cache/vllm-sdists/), gives exactly what
+  `patch apply` gives, and is what patching.patch_file_text makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from vllm_moe_align_plugin import cli, patching, static_patch
+from vllm_moe_align_plugin.vllm_plugin import installed_vllm_version
+
+REPO = Path(__file__).resolve().parents[1]
+PATCHES = REPO / "patches"
+TARGETS = (patching.OPS_FILE, patching.PY_FILE)
+
+
+def _make_patches_module():
+    spec = importlib.util.spec_from_file_location("make_patches", PATCHES / "make_patches.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_patches = _make_patches_module()
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in TARGETS}
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """(exit code, stdout + stderr) of `vllm-moe-align patch ...` run in-process."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        rc = cli.main(["patch", *args])
+    return rc, out.getvalue()
+
+
+def installed_vllm_dir() -> Path:
+    spec = importlib.util.find_spec("vllm")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def small_tree(dest: Path) -> Path:
+    """The installed vLLM's two patched files and its _version.py under ``dest``."""
+    src = installed_vllm_dir()
+    for rel in (*TARGETS, "vllm/_version.py"):
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / rel[len("vllm/"):], out)
+    return dest
+
+
+# --------------------------------------------------------------------------- real vLLM, patched
+
+PROBE = r"""
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
+if sys.argv[2] == "blocked":
+    sys.modules["vllm_moe_align_plugin"] = None  # as if the package were not installed
+import torch
+import vllm
+report = {"vllm_file": vllm.__file__, "version": vllm.__version__}
+from vllm.model_executor.layers.fused_moe import moe_align_block_size as defining
+from vllm.model_executor.layers.fused_moe import fused_moe
+import vllm._custom_ops as ops
+ids = torch.randint(0, 64, (37, 8), generator=torch.Generator().manual_seed(3))
+def run(name, call):
+    try:
+        report[name] = [t.tolist() for t in call()]
+    except Exception as exc:
+        report[name] = "error: " + type(exc).__name__
+def op_level():
+    size = ids.numel() + 64 * 15
+    out = (torch.empty(size, dtype=torch.int32), torch.empty((size + 15) // 16, dtype=torch.int32),
+           torch.empty(1, dtype=torch.int32))
+    ops.moe_align_block_size(ids, 64, 16, *out)
+    return out
+run("python", lambda: defining.moe_align_block_size(ids, 16, 64))
+run("fused_moe", lambda: fused_moe.moe_align_block_size(ids, 16, 64))
+run("op", op_level)
+if sys.argv[2] != "blocked":
+    from vllm_moe_align_plugin.contract import contract_for_vllm
+    from vllm_moe_align_plugin.reference import moe_align_block_size_reference
+    from vllm_moe_align_plugin.vllm_plugin import is_registered
+    want = moe_align_block_size_reference(ids, 16, 64, contract=contract_for_vllm(vllm.__version__))
+    report["want"] = [t.tolist() for t in want]
+    report["plugin_registered"] = is_registered()
+print("PROBE-JSON " + json.dumps(report))
+"""
+
+
+def probe(root: Path, mode: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_MOE_ALIGN_DISABLE"}
+    env.update(VLLM_PLUGINS="", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(root), mode], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("PROBE-JSON "))
+    report = json.loads(line[len("PROBE-JSON "):])
+    report["log"] = proc.stdout + proc.stderr
+    return report
+
+
+@pytest.fixture(scope="module")
+def vllm_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole installed vLLM package under a new root: files hard-linked
+    where possible (patching replaces files, never writes into them), the two
+    patched files real copies."""
+    root = tmp_path_factory.mktemp("vllm-copy")
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(installed_vllm_dir(), root / "vllm", copy_function=link_or_copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in TARGETS:
+        path = root / rel
+        data = path.read_bytes()
+        path.unlink()
+        path.write_bytes(data)
+    return root
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(installed_vllm_version() is None, reason="vLLM is not installed")
+def test_patched_vllm_copy_uses_the_plugin_without_plugins(vllm_copy: Path) -> None:
+    root = vllm_copy
+    before = digests(root)
+    rc, out = run_cli("check", str(root))
+    assert rc == 0 and "state: pristine" in out, out
+    rc, out = run_cli("apply", str(root))
+    assert rc == 0, out
+    assert digests(root) != before
+    rc, out = run_cli("check", str(root))
+    assert rc == 0 and "state: patched" in out, out
+
+    report = probe(root, "plugin")
+    assert report["vllm_file"].startswith(str(root)), report["vllm_file"]
+    assert report["plugin_registered"] is False
+    for name in ("python", "fused_moe", "op"):
+        assert report[name] == report["want"], (name, report[name])
+    assert report["log"].count("static patch:") == 2, report["log"][-3000:]
+    assert report["log"].count("replaced (vLLM 0.33.0") == 2, report["log"][-3000:]
+
+    # Without the package the patched vLLM is vLLM: its own op, which has no CPU kernel.
+    blocked = probe(root, "blocked")
+    assert blocked["vllm_file"].startswith(str(root))
+    for name in ("python", "fused_moe", "op"):
+        assert isinstance(blocked[name], str) and blocked[name].startswith("error: "), name
+    assert "static patch:" not in blocked["log"]
+
+    rc, out = run_cli("revert", str(root))
+    assert rc == 0, out
+    assert digests(root) == before
+    rc, out = run_cli("check", str(root))
+    assert rc == 0 and "state: pristine" in out, out
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(installed_vllm_version() is None, reason="vLLM is not installed")
+def test_check_on_the_installed_vllm() -> None:
+    rc, out = run_cli("check")
+    assert rc == 0, out
+    assert f"vLLM {installed_vllm_version()} at {installed_vllm_dir().parent}" in out
+    assert "state: pristine" in out or "state: patched" in out
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    if installed_vllm_version() is None:
+        pytest.skip("vLLM is not installed")
+    return small_tree(tmp_path / "tree")
+
+
+@pytest.mark.vllm
+def test_apply_twice_refuses(tree: Path) -> None:
+    assert run_cli("apply", str(tree))[0] == 0
+    after = digests(tree)
+    rc, out = run_cli("apply", str(tree))
+    assert rc == 1 and "refused" in out and "already patched" in out, out
+    assert digests(tree) == after
+
+
+@pytest.mark.vllm
+def test_revert_pristine_refuses(tree: Path) -> None:
+    before = digests(tree)
+    rc, out = run_cli("revert", str(tree))
+    assert rc == 1 and "is not patched, nothing reverted" in out, out
+    assert digests(tree) == before
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("state", ["pristine", "patched"])
+def test_edited_block_is_modified_and_both_commands_refuse(tree: Path, state: str) -> None:
+    run_cli("apply", str(tree))
+    path = tree / patching.PY_FILE
+    path.write_text(path.read_text().replace("pass\n", "pass  # edited\n"))
+    if state == "pristine":  # the other file reverted by hand: marker only in the edited one
+        ops = tree / patching.OPS_FILE
+        ops.write_text(ops.read_text().replace("\n\n" + patching.block("op"), ""))
+    before = digests(tree)
+    for action in ("apply", "revert", "check"):
+        rc, out = run_cli(action, str(tree))
+        assert rc == 1, out
+        assert "modified" in out and patching.PY_FILE in out, out
+    assert digests(tree) == before
+
+
+@pytest.mark.vllm
+def test_half_patched_tree_refuses_apply_and_reverts(tree: Path) -> None:
+    pristine = digests(tree)
+    run_cli("apply", str(tree))
+    ops = tree / patching.OPS_FILE
+    ops.write_text(ops.read_text().replace("\n\n" + patching.block("op"), ""))
+    assert digests(tree)[patching.OPS_FILE] == pristine[patching.OPS_FILE]
+    rc, out = run_cli("apply", str(tree))
+    assert rc == 1 and "half-patched" in out, out
+    rc, out = run_cli("revert", str(tree))
+    assert rc == 0, out
+    assert digests(tree) == pristine
+
+
+@pytest.mark.vllm
+def test_signature_of_another_line_is_unsupported(tree: Path) -> None:
+    before = digests(tree)
+    rc, out = run_cli("apply", str(tree), "--vllm-version", "0.26.0")
+    assert rc == 1 and "unsupported" in out and "vllm 0.17-0.30 contract" in out, out
+    assert digests(tree) == before
+
+
+@pytest.mark.vllm
+def test_unknown_version_and_not_a_tree_refuse(tree: Path, tmp_path: Path) -> None:
+    rc, out = run_cli("check", str(tree), "--vllm-version", "0.99.0")
+    assert rc == 1 and "vLLM 0.99.0" in out and "not a version this plugin has a patch for" in out
+    (tree / "vllm" / "_version.py").unlink()
+    rc, out = run_cli("apply", str(tree))
+    assert rc == 1 and "cannot read the vLLM version" in out, out
+    rc, out = run_cli("check", str(tmp_path / "nowhere"))
+    assert rc == 1 and "is not a vLLM tree" in out, out
+
+
+@pytest.mark.vllm
+def test_vllm_package_dir_is_accepted(tree: Path) -> None:
+    rc, out = run_cli("check", str(tree / "vllm"))
+    assert rc == 0 and f"at {tree}" in out, out
+
+
+@pytest.mark.vllm
+def test_failed_write_leaves_both_files_untouched(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = digests(tree)
+    real_replace = os.replace
+    calls = []
+
+    def second_fails(src: str, dst: str) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise PermissionError(13, "Permission denied", str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(patching.os, "replace", second_fails)
+    rc, out = run_cli("apply", str(tree))
+    assert rc == 1 and "no file was changed" in out and "Permission denied" in out, out
+    assert len(calls) == 2
+    assert digests(tree) == before
+    leftovers = [p for p in tree.rglob("*") if p.name.endswith(".vmap")]
+    assert leftovers == []
+
+
+# --------------------------------------------------------------------------- static_patch
+
+
+def _op_like(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,  # type: ignore[no-untyped-def]
+             num_tokens_post_pad, expert_map=None, scatter_idx=None):
+    raise AssertionError("not called")
+
+
+def _op_other(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,  # type: ignore[no-untyped-def]
+              num_tokens_post_pad, expert_map=None, extra=None):
+    raise AssertionError("not called")
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(installed_vllm_version() != "0.33.0", reason="signatures below are vLLM 0.33's")
+@pytest.mark.parametrize(
+    "kind,original,env,replaced",
+    [("op", _op_like, {}, True),
+     ("op", _op_other, {}, False),
+     ("op", _op_like, {"VLLM_MOE_ALIGN_DISABLE": "1"}, False),
+     ("nonsense", _op_like, {}, False)],
+    ids=["same-signature", "other-signature", "disabled", "unknown-kind"],
+)
+def test_replacement_falls_back_to_the_original(
+    kind: str, original: Callable, env: dict, replaced: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VLLM_MOE_ALIGN_DISABLE", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    fn = static_patch.replacement(kind, original)
+    assert (fn is not original) == replaced
+    if replaced:
+        assert fn.__module__ == "vllm_moe_align_plugin.api"
+
+
+def test_replacement_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(kind: str, original: Callable) -> None:
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(static_patch, "_build", boom)
+    assert static_patch.replacement("op", _op_like) is _op_like
+
+
+# --------------------------------------------------------------------------- the .patch files
+
+
+@pytest.fixture(scope="module")
+def sdist_trees(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    made: dict[str, Path] = {}
+
+    def get(version: str) -> Path:
+        if version not in made:
+            try:
+                archive = make_patches.sdist(version)
+            except make_patches.FetchError as exc:
+                pytest.skip(f"vLLM {version} sdist unavailable: {exc}")
+            made[version] = make_patches.extract(archive, tmp_path_factory.mktemp(f"sdist-{version}"))
+        return made[version]
+
+    return get
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest
+
+
+@pytest.mark.parametrize("line", patching.LINES, ids=[line.patch_file for line in patching.LINES])
+def test_patch_file_applies_to_its_release(
+    line: patching.PatchLine, sdist_trees: Callable[[str], Path], tmp_path: Path
+) -> None:
+    release = sdist_trees(line.reference)
+    patch_path = PATCHES / line.patch_file
+    pristine = digests(release)
+
+    target = patching.load_target(str(release))
+    assert target.line == line and target.version == line.reference
+    assert patch_path.read_text(encoding="utf-8") == patching.patch_file_text(target), (
+        f"{patch_path.name} is stale: run python patches/make_patches.py")
+
+    by_cli = _copy(release, tmp_path / "cli")
+    rc, out = run_cli("apply", str(by_cli))
+    assert rc == 0, out
+
+    if shutil.which("patch"):
+        by_patch = _copy(release, tmp_path / "patch")
+        for args in (["--dry-run"], []):
+            proc = subprocess.run(["patch", "-p1", "-F0", *args, "-i", str(patch_path)], cwd=by_patch,
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert "fuzz" not in proc.stdout, proc.stdout
+        assert digests(by_patch) == digests(by_cli)
+        proc = subprocess.run(["patch", "-R", "-p1", "-i", str(patch_path)], cwd=by_patch,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert digests(by_patch) == pristine
+    if shutil.which("git"):
+        proc = subprocess.run(["git", "apply", "--check", str(patch_path)], cwd=release,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+    rc, out = run_cli("revert", str(by_cli))
+    assert rc == 0, out
+    assert digests(by_cli) == pristine

@@ -1,0 +1,421 @@
+"""Static patches of a vLLM tree: find it, read its version, check, apply, revert.
+
+The change (the same for every vLLM line; only the diff context differs) adds
+one guarded block to each of two vLLM files:
+
+- ``vllm/model_executor/layers/fused_moe/moe_align_block_size.py``: at the end
+  of the file, rebinding the module's ``moe_align_block_size``;
+- ``vllm/_custom_ops.py``: right after the op-level ``moe_align_block_size``.
+
+Each block imports ``vllm_moe_align_plugin.static_patch`` and, when that import
+fails, does nothing, so a patched vLLM without this package behaves as before.
+
+Rules (every refusal raises :class:`PatchError` with a message naming the file
+and the reason):
+
+- ``apply`` needs both files pristine: no block of ours, the definition found,
+  and its parameters exactly those of the plugin's function for the tree's
+  contract line (``contract.contract_for_vllm`` of the tree's version).
+- ``revert`` needs at least one file patched and none modified: it removes the
+  block byte for byte (removing and re-adding it must give the file back).
+- A file with our marker but not exactly our block where we put it, or one we
+  cannot parse, is ``modified``; a file whose function has other parameters
+  than the plugin's for the tree's line is ``unsupported``: both commands refuse.
+- Writes are all-or-nothing: both new contents are computed and written to
+  temporary files first, then moved into place; a failure restores the files
+  already replaced.
+
+The shipped ``patches/*.patch`` files are :func:`patch_file_text` of each
+line's reference release (``tests/test_patches.py`` checks that they are).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .contract import V0_9, V0_13, V0_17, V0_31, Contract, contract_for_vllm
+
+PY_FILE = "vllm/model_executor/layers/fused_moe/moe_align_block_size.py"
+OPS_FILE = "vllm/_custom_ops.py"
+#: (path in the tree, kind passed to static_patch.replacement), in diff order
+FILES = ((OPS_FILE, "op"), (PY_FILE, "python"))
+NAME = "moe_align_block_size"
+
+BEGIN = "# >>> vllm-moe-align-plugin static patch >>>"
+END = "# <<< vllm-moe-align-plugin static patch <<<"
+
+PRISTINE, PATCHED, MODIFIED = "pristine", "patched", "modified"
+#: a release file whose function has other parameters than the plugin's for its line
+UNSUPPORTED = "unsupported"
+
+
+class PatchError(Exception):
+    """A refusal: the message says which tree or file and why."""
+
+
+@dataclass(frozen=True)
+class PatchLine:
+    """One shipped patch file: the vLLM line it serves and what it was made from."""
+
+    contract: Contract
+    versions: str  # the releases of the line, as people write them
+    patch_file: str  # name under patches/
+    reference: str  # the release the .patch file's context comes from
+    verbatim: str  # the releases whose files match that context (checked with patch/git apply)
+
+
+LINES = (
+    PatchLine(V0_9, "0.9.2-0.12.x", "vllm-0.9-0.12.patch", "0.10.0", "0.9.2 to 0.11.0"),
+    PatchLine(V0_13, "0.13.0-0.16.x", "vllm-0.13-0.16.patch", "0.13.0", "0.13.0 to 0.16.0"),
+    PatchLine(V0_17, "0.17.0-0.30.x", "vllm-0.17-0.30.patch", "0.26.0", "0.17.0 to 0.30.0"),
+    PatchLine(V0_31, "0.31.0-0.33.x", "vllm-0.31-0.33.patch", "0.33.0", "0.33.0"),
+)
+
+
+def line_for(contract: Contract) -> PatchLine:
+    for line in LINES:
+        if line.contract == contract:
+            return line
+    raise PatchError(f"no static patch for the {contract.name} contract")
+
+
+# --------------------------------------------------------------------------- the block
+
+
+def block(kind: str) -> str:
+    """The lines a patch adds to the file of ``kind`` ("python" or "op")."""
+    return (
+        f"{BEGIN}\n"
+        "# Added by vllm-moe-align-plugin (its patches/README.md says how to revert):\n"
+        "# with that package importable, moe_align_block_size is the plugin's;\n"
+        "# without it, this block does nothing.\n"
+        "try:\n"
+        "    from vllm_moe_align_plugin.static_patch import replacement as _vmap_replacement\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        f'    {NAME} = _vmap_replacement("{kind}", {NAME})\n'
+        "    del _vmap_replacement\n"
+        f"{END}\n"
+    )
+
+
+def _implementation(tree: ast.Module) -> Optional[ast.FunctionDef]:
+    """The last top-level ``def moe_align_block_size`` that is not an @overload stub."""
+    found = None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == NAME:
+            names = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", "") for d in
+                     node.decorator_list}
+            if "overload" not in names:
+                found = node
+    return found
+
+
+def _insert(text: str, kind: str, rel: str) -> str:
+    """``text`` with the block added ("python": at the end; "op": right after
+    the function, before the two blank lines that follow it)."""
+    if not text.endswith("\n"):
+        raise PatchError(f"{rel}: does not end with a newline")
+    if kind == "python":
+        return text + "\n\n" + block(kind)
+    fn = _implementation(ast.parse(text))
+    if fn is None or fn.end_lineno is None:
+        raise PatchError(f"{rel}: no top-level def {NAME} found")
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[: fn.end_lineno]) + "\n\n" + block(kind) + "".join(lines[fn.end_lineno:])
+
+
+_NO_DEFAULT = object()
+
+
+def _ast_params(fn: ast.FunctionDef) -> list[tuple[str, Any]]:
+    a = fn.args
+    positional = a.posonlyargs + a.args
+    defaults: list[Any] = [_NO_DEFAULT] * (len(positional) - len(a.defaults))
+    defaults += [ast.literal_eval(d) for d in a.defaults]
+    params = list(zip([p.arg for p in positional], defaults))
+    params += [(p.arg, _NO_DEFAULT if d is None else ast.literal_eval(d))
+               for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+    if a.vararg is not None or a.kwarg is not None:
+        params.append(("*args/**kwargs", _NO_DEFAULT))
+    return params
+
+
+def _plugin_params(fn: Callable[..., Any]) -> list[tuple[str, Any]]:
+    import inspect
+
+    return [(name, _NO_DEFAULT if p.default is inspect.Parameter.empty else p.default)
+            for name, p in inspect.signature(fn).parameters.items()]
+
+
+def _signature_problem(text: str, kind: str, contract: Contract) -> Optional[str]:
+    """None when vLLM's function has the parameters of the plugin's function for
+    ``contract``; otherwise what differs."""
+    from .api import drop_in_for, op_level_for
+
+    fn = _implementation(ast.parse(text))
+    if fn is None:
+        return f"no top-level def {NAME}"
+    theirs = _ast_params(fn)
+    ours = _plugin_params(drop_in_for(contract) if kind == "python" else op_level_for(contract))
+    if theirs != ours:
+        def show(ps: list[tuple[str, Any]]) -> str:
+            return ", ".join(n if d is _NO_DEFAULT else f"{n}={d!r}" for n, d in ps)
+
+        return (f"its {NAME}({show(theirs)}) is not the {contract.name} contract's "
+                f"{NAME}({show(ours)})")
+    return None
+
+
+# --------------------------------------------------------------------------- state of a tree
+
+
+@dataclass
+class FileState:
+    rel: str
+    kind: str
+    status: str  # PRISTINE | PATCHED | MODIFIED | UNSUPPORTED
+    detail: str
+    text: str = ""
+    patched_text: str = ""  # the file with the block
+    pristine_text: str = ""  # the file without it
+
+
+@dataclass
+class Target:
+    """A vLLM tree: ``root`` holds ``vllm/``."""
+
+    root: Path
+    version: str
+    version_source: str
+    contract: Contract
+    line: PatchLine
+    files: list[FileState] = field(default_factory=list)
+
+    def status(self) -> str:
+        """PRISTINE or PATCHED when every file is; MODIFIED (else UNSUPPORTED)
+        when any file is; "half-patched" otherwise."""
+        states = {f.status for f in self.files}
+        for bad in (MODIFIED, UNSUPPORTED):
+            if bad in states:
+                return bad
+        if len(states) == 1:
+            return states.pop()
+        return "half-patched"
+
+
+def _inspect_file(root: Path, rel: str, kind: str, contract: Contract) -> FileState:
+    path = root / rel
+    if not path.is_file():
+        return FileState(rel, kind, MODIFIED, f"{path} does not exist")
+    try:
+        text = path.read_bytes().decode("utf-8")
+        ast.parse(text)
+    except (UnicodeDecodeError, SyntaxError) as exc:
+        return FileState(rel, kind, MODIFIED, f"cannot be parsed ({type(exc).__name__}: {exc})")
+    ours = block(kind)
+    marks = text.count(BEGIN)
+    if marks == 0:
+        try:
+            patched = _insert(text, kind, rel)
+        except PatchError as exc:
+            return FileState(rel, kind, MODIFIED, str(exc), text)
+        problem = _signature_problem(text, kind, contract)
+        if problem is not None:
+            return FileState(rel, kind, UNSUPPORTED, problem, text)
+        return FileState(rel, kind, PRISTINE, "no static patch", text, patched, text)
+    padded = "\n\n" + ours
+    if marks == 1 and text.count(padded) == 1:
+        original = text.replace(padded, "", 1)
+        try:
+            again = _insert(original, kind, rel)
+        except PatchError:
+            again = None
+        if again == text:
+            return FileState(rel, kind, PATCHED, "static patch in place", text, text, original)
+    return FileState(rel, kind, MODIFIED,
+                     "has the static patch marker but not exactly the block this plugin "
+                     "writes, where it writes it (edited by hand or by another version?)", text)
+
+
+# --------------------------------------------------------------------------- finding the tree
+
+_VERSION_PY = re.compile(r"""^__version__\s*=\s*(?:version\s*=\s*)?['"]([^'"]+)['"]""", re.M)
+
+
+def read_version(root: Path) -> Optional[tuple[str, str]]:
+    """(version, where it was read) of the vLLM tree at ``root``, or None."""
+    version_py = root / "vllm" / "_version.py"
+    if version_py.is_file():
+        m = _VERSION_PY.search(version_py.read_text(encoding="utf-8", errors="replace"))
+        if m:
+            return m.group(1), str(version_py)
+    candidates = [root / "PKG-INFO"] + sorted(root.glob("vllm-*.dist-info/METADATA"))
+    found = []
+    for meta in candidates:
+        if meta.is_file():
+            m = re.search(r"^Version:\s*(\S+)", meta.read_text(encoding="utf-8", errors="replace"),
+                          re.M)
+            if m:
+                found.append((m.group(1), str(meta)))
+    return found[0] if len(found) == 1 else None
+
+
+def find_root(path: Optional[str]) -> Path:
+    """The directory holding the ``vllm`` package: of the installed vLLM when
+    ``path`` is None; else ``path`` itself (a source tree or site-packages) or
+    its parent when ``path`` is the ``vllm`` package directory."""
+    if path is None:
+        spec = importlib.util.find_spec("vllm")
+        if spec is None or not spec.submodule_search_locations:
+            raise PatchError("vLLM is not installed in this Python environment; pass the path "
+                             "of a vLLM tree (the directory that contains vllm/)")
+        return Path(list(spec.submodule_search_locations)[0]).resolve().parent
+    p = Path(path).resolve()
+    if (p / OPS_FILE).is_file():
+        return p
+    if p.name == "vllm" and (p / "_custom_ops.py").is_file():
+        return p.parent
+    raise PatchError(f"{p} is not a vLLM tree: neither {p / OPS_FILE} nor {p / '_custom_ops.py'} "
+                     "exists")
+
+
+def load_target(path: Optional[str] = None, version: Optional[str] = None) -> Target:
+    """The tree at ``path`` (installed vLLM if None) with both files inspected.
+    ``version`` overrides the version read from the tree."""
+    root = find_root(path)
+    if version is not None:
+        found: Optional[tuple[str, str]] = (version, "--vllm-version")
+    else:
+        found = read_version(root)
+    if found is None:
+        raise PatchError(f"cannot read the vLLM version of {root} (no vllm/_version.py, PKG-INFO "
+                         "or single vllm-*.dist-info); pass --vllm-version")
+    contract = contract_for_vllm(found[0])
+    if contract is None:
+        known = ", ".join(line.versions for line in LINES)
+        raise PatchError(f"vLLM {found[0]} at {root} (from {found[1]}) is not a version this "
+                         f"plugin has a patch for (known: {known})")
+    target = Target(root, found[0], found[1], contract, line_for(contract))
+    target.files = [_inspect_file(root, rel, kind, contract) for rel, kind in FILES]
+    return target
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _write_all(root: Path, contents: dict[str, tuple[str, str]]) -> None:
+    """Replaces every file ``rel -> (old, new)`` or none: temporary files first,
+    then ``os.replace``; on a failure the files already replaced get ``old`` back."""
+    temps: dict[str, str] = {}
+    done: list[str] = []
+    current = ""
+    try:
+        for rel, (_, new) in contents.items():
+            current = rel
+            path = root / rel
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".vmap", dir=path.parent)
+            temps[rel] = tmp
+            with os.fdopen(fd, "wb") as f:
+                f.write(new.encode("utf-8"))
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        for rel in contents:
+            current = rel
+            os.replace(temps[rel], root / rel)
+            del temps[rel]
+            done.append(rel)
+    except OSError as exc:
+        for rel in done:  # files this call created (os.replace), so written in place
+            (root / rel).write_bytes(contents[rel][0].encode("utf-8"))
+        raise PatchError(f"could not write {root / current} ({exc}); no file was changed") from exc
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _describe(target: Target) -> str:
+    return "; ".join(f"{f.rel}: {f.status} ({f.detail})" for f in target.files)
+
+
+def apply(target: Target) -> list[str]:
+    """Patches both files; returns their paths. Refuses unless both are pristine."""
+    status = target.status()
+    if status != PRISTINE:
+        what = {PATCHED: "already patched", MODIFIED: "modified", UNSUPPORTED: "unsupported",
+                "half-patched": "half-patched"}.get(status, status)
+        raise PatchError(f"vLLM {target.version} at {target.root} is {what}, not patching it: "
+                         f"{_describe(target)}")
+    _write_all(target.root, {f.rel: (f.text, f.patched_text) for f in target.files})
+    return [str(target.root / f.rel) for f in target.files]
+
+
+def revert(target: Target) -> list[str]:
+    """Removes the block from every patched file; returns their paths. Refuses
+    when no file is patched or any file is modified."""
+    status = target.status()
+    if status in (PRISTINE, MODIFIED, UNSUPPORTED):
+        what = "not patched" if status == PRISTINE else status
+        raise PatchError(f"vLLM {target.version} at {target.root} is {what}, nothing reverted: "
+                         f"{_describe(target)}")
+    patched = [f for f in target.files if f.status == PATCHED]
+    _write_all(target.root, {f.rel: (f.text, f.pristine_text) for f in patched})
+    return [str(target.root / f.rel) for f in patched]
+
+
+# --------------------------------------------------------------------------- the .patch files
+
+
+def unified_diff(target: Target) -> str:
+    """The git-style unified diff (paths a/vllm/..., b/vllm/...) that ``apply``
+    makes on a pristine ``target``."""
+    if target.status() != PRISTINE:
+        raise PatchError(f"a patch is made from a pristine tree: {_describe(target)}")
+    out = []
+    for f in target.files:
+        out.append(f"diff --git a/{f.rel} b/{f.rel}\n")
+        out.extend(difflib.unified_diff(f.text.splitlines(keepends=True),
+                                        f.patched_text.splitlines(keepends=True),
+                                        fromfile=f"a/{f.rel}", tofile=f"b/{f.rel}", n=3))
+    return "".join(out)
+
+
+def patch_file_text(target: Target) -> str:
+    """The text of ``patches/<line>.patch`` made from ``target`` (the line's
+    reference release): a header saying what it is, then the diff."""
+    line = target.line
+    header = f"""\
+vllm-moe-align-plugin static patch for vLLM {line.versions} ({line.contract.name} contract)
+
+Applies to: vLLM {line.versions} through `vllm-moe-align patch apply`, which
+places the same lines in any release of this line (and refuses one whose
+moe_align_block_size has other parameters than the plugin's for the line).
+Made from the {line.reference} release; as a file (`patch -p1`, `git apply`)
+it applies to releases {line.verbatim}, whose lines around the change are
+the same.
+
+What it changes: one guarded block after vLLM's own moe_align_block_size in
+  {OPS_FILE} (the op-level wrapper) and at the end of
+  {PY_FILE}
+  (the Python-level function). With vllm_moe_align_plugin importable each block
+  rebinds moe_align_block_size to the plugin's function for this line (unless
+  the plugin's op failed to load, VLLM_MOE_ALIGN_DISABLE=1 is set, or the
+  signatures differ: then vLLM keeps its own); without the package it does
+  nothing. No kernel code is in the patch; it lives in the package.
+
+Use (in the directory that contains vllm/):
+  patch -p1 --dry-run < {line.patch_file} && patch -p1 < {line.patch_file}
+  revert: patch -R -p1 < {line.patch_file}
+or: vllm-moe-align patch check|apply|revert [PATH]   (see patches/README.md)
+
+"""
+    return header + unified_diff(target)
