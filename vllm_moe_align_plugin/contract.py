@@ -11,8 +11,8 @@ vLLM          tail   numel < E       ignore_invalid_experts     scatter_idx
 ============  =====  ==============  =========================  ============
 0.9.2-0.12.x  0      no shrink       no                         no
 0.13-0.16.x   0      shrink          yes (and op expert_map)    no
-0.17-0.32.x   -1     shrink          yes                        no
-0.33.x        -1     shrink          yes                        yes
+0.17-0.30.x   -1     shrink          yes                        no
+0.31-0.33.x   -1     shrink          yes                        yes
 ============  =====  ==============  =========================  ============
 """
 
@@ -55,14 +55,16 @@ class Contract:
 
 V0_9 = Contract("vllm 0.9.2-0.12", 0, False, False, False)
 V0_13 = Contract("vllm 0.13-0.16", 0, True, True, False)
-V0_17 = Contract("vllm 0.17-0.32", -1, True, True, False)
-V0_33 = Contract("vllm 0.33", -1, True, True, True)
-NEWEST = V0_33
-ALL = (V0_9, V0_13, V0_17, V0_33)
+V0_17 = Contract("vllm 0.17-0.30", -1, True, True, False)
+# return_scatter_idx / scatter_idx arrived in 0.31.0 (0.31.0's and 0.32.0's
+# moe_align_block_size.py are byte-identical to 0.33.0's).
+V0_31 = Contract("vllm 0.31-0.33", -1, True, True, True)
+NEWEST = V0_31
+ALL = (V0_9, V0_13, V0_17, V0_31)
 
 # (first release of the line, contract); releases before the first line or
 # from FIRST_UNKNOWN on are not known to this plugin.
-_LINES = (((0, 9, 2), V0_9), ((0, 13, 0), V0_13), ((0, 17, 0), V0_17), ((0, 33, 0), V0_33))
+_LINES = (((0, 9, 2), V0_9), ((0, 13, 0), V0_13), ((0, 17, 0), V0_17), ((0, 31, 0), V0_31))
 FIRST_UNKNOWN = (0, 34, 0)
 
 
