@@ -116,14 +116,15 @@ __device__ __forceinline__ unsigned peers_of(int key, bool wide) {
 
 __device__ __forceinline__ bool wide_keys(int E) { return E >= 512; }
 
-// load: bins of routes [lo, hi) into shared memory, all loads of a thread
-// issued before the first is used (the phases after read shared memory only).
-template <typename IdT>
-__device__ __forceinline__ void stage_bins(const IdT* __restrict__ ids, int lo, int hi,
-                                           int* bins, const Params& p) {
+// load: calls f(i, bin) for the routes i of [lo, hi), with all kInFlight loads
+// of a thread issued before the first is used. Warp-uniform: the lanes of a
+// warp make the same calls (f may use warp votes); lanes past hi get bin E.
+template <typename IdT, typename F>
+__device__ __forceinline__ void for_each_bin(const IdT* __restrict__ ids, int lo, int hi,
+                                             const Params& p, F f) {
   constexpr int kInFlight = 8;
-  const int nt = blockDim.x;
-  for (int base = lo + threadIdx.x; base < hi; base += nt * kInFlight) {
+  const int nt = blockDim.x, lane = threadIdx.x & 31;
+  for (int base = lo + threadIdx.x; base - lane < hi; base += nt * kInFlight) {
     IdT v[kInFlight];
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
@@ -133,9 +134,20 @@ __device__ __forceinline__ void stage_bins(const IdT* __restrict__ ids, int lo, 
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int i = base + u * nt;
-      if (i < hi) bins[i - lo] = bin_of(v[u], p);
+      if (i - lane >= hi) break;  // the whole warp is past the range
+      f(i, i < hi ? bin_of(v[u], p) : p.num_experts);
     }
   }
+}
+
+// load: bins of routes [lo, hi) into shared memory (the phases after read
+// shared memory only).
+template <typename IdT>
+__device__ __forceinline__ void stage_bins(const IdT* __restrict__ ids, int lo, int hi,
+                                           int* bins, const Params& p) {
+  for_each_bin(ids, lo, hi, p, [&](int i, int e) {
+    if (i < hi) bins[i - lo] = e;
+  });
 }
 
 // Routes [begin, end) of one warp's chunk (relative to the staged bins).
@@ -378,7 +390,6 @@ template <typename IdT>
 __global__ void __launch_bounds__(kThreads)
     count_tiles_kernel(const IdT* __restrict__ ids, Params p) {
   extern __shared__ int hist[];
-  constexpr int kInFlight = 8;
   const int E = p.num_experts;
   const int lo = blockIdx.x * p.tile_routes;
   const int hi = min(p.numel, lo + p.tile_routes);
@@ -387,23 +398,10 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const int lane = threadIdx.x & 31;
   const bool wide = wide_keys(E);
-  const int nt = blockDim.x;
-  for (int base = lo + threadIdx.x; base - lane < hi; base += nt * kInFlight) {
-    IdT v[kInFlight];
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) {
-      const int i = base + u * nt;
-      v[u] = i < hi ? ids[i] : IdT(0);
-    }
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) {
-      const int i = base + u * nt;
-      if (i - lane >= hi) break;  // the whole warp is past the tile
-      const int e = i < hi ? bin_of(v[u], p) : E;
-      const unsigned peers = peers_of(e, wide);
-      if (e < E && lane == __ffs(peers) - 1) atomicAdd(&hist[e], __popc(peers));
-    }
-  }
+  for_each_bin(ids, lo, hi, p, [&](int, int e) {
+    const unsigned peers = peers_of(e, wide);
+    if (e < E && lane == __ffs(peers) - 1) atomicAdd(&hist[e], __popc(peers));
+  });
   __syncthreads();
   int* out = p.tile_hist + static_cast<size_t>(blockIdx.x) * E;
   for (int e = threadIdx.x; e < E; e += blockDim.x) out[e] = hist[e];
