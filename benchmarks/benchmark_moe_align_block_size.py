@@ -10,6 +10,7 @@ _moe_C .so and/or VLLM_MOE_ALIGN_SGLANG_SO to sgl_kernel's common_ops .so
 (benchmarks/fetch_reference_kernels.sh fetches both).
 
     python benchmarks/benchmark_moe_align_block_size.py [--quick] [--first-call]
+    python benchmarks/benchmark_moe_align_block_size.py --variants   # options, limits
 """
 
 from __future__ import annotations
@@ -62,6 +63,59 @@ def first_call_us(name: str, runs: int = 3) -> list[float]:
     return out
 
 
+# The plugin's options and limits, timed against its plain call (issue #3: an
+# expert_map either way or scatter_idx may cost at most 10% more).
+VARIANT_CASES = [bench.Case(1, 8, 256, 16), bench.Case(256, 8, 256, 16),
+                 bench.Case(4096, 2, 64, 128), bench.Case(16384, 8, 256, 128),
+                 bench.Case(65536, 8, 256, 128)]
+LIMIT_CASES = [bench.Case(1, 8, 4096, 16), bench.Case(256, 8, 4096, 16),
+               bench.Case(16384, 8, 4096, 128), bench.Case(1 << 21, 8, 256, 128)]
+VARIANTS = {  # name: (expert_map, ignore_invalid_experts, return_scatter_idx)
+    "plain": (False, False, False),
+    "map (output)": (True, False, False),
+    "map (counting)": (True, True, False),
+    "scatter_idx": (False, False, True),
+    "map + scatter_idx": (True, True, True),
+}
+
+
+def variants_table() -> str:
+    """Graph us of the plugin per option, validated bit for bit first."""
+    from vllm_moe_align_plugin import moe_align_block_size
+    from vllm_moe_align_plugin.reference import moe_align_block_size_reference
+
+    lines = ["| tokens x topk, E, B | " + " | ".join(VARIANTS) + " | worst / plain |",
+             "|---" * (len(VARIANTS) + 2) + "|"]
+    for case in VARIANT_CASES + LIMIT_CASES:
+        e, b = case.num_experts, case.block_size
+        g = torch.Generator().manual_seed(case.numel)
+        emap_cpu = torch.where(torch.rand(e, generator=g) < 0.5,
+                               torch.randperm(e, generator=g), torch.tensor(-1)).to(torch.int32)
+        emap = emap_cpu.cuda()
+        inputs = bench.make_inputs(case, "cuda", 4 if case in VARIANT_CASES else 2)
+        times = []
+        for use_map, ignore, scatter in (VARIANTS.values() if case in VARIANT_CASES
+                                         else [VARIANTS["plain"]]):
+            m = emap if use_map else None
+
+            def call(ids: torch.Tensor, m: object = m, ignore: bool = ignore, scatter: bool = scatter,
+                     b: int = b, e: int = e) -> tuple[torch.Tensor, ...]:
+                return moe_align_block_size(ids, b, e, m, False, ignore, return_scatter_idx=scatter)
+
+            ids = inputs[0]
+            want = moe_align_block_size_reference(ids.cpu(), b, e, emap_cpu if use_map else None,
+                                                  False, ignore, return_scatter_idx=scatter)
+            got = call(ids)
+            if not all(torch.equal(x.cpu(), y) for x, y in zip(got, want)):
+                raise AssertionError(f"plugin differs from the reference: {case.label}, "
+                                     f"map={use_map} ignore={ignore} scatter={scatter}")
+            times.append(bench.time_graph_us([lambda x=x: call(x) for x in inputs]))
+        cells = [f"{t:.2f}" for t in times] + ["-"] * (len(VARIANTS) - len(times))
+        ratio = f"{max(times) / times[0]:.2f}" if len(times) > 1 else "-"
+        lines.append(f"| {case.label} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
 def write_csv(rows: list[bench.Row], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -106,8 +160,20 @@ def main() -> int:
     ap.add_argument("--no-reference", action="store_true", help="skip the pure-torch reference")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
+    ap.add_argument("--variants", action="store_true",
+                    help="time the plugin's options (expert_map, scatter_idx) and limits instead")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.variants:
+        if device != "cuda":
+            raise SystemExit("--variants needs a CUDA device")
+        table = variants_table()
+        args.out.mkdir(parents=True, exist_ok=True)
+        title = f"plugin options, graph us, {torch.cuda.get_device_name()}, torch {torch.__version__}"
+        (args.out / "moe_align_variants.md").write_text(f"{title}\n\n{table}\n")
+        print(title)
+        print(table)
+        return 0
     cases = bench.QUICK_CASES if args.quick else bench.CASES
     impls = bench.available_impls(device, with_reference=not args.no_reference)
     t0 = time.time()

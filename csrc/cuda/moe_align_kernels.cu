@@ -11,6 +11,9 @@
 //            equal experts in the same 32-route group  (so segments ascend)
 //
 // Size regimes (chosen in plan_launch(), the one place launch sizes live):
+//   tiny    decode batches: every warp computes the whole layout of the few
+//           routes in registers (no barrier but one to stage a map) and the
+//           warps split writes that never overlap. One launch.
 //   single  one CTA does all four phases: one launch, nothing leaves the SM
 //           but the inputs and the outputs.
 //   tiled   many CTAs, one tile of routes each:
@@ -75,13 +78,19 @@ struct Params : KernelParams {
 
 // Bin of a route: its expert (local id when mapping while counting), or E
 // when it is dropped (id out of range, or mapped to -1).
+// `map` is p.map, or a copy of it in shared memory.
 template <typename IdT>
-__device__ __forceinline__ int bin_of(IdT raw, const Params& p) {
+__device__ __forceinline__ int bin_of(IdT raw, const Params& p, const int32_t* map) {
   const long long id = static_cast<long long>(raw);
   if (id < 0 || id >= p.num_experts) return p.num_experts;
   if (!p.map_in) return static_cast<int>(id);
-  const int local = __ldg(p.map + id);
+  const int local = map[id];
   return (local >= 0 && local < p.num_experts) ? local : p.num_experts;
+}
+
+template <typename IdT>
+__device__ __forceinline__ int bin_of(IdT raw, const Params& p) {
+  return bin_of(raw, p, p.map);
 }
 
 __device__ __forceinline__ int warp_inclusive_scan(int v) {
@@ -288,25 +297,38 @@ __device__ __forceinline__ int owner_of(const int* seg, int E, int x) {
   return lo;
 }
 
-// fill (padding): this CTA's share (cta of ctas) of setting every slot of
-// sorted_ids to the padding value, with 16-byte stores. Runs before the
-// scatter, ordered by a barrier (single CTA) or a kernel boundary (tiled), so
-// the scatter simply overwrites the route slots: one flat coalesced pass
-// instead of per-expert padding loops, which were the largest item of the
-// single-CTA kernel's profile (H100, 64x8 routes, E=256).
-__device__ void fill_padding(int cta, int ctas, const Params& p) {
-  const int pad = p.numel;
-  const int gthread = cta * blockDim.x + threadIdx.x;
-  const int gstride = ctas * blockDim.x;
-  int* out = p.sorted_ids;
-  const int head = min(p.sorted_size,
-                       static_cast<int>((16 - reinterpret_cast<uintptr_t>(out) % 16) % 16 / 4));
-  if (gthread < head) out[gthread] = pad;
-  const int nvec = (p.sorted_size - head) / 4;
+// Sets out[lo, hi) to `value`: this thread's share (gthread of gstride), with
+// 16-byte stores between a scalar head and tail.
+__device__ __forceinline__ void fill_range(int* out, int lo, int hi, int value, int gthread,
+                                           int gstride) {
+  if (lo >= hi) return;
+  const int head = min(hi, lo + static_cast<int>(
+                               (16 - reinterpret_cast<uintptr_t>(out + lo) % 16) % 16 / 4));
+  if (lo + gthread < head) out[lo + gthread] = value;
+  const int nvec = (hi - head) / 4;
   int4* vout = reinterpret_cast<int4*>(out + head);
-  const int4 v4 = make_int4(pad, pad, pad, pad);
+  const int4 v4 = make_int4(value, value, value, value);
   for (int k = gthread; k < nvec; k += gstride) vout[k] = v4;
-  for (int k = head + nvec * 4 + gthread; k < p.sorted_size; k += gstride) out[k] = pad;
+  for (int k = head + nvec * 4 + gthread; k < hi; k += gstride) out[k] = value;
+}
+
+// fill (padding): this CTA's share (cta of ctas) of setting every slot of
+// sorted_ids to the padding value. Runs before the scatter, ordered by a
+// barrier (single CTA) or a kernel boundary (tiled), so the scatter simply
+// overwrites the route slots: one flat coalesced pass instead of per-expert
+// padding loops, which were the largest item of the single-CTA kernel's
+// profile (H100, 64x8 routes, E=256).
+__device__ void fill_padding(int cta, int ctas, const Params& p) {
+  fill_range(p.sorted_ids, 0, p.sorted_size, p.numel, cta * blockDim.x + threadIdx.x,
+             ctas * blockDim.x);
+}
+
+// The expert_ids value of the blocks past the used ones (the contract's tail,
+// mapped like every other entry when the map applies to the output).
+__device__ __forceinline__ int tail_expert(const Params& p) {
+  const int tail = p.expert_ids_tail;
+  if (!p.map_out) return tail;
+  return __ldg(p.map + (tail >= 0 ? tail : tail + p.num_experts));
 }
 
 // fill (blocks): num_tokens_post_pad, and expert_ids: the owner of each used
@@ -318,8 +340,7 @@ __device__ void fill_expert_ids(const int* seg, int cta, int ctas, const Params&
   const int gstride = ctas * blockDim.x;
   if (gthread == 0) *p.post_pad = total;
   const int used = p.div_block.div(total);
-  int tail = p.expert_ids_tail;
-  if (p.map_out) tail = __ldg(p.map + (tail >= 0 ? tail : tail + E));
+  const int tail = tail_expert(p);
   for (int b = gthread; b < p.expert_ids_size; b += gstride) {
     int v = tail;
     if (b < used) {
@@ -384,8 +405,136 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp < W) scatter_chunk(bins, chunk, 0, seg, hist + warp * E, p);
 }
 
+// ---------------------------------------------------------------------------
+// tiny regime: at most kTinyMaxRoutes routes (decode batches).
+//
+// Every warp of every CTA loads all the routes (R <= kTinyRoutesPerLane a
+// lane) and works the whole layout out in registers: no barrier (but the one
+// after staging an expert_map), one global load on the critical path. The
+// warps then split the writes, which never overlap, so nothing is ordered:
+//   all warps  padding past the last segment (16-byte stores), expert_ids
+//              past the used blocks, and a share of each segment's padding
+//              and expert ids
+//   warp 0     the routes, num_tokens_post_pad, scatter_idx
+// ---------------------------------------------------------------------------
+constexpr int kTinyRoutesPerLane = 2;
+constexpr int kTinyMaxRoutes = 32 * kTinyRoutesPerLane;
+// A padded segment of <= kTinyMaxRoutes routes is < 2048 slots (block_size
+// <= 1024), so (key, padded size) pack into one int for the shuffles.
+constexpr int kTinyPadBits = 11;
+
+// rank[r]: routes before route (r, lane) with the same key; count[r]: routes
+// with its key. One ballot per key bit and route group, all independent.
+template <int kBits, int R>
+__device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], int (&count)[R]) {
+  const unsigned lower = (1u << (threadIdx.x & 31)) - 1u;
+  unsigned set[R][kBits];
+#pragma unroll
+  for (int g = 0; g < R; ++g)
+#pragma unroll
+    for (int b = 0; b < kBits; ++b) set[g][b] = __ballot_sync(0xffffffffu, (key[g] >> b) & 1);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    rank[r] = 0;
+    count[r] = 0;
+#pragma unroll
+    for (int g = 0; g < R; ++g) {
+      unsigned peers = 0xffffffffu;
+#pragma unroll
+      for (int b = 0; b < kBits; ++b) peers &= ((key[r] >> b) & 1) ? set[g][b] : ~set[g][b];
+      count[r] += __popc(peers);
+      if (g < r) rank[r] += __popc(peers);
+      if (g == r) rank[r] += __popc(peers & lower);
+    }
+  }
+}
+
+template <typename IdT, int R>
+__global__ void __launch_bounds__(kThreads) tiny_kernel(const IdT* __restrict__ ids, Params p) {
+  const int lane = threadIdx.x & 31;
+  const int E = p.num_experts, B = p.block_size, n = p.numel;
+  // load
+  IdT raw[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) raw[r] = r * 32 + lane < n ? ids[r * 32 + lane] : IdT(0);
+  // Mapping while counting: the whole map is copied to shared memory while
+  // the routes load, so the lookup is not a second global round trip after
+  // them (H100, 1x8 routes, E=256: 2.71 us with __ldg lookups, 1.98 without map).
+  extern __shared__ int32_t smap[];
+  const int32_t* map = p.map;
+  if (p.map_in) {
+    for (int e = threadIdx.x; e < E; e += blockDim.x) smap[e] = __ldg(p.map + e);
+    __syncthreads();
+    map = smap;
+  }
+  int key[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) key[r] = r * 32 + lane < n ? bin_of(raw[r], p, map) : E;
+  // count
+  int rank[R], count[R];
+  if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
+  else tiny_ranks<9>(key, rank, count);
+  // scan: a segment's start is the padded size of every smaller key's segment
+  int padded[R], pack[R], total = 0;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const bool leader = key[r] < E && rank[r] == 0;
+    padded[r] = leader ? p.div_block.div(count[r] + B - 1) * B : 0;
+    pack[r] = (key[r] << kTinyPadBits) | padded[r];
+    total += padded[r];
+  }
+  int start[R] = {};
+#pragma unroll
+  for (int src = 0; src < 32; ++src)
+#pragma unroll
+    for (int g = 0; g < R; ++g) {
+      const int v = __shfl_sync(0xffffffffu, pack[g], src);
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        start[r] += (v >> kTinyPadBits) < key[r] ? v & ((1 << kTinyPadBits) - 1) : 0;
+    }
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) total += __shfl_xor_sync(0xffffffffu, total, d);
+  const int used = p.div_block.div(total);
+  // fill: past the last segment, all CTAs
+  const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
+  fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
+  fill_range(p.expert_ids, used, p.expert_ids_size, tail_expert(p), gthread, gstride);
+  // fill: inside each segment. Every warp knows every segment (lane order),
+  // so global warp w takes the slots and blocks w, w + warps, ... of each
+  // segment: no loop over segments, and the CTAs share the work.
+  const int gwarp = gthread >> 5, gwarps = gstride >> 5;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (padded[r] == 0) continue;
+    // (the bounds always hold, by the output sizes; they are guards)
+    const int x_end = min(start[r] + padded[r], p.sorted_size);
+    for (int x = start[r] + count[r] + gwarp; x < x_end; x += gwarps) p.sorted_ids[x] = n;
+    const int b0 = p.div_block.div(start[r]);
+    const int b_end = min(b0 + p.div_block.div(padded[r]), p.expert_ids_size);
+    if (b0 + gwarp < b_end) {
+      const int owner = p.map_out ? __ldg(p.map + key[r]) : key[r];
+      for (int b = b0 + gwarp; b < b_end; b += gwarps) p.expert_ids[b] = owner;
+    }
+  }
+  // scatter: the routes, by global warp 0
+  if (gwarp != 0) return;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int i = r * 32 + lane;
+    if (i >= n) continue;
+    const int pos = start[r] + rank[r];
+    if (key[r] < E && pos < p.sorted_size) p.sorted_ids[pos] = i;
+    if (p.scatter_idx) p.scatter_idx[i] = key[r] < E ? i : -1;
+  }
+  if (lane == 0) *p.post_pad = total;
+}
+
 // count (tiled): tile histogram -> tile_hist[tile][e]. Order does not matter
-// here: one shared row, leader-aggregated atomics, loads all in flight.
+// here: one shared row, one shared-memory atomic per route, loads all in
+// flight. (Aggregating equal experts of a warp with ballots first, to save
+// atomics, cost 8-14% more time on the H100: the ballots are more
+// instructions than the atomics they save at realistic expert counts.)
 template <typename IdT>
 __global__ void __launch_bounds__(kThreads)
     count_tiles_kernel(const IdT* __restrict__ ids, Params p) {
@@ -396,11 +545,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int e = threadIdx.x; e < E; e += blockDim.x) hist[e] = 0;
   fill_padding(blockIdx.x, gridDim.x, p);  // the scatter kernel runs after this one
   __syncthreads();
-  const int lane = threadIdx.x & 31;
-  const bool wide = wide_keys(E);
   for_each_bin(ids, lo, hi, p, [&](int, int e) {
-    const unsigned peers = peers_of(e, wide);
-    if (e < E && lane == __ffs(peers) - 1) atomicAdd(&hist[e], __popc(peers));
+    if (e < E) atomicAdd(&hist[e], 1);
   });
   __syncthreads();
   int* out = p.tile_hist + static_cast<size_t>(blockIdx.x) * E;
@@ -514,6 +660,15 @@ __global__ void __launch_bounds__(kThreads, 1)
 // ---------------------------------------------------------------------------
 // Launch-size choices, all here.
 // ---------------------------------------------------------------------------
+// Tiny regime (n <= kTinyMaxRoutes): CTAs of kTinyThreads threads, as many as
+// give each thread about kTinySlotsPerThread slots of the output to fill
+// (decode: one CTA; a large E * block_size spreads its padding over SMs).
+// Every warp recomputes the layout, so fewer warps is cheaper (H100, 1x8
+// routes, E=256: 2.93 us with 4 warps, 3.31 with 8); 4 warps still issue the
+// padding stores of a typical decode call (B=16: 3848 slots) in eight
+// 16-byte stores a thread.
+constexpr int kTinyThreads = 128;
+constexpr int kTinySlotsPerThread = 64;
 // Up to this many routes one CTA does everything in one launch. Measured on
 // the H100 at ba91861 (RESULTS.md): at 8192 routes the single CTA took
 // 13-14 us where the two tiled launches took about 9.5 us.
@@ -523,7 +678,10 @@ constexpr int kSingleMaxRoutes = 2048;
 // kMaxTileRoutes (the tile's routes are staged in shared memory), and few
 // enough that each CTA can read all tiles' counts itself (tiles * E <=
 // kPrefixHereMaxCells, saving the scan launch) unless that would break the
-// tile-size cap.
+// tile-size cap or a full wave has over 1.5x as many tiles. H100, scan kernel
+// and one wave instead of 64 tiles: 16384x8 routes, E=256: 11.55 -> 10.73 us;
+// 65536x8: 23.8 -> 20.2 us; but 4096x10, E=512 (40 tiles instead of 32):
+// 10.11 -> 10.39 us.
 constexpr int kMinTileRoutes = 1024;
 constexpr int kMaxTileRoutes = 16384;
 constexpr int kPrefixHereMaxCells = 16384;
@@ -588,6 +746,14 @@ template <typename IdT>
 cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, int device,
                          int optin, cudaStream_t stream) {
   cudaError_t err;
+  if (l.regime == Regime::kTiny) {
+    const size_t smem = p.map_in ? l.smem_bytes : 0;
+    if (p.numel <= 32)
+      tiny_kernel<IdT, 1><<<l.num_tiles, l.threads, smem, stream>>>(ids, p);
+    else
+      tiny_kernel<IdT, kTinyRoutesPerLane><<<l.num_tiles, l.threads, smem, stream>>>(ids, p);
+    return cudaGetLastError();
+  }
   if (l.regime == Regime::kSingle) {
     constexpr auto k = single_cta_kernel<IdT>;
     if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<k>(device, optin)) != cudaSuccess)
@@ -615,10 +781,23 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
 
 }  // namespace
 
-LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_bytes) {
+LaunchPlan plan_launch(int numel, int num_experts, int sorted_size, int num_sms,
+                       int smem_optin_bytes) {
   const int n = numel, E = num_experts;
   LaunchPlan l{};
   l.threads = kThreads;
+  l.fits = true;
+  if (n <= kTinyMaxRoutes) {
+    l.regime = Regime::kTiny;
+    l.tile_routes = n;
+    l.threads = kTinyThreads;
+    l.hist_warps = 1;  // (unused)
+    l.smem_bytes = sizeof(int32_t) * static_cast<size_t>(E);  // the map's copy, if mapping
+    const int64_t per_cta = int64_t{kTinyThreads} * kTinySlotsPerThread;
+    l.num_tiles = static_cast<int>(
+        std::min<int64_t>(num_sms, std::max<int64_t>(1, (sorted_size + per_cta - 1) / per_cta)));
+    return l;
+  }
   if (n <= kSingleMaxRoutes) {
     l.regime = Regime::kSingle;
     l.num_tiles = 1;
@@ -632,7 +811,10 @@ LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_b
     while (l.threads < want && l.threads < kThreads) l.threads <<= 1;
   } else {
     const int by_cells = std::max(1, kPrefixHereMaxCells / E);
-    int tiles = std::min({num_sms, by_cells, (n + kMinTileRoutes - 1) / kMinTileRoutes});
+    const int by_routes = std::min(num_sms, (n + kMinTileRoutes - 1) / kMinTileRoutes);
+    // Few tiles with the prefix in each CTA, or one wave of tiles and the
+    // scan kernel when that gives far more tiles (its launch then pays off).
+    int tiles = by_routes * 2 > by_cells * 3 ? by_routes : std::min(by_routes, by_cells);
     tiles = std::max({tiles, 1, (n + kMaxTileRoutes - 1) / kMaxTileRoutes});
     // Tiles of a multiple of 32 routes, so warp groups stay aligned.
     l.tile_routes = static_cast<int>(((static_cast<int64_t>(n) + tiles - 1) / tiles + 31) & ~31);

@@ -30,13 +30,13 @@ struct KernelParams {
   bool map_out;         // expert_ids = expert_map[expert_ids]
 };
 
-enum class Regime { kSingle, kTiledPrefixHere, kTiledScan };
+enum class Regime { kTiny, kSingle, kTiledPrefixHere, kTiledScan };
 
 // The launch sizes of one call: chosen by plan_launch, the one place where
 // they are decided.
 struct LaunchPlan {
   Regime regime;
-  int num_tiles;
+  int num_tiles;        // CTAs of the tiny and tiled kernels
   int tile_routes;
   int hist_warps;
   int threads;          // per CTA (the single-CTA kernel sizes it to the input)
@@ -45,7 +45,8 @@ struct LaunchPlan {
   bool fits;            // false: num_experts too large for this GPU's smem
 };
 
-LaunchPlan plan_launch(int numel, int num_experts, int num_sms, int smem_optin_bytes);
+LaunchPlan plan_launch(int numel, int num_experts, int sorted_size, int num_sms,
+                       int smem_optin_bytes);
 
 // Enqueues the kernels of `plan` on `stream`; returns the first launch error.
 cudaError_t launch_align(const KernelParams& p, const LaunchPlan& plan, int device,
