@@ -8,7 +8,7 @@ VLLM_VERSION ?= 0.33.0
 DEV_DEPS := pytest hypothesis ruff matplotlib ninja wheel "setuptools>=64"
 DEPS_STAMP := $(VENV)/.deps-vllm-$(VLLM_VERSION)
 
-.PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu bench-gpu lint install deps clean
+.PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu stress-gpu bench-gpu lint install deps clean
 
 demo: install
 	$(VENV)/bin/vllm-moe-align info
@@ -48,10 +48,26 @@ demo-gpu: build-inplace
 	$(PYTHON) -m vllm_moe_align_plugin.cli verify
 	$(PYTHON) -m vllm_moe_align_plugin.cli bench --quick
 
-# compute-sanitizer over a grid that covers every CUDA code path.
+# compute-sanitizer over a grid that covers every CUDA code path. initcheck
+# runs without torch's caching allocator, so every buffer is a fresh
+# allocation and a read of a never-written byte cannot hide behind a reused one.
 sanitize-gpu: build-inplace
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
 	compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
+	PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool initcheck --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
+	compute-sanitizer --tool synccheck --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
+
+# Reliability stress: STRESS_FUZZ_CASES fuzz cases on CUDA (each also run by the
+# CPU op and the reference), STRESS_HUGE_CASES cases of up to 2^24 routes, then
+# CUDA graphs, torch.compile, streams, the 100,000-call memory loop and the limits
+# (2^30 routes included: about 11 GB of host memory).
+STRESS_FUZZ_CASES ?= 20000
+STRESS_HUGE_CASES ?= 16
+stress-gpu: build-inplace
+	VLLM_MOE_ALIGN_FUZZ_CASES=$(STRESS_FUZZ_CASES) VLLM_MOE_ALIGN_FUZZ_HUGE=$(STRESS_HUGE_CASES) \
+		$(PYTHON) -m pytest -q -rs tests/test_fuzz.py -k cuda
+	VLLM_MOE_ALIGN_MEMORY_CALLS=100000 VLLM_MOE_ALIGN_LIMITS_FULL=1 \
+		$(PYTHON) -m pytest -q -rsx -s tests/test_runtime_cuda.py tests/test_limits.py
 
 bench-gpu: build-inplace
 	$(PYTHON) benchmarks/benchmark_moe_align_block_size.py $(BENCH_ARGS)

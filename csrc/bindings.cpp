@@ -32,6 +32,20 @@ std::string str(const at::Tensor& t, bool device) {
 }
 const char* str(at::ScalarType t) { return c10::toString(t); }
 
+// The ids' dtype (the signed integer types and uint8, which every backend
+// reads) and count (so every index fits in int32), checked before anything is
+// allocated.
+void check_topk_ids(const at::Tensor& topk_ids) {
+  const at::ScalarType t = topk_ids.scalar_type();
+  TORCH_CHECK_TYPE(t == at::kLong || t == at::kInt || t == at::kShort || t == at::kChar ||
+                       t == at::kByte,
+                   "topk_ids must be an integer tensor (int64, int32, int16, int8 or uint8), got ",
+                   str(t));
+  const int64_t numel = topk_ids.numel();
+  TORCH_CHECK_VALUE(numel <= kMaxRoutes, "topk_ids has ", str(numel),
+                    " elements; at most ", str(kMaxRoutes), " are supported");
+}
+
 void check_int32_buffer(const at::Tensor& t, const char* name,
                         const at::Tensor& topk_ids) {
   TORCH_CHECK_TYPE(t.scalar_type() == at::kInt, name,
@@ -53,15 +67,12 @@ AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
                               const std::optional<at::Tensor>& scatter_idx,
                               bool ignore_invalid_experts,
                               int64_t expert_ids_tail) {
-  TORCH_CHECK_TYPE(at::isIntegralType(topk_ids.scalar_type(), /*includeBool=*/false),
-              "topk_ids must be an integer tensor, got ", str(topk_ids.scalar_type()));
+  check_topk_ids(topk_ids);
   TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
               "num_experts must be in [1, ", str(kMaxExperts), "], got ", str(num_experts));
   TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
               "block_size must be in [1, ", str(kMaxBlockSize), "], got ", str(block_size));
   const int64_t numel = topk_ids.numel();
-  TORCH_CHECK_VALUE(numel <= kMaxRoutes, "topk_ids has ", str(numel),
-              " elements; at most ", str(kMaxRoutes), " are supported");
 
   check_int32_buffer(sorted_token_ids, "sorted_token_ids", topk_ids);
   check_int32_buffer(expert_ids, "expert_ids", topk_ids);
@@ -130,6 +141,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> align_alloc(
     int64_t max_num_tokens_padded, const std::optional<at::Tensor>& expert_map,
     bool ignore_invalid_experts, int64_t expert_ids_tail,
     bool return_scatter_idx) {
+  check_topk_ids(topk_ids);
   TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
               "block_size must be in [1, ", str(kMaxBlockSize), "], got ", str(block_size));
   TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,

@@ -449,6 +449,39 @@ __device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], 
   }
 }
 
+// Copies expert_map (E <= 4096 ints) to shared memory, then syncs. All of a
+// thread's loads are issued before its first store: a plain copy loop waits
+// one global round trip per iteration (H100, 1x8 routes, E=256, 4 warps:
+// 2.84 us against 1.96 without a map).
+__device__ void stage_map(int32_t* smap, const Params& p) {
+  constexpr int kBatch = 8;
+  const int E = p.num_experts, nt = blockDim.x;
+  if (reinterpret_cast<uintptr_t>(p.map) % 16 == 0 && E % 4 == 0) {
+    const int4* src = reinterpret_cast<const int4*>(p.map);
+    int4* dst = reinterpret_cast<int4*>(smap);
+    for (int base = threadIdx.x; base < E / 4; base += nt * kBatch) {
+      int4 v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * nt < E / 4) v[u] = __ldg(src + base + u * nt);
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * nt < E / 4) dst[base + u * nt] = v[u];
+    }
+  } else {
+    for (int base = threadIdx.x; base < E; base += nt * kBatch) {
+      int v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * nt < E) v[u] = __ldg(p.map + base + u * nt);
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * nt < E) smap[base + u * nt] = v[u];
+    }
+  }
+  __syncthreads();
+}
+
 template <typename IdT, int R>
 __global__ void __launch_bounds__(kThreads) tiny_kernel(const IdT* __restrict__ ids, Params p) {
   const int lane = threadIdx.x & 31;
@@ -460,11 +493,10 @@ __global__ void __launch_bounds__(kThreads) tiny_kernel(const IdT* __restrict__ 
   // Mapping while counting: the whole map is copied to shared memory while
   // the routes load, so the lookup is not a second global round trip after
   // them (H100, 1x8 routes, E=256: 2.71 us with __ldg lookups, 1.98 without map).
-  extern __shared__ int32_t smap[];
+  extern __shared__ __align__(16) int32_t smap[];
   const int32_t* map = p.map;
   if (p.map_in) {
-    for (int e = threadIdx.x; e < E; e += blockDim.x) smap[e] = __ldg(p.map + e);
-    __syncthreads();
+    stage_map(smap, p);
     map = smap;
   }
   int key[R];
