@@ -12,7 +12,7 @@
 //
 // Size regimes (chosen in plan_launch(), the one place launch sizes live):
 //   tiny    decode batches: every warp computes the whole layout of the few
-//           routes in registers (no barrier but one to stage a map) and the
+//           routes in registers (no shared memory, no barrier) and the
 //           warps split writes that never overlap. One launch.
 //   single  one CTA does all four phases: one launch, nothing leaves the SM
 //           but the inputs and the outputs.
@@ -78,19 +78,13 @@ struct Params : KernelParams {
 
 // Bin of a route: its expert (local id when mapping while counting), or E
 // when it is dropped (id out of range, or mapped to -1).
-// `map` is p.map, or a copy of it in shared memory.
 template <typename IdT>
-__device__ __forceinline__ int bin_of(IdT raw, const Params& p, const int32_t* map) {
+__device__ __forceinline__ int bin_of(IdT raw, const Params& p) {
   const long long id = static_cast<long long>(raw);
   if (id < 0 || id >= p.num_experts) return p.num_experts;
   if (!p.map_in) return static_cast<int>(id);
-  const int local = map[id];
+  const int local = __ldg(p.map + id);
   return (local >= 0 && local < p.num_experts) ? local : p.num_experts;
-}
-
-template <typename IdT>
-__device__ __forceinline__ int bin_of(IdT raw, const Params& p) {
-  return bin_of(raw, p, p.map);
 }
 
 __device__ __forceinline__ int warp_inclusive_scan(int v) {
@@ -409,9 +403,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 // tiny regime: at most kTinyMaxRoutes routes (decode batches).
 //
 // Every warp of every CTA loads all the routes (R <= kTinyRoutesPerLane a
-// lane) and works the whole layout out in registers: no barrier (but the one
-// after staging an expert_map), one global load on the critical path. The
-// warps then split the writes, which never overlap, so nothing is ordered:
+// lane) and works the whole layout out in registers: no shared memory, no
+// barrier, one global load on the critical path (two with a map applied while
+// counting). The warps then split the writes, which never overlap, so nothing
+// has to be ordered:
 //   all warps  padding past the last segment (16-byte stores), expert_ids
 //              past the used blocks, and a share of each segment's padding
 //              and expert ids
@@ -449,39 +444,6 @@ __device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], 
   }
 }
 
-// Copies expert_map (E <= 4096 ints) to shared memory, then syncs. All of a
-// thread's loads are issued before its first store: a plain copy loop waits
-// one global round trip per iteration (H100, 1x8 routes, E=256, 4 warps:
-// 2.84 us against 1.96 without a map).
-__device__ void stage_map(int32_t* smap, const Params& p) {
-  constexpr int kBatch = 8;
-  const int E = p.num_experts, nt = blockDim.x;
-  if (reinterpret_cast<uintptr_t>(p.map) % 16 == 0 && E % 4 == 0) {
-    const int4* src = reinterpret_cast<const int4*>(p.map);
-    int4* dst = reinterpret_cast<int4*>(smap);
-    for (int base = threadIdx.x; base < E / 4; base += nt * kBatch) {
-      int4 v[kBatch];
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u)
-        if (base + u * nt < E / 4) v[u] = __ldg(src + base + u * nt);
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u)
-        if (base + u * nt < E / 4) dst[base + u * nt] = v[u];
-    }
-  } else {
-    for (int base = threadIdx.x; base < E; base += nt * kBatch) {
-      int v[kBatch];
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u)
-        if (base + u * nt < E) v[u] = __ldg(p.map + base + u * nt);
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u)
-        if (base + u * nt < E) smap[base + u * nt] = v[u];
-    }
-  }
-  __syncthreads();
-}
-
 template <typename IdT, int R>
 __global__ void __launch_bounds__(kThreads) tiny_kernel(const IdT* __restrict__ ids, Params p) {
   const int lane = threadIdx.x & 31;
@@ -490,18 +452,13 @@ __global__ void __launch_bounds__(kThreads) tiny_kernel(const IdT* __restrict__ 
   IdT raw[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) raw[r] = r * 32 + lane < n ? ids[r * 32 + lane] : IdT(0);
-  // Mapping while counting: the whole map is copied to shared memory while
-  // the routes load, so the lookup is not a second global round trip after
-  // them (H100, 1x8 routes, E=256: 2.71 us with __ldg lookups, 1.98 without map).
-  extern __shared__ __align__(16) int32_t smap[];
-  const int32_t* map = p.map;
-  if (p.map_in) {
-    stage_map(smap, p);
-    map = smap;
-  }
+  // (Mapping while counting looks the map up in global memory, one more round
+  // trip after the ids: H100, 1x8 routes, E=256: 2.71 us against 1.97 without
+  // a map. Copying the map to shared memory while the ids load was slower:
+  // 2.84-2.95 us.)
   int key[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) key[r] = r * 32 + lane < n ? bin_of(raw[r], p, map) : E;
+  for (int r = 0; r < R; ++r) key[r] = r * 32 + lane < n ? bin_of(raw[r], p) : E;
   // count
   int rank[R], count[R];
   if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
@@ -779,11 +736,10 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
                          int optin, cudaStream_t stream) {
   cudaError_t err;
   if (l.regime == Regime::kTiny) {
-    const size_t smem = p.map_in ? l.smem_bytes : 0;
     if (p.numel <= 32)
-      tiny_kernel<IdT, 1><<<l.num_tiles, l.threads, smem, stream>>>(ids, p);
+      tiny_kernel<IdT, 1><<<l.num_tiles, l.threads, 0, stream>>>(ids, p);
     else
-      tiny_kernel<IdT, kTinyRoutesPerLane><<<l.num_tiles, l.threads, smem, stream>>>(ids, p);
+      tiny_kernel<IdT, kTinyRoutesPerLane><<<l.num_tiles, l.threads, 0, stream>>>(ids, p);
     return cudaGetLastError();
   }
   if (l.regime == Regime::kSingle) {
@@ -824,7 +780,6 @@ LaunchPlan plan_launch(int numel, int num_experts, int sorted_size, int num_sms,
     l.tile_routes = n;
     l.threads = kTinyThreads;
     l.hist_warps = 1;  // (unused)
-    l.smem_bytes = sizeof(int32_t) * static_cast<size_t>(E);  // the map's copy, if mapping
     const int64_t per_cta = int64_t{kTinyThreads} * kTinySlotsPerThread;
     l.num_tiles = static_cast<int>(
         std::min<int64_t>(num_sms, std::max<int64_t>(1, (sorted_size + per_cta - 1) / per_cta)));
