@@ -1,4 +1,4 @@
-"""Runs the CUDA op once on a grid covering every code path (tiny, single-CTA,
+"""Runs the CUDA op once on a grid covering every code path (tiny, spread,
 tiled with the prefix in each CTA, tiled with the scan kernel; expert_map both
 ways; invalid ids; scatter_idx; int64 ids) and checks each result, for
 `compute-sanitizer --tool memcheck|racecheck python tests/sanitizer_grid.py`
@@ -19,8 +19,10 @@ from vllm_moe_align_plugin.reference import moe_align_block_size_reference as re
 CASES = [  # numel, num_experts, block_size
     (0, 8, 4), (1, 8, 1), (5, 256, 16), (33, 4096, 1024),         # tiny (one lane per route / two)
     (64, 128, 3), (20, 4096, 256),                                # tiny (several CTAs)
-    (65, 256, 16), (2048, 256, 16),                               # single CTA
-    (8192, 64, 128),                                              # tiled, prefix in CTA
+    (65, 256, 16), (2048, 256, 16), (1000, 256, 1),               # spread, tiles of 32
+    (300, 4096, 16),                                              # spread, opted-in smem
+    (8192, 64, 128),                                              # spread, tiles of 64
+    (12000, 64, 128),                                             # tiled, prefix in CTA
     (32768, 128, 64), (40960, 512, 64),                          # tiled, prefix in CTA
     (300000, 1024, 128), (70000, 4096, 32),                      # tiled, scan kernel
 ]

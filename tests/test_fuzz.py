@@ -45,10 +45,12 @@ MAX_REPORTED = 10  # failures listed per batch (all are counted)
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
-# Values next to the size-regime boundaries of the kernels (single CTA up to
-# 2048 routes, tiles of 1024..16384 routes, warps of 32, 64 or 128 routes).
+# Values next to the size-regime boundaries of the kernels (tiny up to 64
+# routes; spread up to 8192, in tiles of 32 routes up to 32 x SMs (4224 on an
+# H100) and of 64 above; tiles of 1024..16384 routes; warps of 32 or 128).
 SPECIAL_NUMELS = [1, 2, 3, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513,
-                  1023, 1024, 1025, 2047, 2048, 2049, 4095, 4096, 4097, 8191, 8192, 8193,
+                  1023, 1024, 1025, 2047, 2048, 2049, 4095, 4096, 4097, 4224, 4225, 8191, 8192,
+                  8193,
                   16383, 16384, 16385, 32767, 32769, 65535, 65536, 65537, 2**18 - 1, 2**18 + 1,
                   2**20]
 SPECIAL_EXPERTS = [1, 2, 3, 4, 7, 8, 16, 31, 32, 33, 64, 127, 128, 129, 255, 256, 257, 384, 511,

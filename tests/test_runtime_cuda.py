@@ -42,8 +42,8 @@ MEMORY_CALLS = _env_int("VLLM_MOE_ALIGN_MEMORY_CALLS", 20_000)
 # Shapes across the kernels' size regimes: (numel, num_experts, block_size,
 # ids dtype, expert_map mode, return_scatter_idx).
 SHAPES = [
-    (64 * 8, 256, 16, torch.int32, "none", False),                 # decode: single CTA
-    (2048, 64, 64, torch.int64, "map_while_counting", True),        # largest single-CTA input
+    (64 * 8, 256, 16, torch.int32, "none", False),                 # spread, tiles of 32
+    (8192, 64, 64, torch.int64, "map_while_counting", True),        # spread, tiles of 64
     (8 * 4096, 128, 64, torch.int32, "map_after", False),           # tiled, prefix in each CTA
     (40960, 512, 64, torch.int16, "map_while_counting", True),      # tiled, int16 widened first
     (300_000, 1024, 128, torch.int64, "none", True),                # tiled with the scan kernel

@@ -14,8 +14,9 @@
 //   tiny    decode batches: every warp computes the whole layout of the few
 //           routes in registers (no shared memory, no barrier) and the
 //           warps split writes that never overlap. One launch.
-//   single  one CTA does all four phases: one launch, nothing leaves the SM
-//           but the inputs and the outputs.
+//   spread  small batches: one launch over many CTAs; every CTA counts all
+//           the routes itself (no CTA waits for another) and places the
+//           routes of its own small tile.
 //   tiled   many CTAs, one tile of routes each:
 //             count_tiles_kernel   tile histograms -> scratch [tiles][E];
 //                                  padding of sorted_ids
@@ -32,7 +33,7 @@ namespace vllm_moe_align {
 namespace {
 
 // Threads per CTA of the tiled kernels, and the most any kernel uses. The
-// single-CTA kernel takes fewer for small inputs (LaunchPlan::threads); device
+// other kernels take fewer for small inputs (LaunchPlan::threads); device
 // code therefore strides by blockDim.x.
 constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
@@ -40,7 +41,8 @@ constexpr int kWarps = kThreads / 32;
 // Division by a divisor fixed for the whole launch, by multiply and shift
 // (Granlund-Montgomery). GPUs have no integer divide instruction: a division
 // by a run-time value compiles to ~25 dependent instructions, and the profile
-// of the single-CTA kernel showed such divisions on its critical path.
+// of the (since replaced) single-CTA kernel showed such divisions on its
+// critical path.
 // Valid for 0 <= n < 2^31.
 struct FastDiv {
   uint32_t d, m, s;
@@ -65,13 +67,15 @@ struct Params : KernelParams {
   int32_t* tile_hist;  // tiled: [num_tiles][E] counts, then tile prefixes
   int32_t* totals;     // tiled with scan kernel: [E] routes per expert
   int hist_warps;      // warps with a histogram row (shared memory bound)
-  int tile_routes;     // routes per tile (tiled); numel (single)
+  int tile_routes;     // routes per tile
   int num_tiles;
   int warp_routes;          // routes per histogram warp (a multiple of 32)
   int experts_per_thread;   // ceil(E / blockDim.x), for the expert scan
   int row_groups;           // warp_prefixes: thread groups per expert
   int rows_per_group;       //   and histogram rows per group
   int tile_groups;          // tile_prefix_here: thread groups per expert
+  int spread_group;         // spread: lanes per expert when filling segments
+  int spread_group_log2;
   FastDiv div_block;        // / block_size
   FastDiv div_experts;      // / num_experts
 };
@@ -308,10 +312,10 @@ __device__ __forceinline__ void fill_range(int* out, int lo, int hi, int value, 
 
 // fill (padding): this CTA's share (cta of ctas) of setting every slot of
 // sorted_ids to the padding value. Runs before the scatter, ordered by a
-// barrier (single CTA) or a kernel boundary (tiled), so the scatter simply
-// overwrites the route slots: one flat coalesced pass instead of per-expert
-// padding loops, which were the largest item of the single-CTA kernel's
-// profile (H100, 64x8 routes, E=256).
+// kernel boundary (the count kernel fills, the scatter kernel follows), so
+// the scatter simply overwrites the route slots: one flat coalesced pass
+// instead of per-expert padding loops (which were the largest item of an
+// earlier one-CTA kernel's profile on the H100).
 __device__ void fill_padding(int cta, int ctas, const Params& p) {
   fill_range(p.sorted_ids, 0, p.sorted_size, p.numel, cta * blockDim.x + threadIdx.x,
              ctas * blockDim.x);
@@ -345,7 +349,7 @@ __device__ void fill_expert_ids(const int* seg, int cta, int ctas, const Params&
   }
 }
 
-// Shared memory of the single and scatter kernels, in ints:
+// Shared memory of the scatter kernel, in ints:
 // hist[hist_warps][E] | seg[E + 1] | cnt[E] | bins[tile_routes]
 // (hist first: 16-byte aligned, zeroed with vector stores).
 __host__ __device__ constexpr int smem_ints(int E, int hist_warps, int tile_routes) {
@@ -356,47 +360,6 @@ __device__ __forceinline__ void zero_ints(int* a, int count) {
   int4* a4 = reinterpret_cast<int4*>(a);
   for (int k = threadIdx.x; k < count / 4; k += blockDim.x) a4[k] = make_int4(0, 0, 0, 0);
   for (int k = count / 4 * 4 + threadIdx.x; k < count; k += blockDim.x) a[k] = 0;
-}
-
-// Routes per thread of the single-CTA kernel (its block is sized so that
-// numel <= kSingleRoutesPerThread * blockDim.x): all loads issue at once.
-constexpr int kSingleRoutesPerThread = 4;
-
-template <typename IdT>
-__global__ void __launch_bounds__(kThreads, 1)
-    single_cta_kernel(const IdT* __restrict__ ids, Params p) {
-  extern __shared__ __align__(16) int smem[];
-  const int E = p.num_experts, W = p.hist_warps, n = p.numel;
-  int* hist = smem;
-  int* seg = hist + W * E;
-  int* cnt = seg + E + 1;
-  int* bins = cnt + E;
-  const int warp = threadIdx.x >> 5;
-  // load: issue every route load first, do the stores while they fly.
-  IdT v[kSingleRoutesPerThread];
-#pragma unroll
-  for (int u = 0; u < kSingleRoutesPerThread; ++u) {
-    const int i = threadIdx.x + u * blockDim.x;
-    v[u] = i < n ? ids[i] : IdT(0);
-  }
-  zero_ints(hist, W * E);
-  fill_padding(0, 1, p);  // ordered before the scatter by the barriers below
-#pragma unroll
-  for (int u = 0; u < kSingleRoutesPerThread; ++u) {
-    const int i = threadIdx.x + u * blockDim.x;
-    if (i < n) bins[i] = bin_of(v[u], p);
-  }
-  __syncthreads();
-  const Chunk chunk = warp_chunk(n, warp, p.warp_routes);
-  if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
-  __syncthreads();
-  __shared__ int part[kThreads];
-  warp_prefixes(hist, nullptr, cnt, true, part, p);
-  __syncthreads();
-  scan_segments(cnt, seg, p);
-  __syncthreads();
-  fill_expert_ids(seg, 0, 1, p);
-  if (warp < W) scatter_chunk(bins, chunk, 0, seg, hist + warp * E, p);
 }
 
 // ---------------------------------------------------------------------------
@@ -517,6 +480,118 @@ __global__ void __launch_bounds__(kThreads) tiny_kernel(const IdT* __restrict__ 
     if (p.scatter_idx) p.scatter_idx[i] = key[r] < E ? i : -1;
   }
   if (lane == 0) *p.post_pad = total;
+}
+
+// ---------------------------------------------------------------------------
+// spread regime: small batches and small prefills (kTinyMaxRoutes + 1 up to
+// kSpreadMaxRoutes routes), one launch over many CTAs.
+//
+// CTA c owns the tile of 32 * R consecutive routes starting at c * 32 * R.
+// Every CTA counts ALL the routes itself (the ids are a few KB and come from
+// L2 after the first CTA touches them): per expert the total, and the routes
+// before its tile. So no CTA waits for another - no second launch, no grid
+// barrier - and each works the whole layout out from its own counts:
+//   load     every route (kSpreadRoutesPerThread a thread, all in flight);
+//            warp 0 also loads the tile's routes
+//   count    shared-memory atomics: cnt[e] for all routes, before[e] for the
+//            routes before the tile; warp 0 ranks the tile's routes among
+//            equal experts with ballots meanwhile (as the tiny kernel does)
+//   scan     padded totals -> seg[] (block scan)
+//   scatter  warp 0: route i goes to seg[e] + before[e] + rank in the tile
+//   fill     global warp w: padding slots and expert ids of experts w,
+//            w + warps, ...; every thread: its share of the tail
+// The writes of different CTAs never overlap, so nothing has to be ordered.
+// (The one-CTA alternative, which ranks every route in one SM behind five
+// barriers, measured 6.6 us at 2048 routes on the H100: RESULTS.md.)
+// ---------------------------------------------------------------------------
+constexpr int kSpreadRoutesPerThread = 8;
+
+// Shared memory of the spread kernel, in ints: cnt[E] | before[E] | seg[E + 1].
+__host__ __device__ constexpr int spread_smem_ints(int E) { return 3 * E + 1; }
+
+template <typename IdT, int R>
+__global__ void __launch_bounds__(kThreads) spread_kernel(const IdT* __restrict__ ids, Params p) {
+  extern __shared__ __align__(16) int smem[];
+  const int E = p.num_experts, n = p.numel;
+  int* cnt = smem;
+  int* before = cnt + E;
+  int* seg = before + E;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lo = blockIdx.x * 32 * R;  // this CTA's tile
+  // load
+  IdT v[kSpreadRoutesPerThread];
+#pragma unroll
+  for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
+    const int i = threadIdx.x + u * blockDim.x;
+    v[u] = i < n ? ids[i] : IdT(0);
+  }
+  IdT own[R];
+  if (warp == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int i = lo + r * 32 + lane;
+      own[r] = i < n ? ids[i] : IdT(0);
+    }
+  }
+  zero_ints(cnt, 2 * E);
+  __syncthreads();
+  // count
+#pragma unroll
+  for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
+    const int i = threadIdx.x + u * blockDim.x;
+    if (i >= n) break;
+    const int e = bin_of(v[u], p);
+    if (e < E) {
+      atomicAdd(&cnt[e], 1);
+      if (i < lo) atomicAdd(&before[e], 1);
+    }
+  }
+  int key[R], rank[R], count[R];
+  if (warp == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) key[r] = lo + r * 32 + lane < n ? bin_of(own[r], p) : E;
+    if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
+    else tiny_ranks<9>(key, rank, count);
+  }
+  __syncthreads();
+  // scan
+  scan_segments(cnt, seg, p);
+  __syncthreads();
+  // scatter: this CTA's routes
+  if (warp == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int i = lo + r * 32 + lane;
+      if (i >= n) break;
+      const bool counted = key[r] < E;
+      if (counted) {
+        const int pos = seg[key[r]] + before[key[r]] + rank[r];
+        if (pos < p.sorted_size) p.sorted_ids[pos] = i;  // always true; a guard
+      }
+      if (p.scatter_idx) p.scatter_idx[i] = counted ? i : -1;
+    }
+  }
+  // fill: inside the segments, one expert per group of G lanes at a time
+  // (G = p.spread_group, a power of two <= 32 covering a block's padding)
+  const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
+  const int G = p.spread_group, j = gthread & (G - 1);
+  const int groups = gstride >> p.spread_group_log2;
+  for (int e = gthread >> p.spread_group_log2; e < E; e += groups) {
+    const int s = seg[e], t = min(seg[e + 1], p.sorted_size);  // (min: a guard)
+    for (int x = s + cnt[e] + j; x < t; x += G) p.sorted_ids[x] = n;
+    const int b_end = min(p.div_block.div(t), p.expert_ids_size);
+    int b = p.div_block.div(s) + j;
+    if (b < b_end) {
+      const int owner = p.map_out ? __ldg(p.map + e) : e;
+      for (; b < b_end; b += G) p.expert_ids[b] = owner;
+    }
+  }
+  // fill: past the last segment
+  const int total = seg[E];
+  fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
+  fill_range(p.expert_ids, p.div_block.div(total), p.expert_ids_size, tail_expert(p), gthread,
+             gstride);
+  if (gthread == 0) *p.post_pad = total;
 }
 
 // count (tiled): tile histogram -> tile_hist[tile][e]. Order does not matter
@@ -658,10 +733,20 @@ __global__ void __launch_bounds__(kThreads, 1)
 // 16-byte stores a thread.
 constexpr int kTinyThreads = 128;
 constexpr int kTinySlotsPerThread = 64;
-// Up to this many routes one CTA does everything in one launch. Measured on
-// the H100 at ba91861 (RESULTS.md): at 8192 routes the single CTA took
-// 13-14 us where the two tiled launches took about 9.5 us.
-constexpr int kSingleMaxRoutes = 2048;
+// Spread: every CTA loads all routes at once, kSpreadRoutesPerThread a
+// thread, and owns a tile of 32 or 64 of them (one CTA per SM at most: each
+// CTA re-reads all the routes, so more CTAs than SMs would only queue). The
+// smallest tile is fastest: H100, 256 routes, E=128: 3.12 us with tiles of
+// 32, 3.54 with 64; 2048 routes, E=256: 3.75 vs 3.98; with tiles of 128 and
+// a 4-group rank: 4.62. Above this size the tiled kernels win.
+constexpr int kSpreadMaxRoutes = kSpreadRoutesPerThread * kThreads;
+// Spread, segment fill: log2 of the lanes per expert, the power of two >=
+// block_size - 1 (a segment's padding) capped at a warp; 0 when B is 1.
+int spread_group_log2(int block_size) {
+  int g = 0;
+  while (g < 5 && (1 << g) < block_size - 1) ++g;
+  return g;
+}
 // Tiled: as many tiles as SMs (one wave), but at least kMinTileRoutes routes
 // a tile (each CTA has a fixed cost: its expert scan), at most
 // kMaxTileRoutes (the tile's routes are staged in shared memory), and few
@@ -674,20 +759,12 @@ constexpr int kSingleMaxRoutes = 2048;
 constexpr int kMinTileRoutes = 1024;
 constexpr int kMaxTileRoutes = 16384;
 constexpr int kPrefixHereMaxCells = 16384;
-// Single CTA: threads per expert when sizing the block (routes per thread:
-// kSingleRoutesPerThread, above). Measured on the H100: E=8 runs best on 128
-// threads, E>=128 on 1024 (the per-expert phases want many threads).
-constexpr int kSingleThreadsPerExpert = 8;
 // Tiled CTAs: threads sized to the tile, this many routes each, in [256, 1024].
 constexpr int kTiledRoutesPerThread = 4;
-static_assert(kSingleMaxRoutes <= kSingleRoutesPerThread * kThreads,
-              "the single-CTA kernel loads at most kSingleRoutesPerThread routes per thread");
-// Routes per histogram warp. Fewer routes a warp shorten its dependent
-// count/scatter chain; fewer warps shorten the per-expert prefix pass (one
-// step per warp row). H100: 64 was best up to 512 routes, 128 above (256x8:
-// 6.92 -> 6.54 us; 32x8: 4.41 with 64 vs 4.84 with 128).
-constexpr int kRoutesPerWarpSmall = 64;
-constexpr int kRoutesPerWarpSmallUpTo = 512;
+// Routes per histogram warp of a tile. Fewer routes a warp shorten its
+// dependent count/scatter chain; fewer warps shorten the per-expert prefix
+// pass (one step per warp row). H100 (then a one-CTA kernel): 128 beat 64
+// from 512 routes up (2048 routes: 6.92 -> 6.54 us).
 constexpr int kRoutesPerWarp = 128;
 // Static shared memory of any kernel here (scan_segments' warp totals, the
 // scan kernel's table), kept out of the dynamic budget.
@@ -726,9 +803,21 @@ Params to_params(const KernelParams& k, const LaunchPlan& plan) {
   p.row_groups = E >= nt ? 1 : std::min(W, nt / E);
   p.rows_per_group = (W + p.row_groups - 1) / p.row_groups;
   p.tile_groups = std::max(1, nt / E);
+  p.spread_group = 1 << spread_group_log2(k.block_size);
+  p.spread_group_log2 = spread_group_log2(k.block_size);
   p.div_block = FastDiv::make(static_cast<uint32_t>(k.block_size));
   p.div_experts = FastDiv::make(static_cast<uint32_t>(E));
   return p;
+}
+
+template <auto kKernel, typename IdT>
+cudaError_t launch_spread(const IdT* ids, const Params& p, const LaunchPlan& l, int device, int optin,
+                          cudaStream_t stream) {
+  cudaError_t err;
+  if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<kKernel>(device, optin)) != cudaSuccess)
+    return err;
+  kKernel<<<l.num_tiles, l.threads, l.smem_bytes, stream>>>(ids, p);
+  return cudaGetLastError();
 }
 
 template <typename IdT>
@@ -742,12 +831,9 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
       tiny_kernel<IdT, kTinyRoutesPerLane><<<l.num_tiles, l.threads, 0, stream>>>(ids, p);
     return cudaGetLastError();
   }
-  if (l.regime == Regime::kSingle) {
-    constexpr auto k = single_cta_kernel<IdT>;
-    if (l.smem_bytes > kDefaultSmemBytes && (err = allow_smem<k>(device, optin)) != cudaSuccess)
-      return err;
-    k<<<1, l.threads, l.smem_bytes, stream>>>(ids, p);
-    return cudaGetLastError();
+  if (l.regime == Regime::kSpread) {
+    if (l.tile_routes == 32) return launch_spread<spread_kernel<IdT, 1>>(ids, p, l, device, optin, stream);
+    return launch_spread<spread_kernel<IdT, 2>>(ids, p, l, device, optin, stream);
   }
   count_tiles_kernel<IdT><<<l.num_tiles, l.threads, sizeof(int) * p.num_experts, stream>>>(ids, p);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
@@ -769,7 +855,7 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
 
 }  // namespace
 
-LaunchPlan plan_launch(int numel, int num_experts, int sorted_size, int num_sms,
+LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, int num_sms,
                        int smem_optin_bytes) {
   const int n = numel, E = num_experts;
   LaunchPlan l{};
@@ -785,18 +871,30 @@ LaunchPlan plan_launch(int numel, int num_experts, int sorted_size, int num_sms,
         std::min<int64_t>(num_sms, std::max<int64_t>(1, (sorted_size + per_cta - 1) / per_cta)));
     return l;
   }
-  if (n <= kSingleMaxRoutes) {
-    l.regime = Regime::kSingle;
-    l.num_tiles = 1;
-    l.tile_routes = n;
-    // Enough threads for the routes and the experts, a power of two in
-    // [128, 1024]: idle warps still run every phase's bookkeeping, which
-    // dominated small inputs on the H100 (profile in RESULTS.md).
-    const int want = std::max((n + kSingleRoutesPerThread - 1) / kSingleRoutesPerThread,
-                              E * kSingleThreadsPerExpert);
-    l.threads = 128;
-    while (l.threads < want && l.threads < kThreads) l.threads <<= 1;
-  } else {
+  {
+    int tile = 32;
+    while (tile < 64 && (n + tile - 1) / tile > num_sms) tile *= 2;
+    const size_t smem = sizeof(int) * static_cast<size_t>(spread_smem_ints(E));
+    if (n <= kSpreadMaxRoutes && (n + tile - 1) / tile <= num_sms &&
+        smem + kStaticSmemBytes <= static_cast<size_t>(smem_optin_bytes)) {
+      l.regime = Regime::kSpread;
+      l.tile_routes = tile;
+      l.num_tiles = (n + tile - 1) / tile;
+      l.hist_warps = 1;  // (unused)
+      l.smem_bytes = smem;
+      // Threads for the loads, and enough lane groups for about one expert
+      // each in the segment fill (a walk over many experts per group was
+      // the cost of few-CTA launches with many experts).
+      const int64_t lanes = int64_t{E} << spread_group_log2(block_size);
+      const int want = static_cast<int>(std::max<int64_t>(
+          (n + kSpreadRoutesPerThread - 1) / kSpreadRoutesPerThread,
+          (lanes + l.num_tiles - 1) / l.num_tiles));
+      l.threads = 128;
+      while (l.threads < want && l.threads < kThreads) l.threads <<= 1;
+      return l;
+    }
+  }
+  {
     const int by_cells = std::max(1, kPrefixHereMaxCells / E);
     const int by_routes = std::min(num_sms, (n + kMinTileRoutes - 1) / kMinTileRoutes);
     // Few tiles with the prefix in each CTA, or one wave of tiles and the
@@ -818,9 +916,7 @@ LaunchPlan plan_launch(int numel, int num_experts, int sorted_size, int num_sms,
   // As many histogram rows as shared memory and the work per warp allow.
   const int budget_ints = (smem_optin_bytes - kStaticSmemBytes) / static_cast<int>(sizeof(int));
   const int by_smem = (budget_ints - (2 * E + 1) - l.tile_routes) / E;
-  const int per_warp =
-      l.tile_routes <= kRoutesPerWarpSmallUpTo ? kRoutesPerWarpSmall : kRoutesPerWarp;
-  const int by_work = std::max(1, l.tile_routes / per_warp);
+  const int by_work = std::max(1, l.tile_routes / kRoutesPerWarp);
   l.fits = by_smem >= 1;
   l.hist_warps = std::max(1, std::min({l.threads / 32, by_smem, by_work}));
   l.smem_bytes = sizeof(int) * static_cast<size_t>(smem_ints(E, l.hist_warps, l.tile_routes));

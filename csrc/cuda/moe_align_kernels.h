@@ -30,22 +30,22 @@ struct KernelParams {
   bool map_out;         // expert_ids = expert_map[expert_ids]
 };
 
-enum class Regime { kTiny, kSingle, kTiledPrefixHere, kTiledScan };
+enum class Regime { kTiny, kSpread, kTiledPrefixHere, kTiledScan };
 
 // The launch sizes of one call: chosen by plan_launch, the one place where
 // they are decided.
 struct LaunchPlan {
   Regime regime;
-  int num_tiles;        // CTAs of the tiny and tiled kernels
-  int tile_routes;
+  int num_tiles;        // CTAs of the tiny, spread and tiled kernels
+  int tile_routes;      // routes a CTA owns (spread: 32, 64 or 128)
   int hist_warps;
-  int threads;          // per CTA (the single-CTA kernel sizes it to the input)
-  size_t smem_bytes;    // dynamic shared memory of the single/scatter kernel
+  int threads;          // per CTA, sized to the input
+  size_t smem_bytes;    // dynamic shared memory of the spread/scatter kernel
   size_t scratch_ints;  // device scratch the caller allocates (uninitialised)
   bool fits;            // false: num_experts too large for this GPU's smem
 };
 
-LaunchPlan plan_launch(int numel, int num_experts, int sorted_size, int num_sms,
+LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, int num_sms,
                        int smem_optin_bytes);
 
 // Enqueues the kernels of `plan` on `stream`; returns the first launch error.
