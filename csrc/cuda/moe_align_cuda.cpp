@@ -31,6 +31,7 @@ void align_out_cuda(const at::Tensor& topk_ids, int64_t num_experts, int64_t blo
                                       static_cast<int>(prob.num_experts),
                                       static_cast<int>(prob.block_size),
                                       static_cast<int>(prob.sorted_size),
+                                      prob.map_while_counting,
                                       dev.multiProcessorCount, smem_optin);
   TORCH_CHECK_VALUE(plan.fits, "num_experts=", std::to_string(num_experts),
                     " needs more shared memory than this GPU offers per block");

@@ -45,8 +45,8 @@ struct LaunchPlan {
   bool fits;            // false: num_experts too large for this GPU's smem
 };
 
-LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, int num_sms,
-                       int smem_optin_bytes);
+LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, bool map_in,
+                       int num_sms, int smem_optin_bytes);
 
 // Enqueues the kernels of `plan` on `stream`; returns the first launch error.
 cudaError_t launch_align(const KernelParams& p, const LaunchPlan& plan, int device,
