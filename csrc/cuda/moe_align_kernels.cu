@@ -415,8 +415,11 @@ __device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], 
   }
 }
 
+// Launch bounds (kThreads, 1) on the tiny and spread kernels: with the
+// block size alone ptxas held them to 32 registers and spilled (ptxas -v);
+// the occupancy that would buy is of no use to launches of one CTA per SM.
 template <typename IdT, int R>
-__global__ void __launch_bounds__(kThreads) tiny_kernel(const IdT* __restrict__ ids, Params p) {
+__global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict__ ids, Params p) {
   const int lane = threadIdx.x & 31;
   const int E = p.num_experts, B = p.block_size, n = p.numel;
   // load
@@ -546,7 +549,7 @@ __host__ __device__ constexpr int spread_smem_ints(int E, bool map_in) {
 }
 
 template <typename IdT, int R>
-__global__ void __launch_bounds__(kThreads) spread_kernel(const IdT* __restrict__ ids, Params p) {
+__global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restrict__ ids, Params p) {
   extern __shared__ __align__(16) int smem[];
   const int E = p.num_experts, n = p.numel;
   int* cnt = smem;
