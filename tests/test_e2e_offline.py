@@ -1,0 +1,458 @@
+"""The CPU-side parts of benchmarks/e2e_offline.py: model configs, prompts,
+LLM arguments, the child environment, the plugin-log check, the trace parser
+(on synthetic torch-profiler traces) and the report files. The GPU runs
+themselves need vLLM and GPUs (benchmarks/e2e_device.sh)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "e2e_offline.py"
+
+
+def _load() -> Any:
+    spec = importlib.util.spec_from_file_location("e2e_offline", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["e2e_offline"] = module  # dataclasses resolve their module
+    spec.loader.exec_module(module)
+    return module
+
+
+e2e = _load()
+
+PLUGIN_KERNEL = "void vllm_moe_align::(anonymous namespace)::tiny_kernel<int>(int const*, Params)"
+VLLM_KERNEL = "void vllm::moe::moe_align_block_size_kernel<int>(int const*, int*, int*, int*, int)"
+VLLM_SORT = "void vllm::moe::count_and_sort_expert_tokens_kernel<int>(int const*, int*, int*)"
+GEMM = "fused_moe_kernel"
+OTHER = "void at::native::elementwise_kernel<128, 2>(int, ...)"
+
+
+class TraceBuilder:
+    """A kineto-style chrome trace: CPU step annotations, launches, kernels."""
+
+    def __init__(self, pid: int = 4242, device: int = 0) -> None:
+        self.pid, self.device, self.events, self.corr = pid, device, [], 1000
+
+    def step(self, name: str, ts: float, dur: float, gpu_shift: float = 3.0) -> None:
+        self.events.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": self.pid,
+                            "tid": self.pid, "ts": ts, "dur": dur})
+        self.events.append({"ph": "X", "cat": "gpu_user_annotation", "name": name,
+                            "pid": self.device, "tid": 7, "ts": ts + gpu_shift, "dur": dur})
+
+    def kernel(self, name: str, launch_ts: float, dur: float, *, graph_corr: int | None = None,
+               cat: str = "cuda_runtime", gpu_delay: float = 3.0, tid: int | None = None) -> None:
+        """A launch at launch_ts and its kernel; graph_corr: reuse a graph
+        launch's correlation id (kernels replayed from a CUDA graph)."""
+        if graph_corr is None:
+            self.corr += 1
+            corr = self.corr
+            self.events.append({"ph": "X", "cat": cat, "name": "cudaLaunchKernel", "pid": self.pid,
+                                "tid": tid or self.pid, "ts": launch_ts, "dur": 2.0,
+                                "args": {"correlation": corr, "External id": corr}})
+        else:
+            corr = graph_corr
+        self.events.append({"ph": "X", "cat": "kernel", "name": name, "pid": self.device, "tid": 7,
+                            "ts": launch_ts + gpu_delay, "dur": dur,
+                            "args": {"correlation": corr, "device": self.device, "stream": 7}})
+
+    def graph_launch(self, ts: float) -> int:
+        self.corr += 1
+        self.events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaGraphLaunch",
+                            "pid": self.pid, "tid": self.pid, "ts": ts, "dur": 5.0,
+                            "args": {"correlation": self.corr}})
+        return self.corr
+
+    def write(self, path: Path, *, drop: tuple[str, ...] = ()) -> Path:
+        events = [e for e in self.events if e["cat"] not in drop]
+        data = json.dumps({"schemaVersion": 1, "traceEvents": events})
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "wt") as f:
+                f.write(data)
+        else:
+            path.write_text(data)
+        return path
+
+
+def _worker_trace(align: str, *, layers: int = 2, decode_steps: int = 3) -> TraceBuilder:
+    """One prefill step and ``decode_steps`` decode steps (the last two
+    replayed from a CUDA graph), ``layers`` MoE layers each: per layer one or
+    two align kernels, two fused-MoE GEMMs, one other kernel."""
+    t = TraceBuilder()
+    align_names = [PLUGIN_KERNEL] if align == "plugin" else [VLLM_KERNEL, VLLM_SORT]
+    t.step("execute_context_4(1000)_generation_0(0)", 0.0, 1000.0)
+    x = 10.0
+    for _ in range(layers):
+        for name in align_names:
+            t.kernel(name, x, 10.0)
+            x += 20
+        t.kernel(GEMM, x, 100.0)
+        t.kernel(GEMM, x + 20, 100.0)
+        t.kernel(OTHER, x + 40, 50.0)
+        x += 60
+    t.kernel(PLUGIN_KERNEL if align == "plugin" else VLLM_KERNEL, 1500.0, 9.0)  # outside any step
+    for s in range(decode_steps):
+        start = 2000.0 + 1000.0 * s
+        t.step("execute_330_context_0(sq0sk0sqsq0sqsk0)_generation_4(sq4sk1004sqsq4sqsk4016)",
+               start, 500.0)
+        graph = t.graph_launch(start + 5) if s >= 1 else None
+        x = start + 10
+        for _ in range(layers):
+            for name in align_names:
+                t.kernel(name, x, 2.0, graph_corr=graph)
+                x += 10
+            t.kernel(GEMM, x, 20.0, graph_corr=graph)
+            t.kernel(GEMM, x + 10, 20.0, graph_corr=graph, cat="cuda_driver")
+            x += 20
+    return t
+
+
+def test_models_and_configs(tmp_path: Path) -> None:
+    for name, cfg in e2e.MODELS.items():
+        d = e2e.write_model(name, tmp_path / name)
+        written = json.loads((d / "config.json").read_text())
+        assert written == cfg
+        assert written["torch_dtype"] == "bfloat16" and 2 <= written["num_hidden_layers"] <= 4
+        assert 512 <= written["hidden_size"] <= 1024 and 8192 <= written["vocab_size"] <= 32000
+    q, m = e2e.MODELS["qwen3moe"], e2e.MODELS["mixtral"]
+    assert (q["num_experts"], q["num_experts_per_tok"]) == (128, 8)
+    assert (m["num_local_experts"], m["num_experts_per_tok"]) == (8, 2)
+
+
+def test_configs_load_with_transformers(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    for name, cfg in e2e.MODELS.items():
+        d = e2e.write_model(name, tmp_path / name)
+        loaded = transformers.AutoConfig.from_pretrained(str(d))
+        assert loaded.model_type == cfg["model_type"]
+        assert loaded.num_experts_per_tok == cfg["num_experts_per_tok"]
+        assert loaded.hidden_size == cfg["hidden_size"]
+
+
+def test_prompts_deterministic_and_in_range() -> None:
+    a = e2e.make_prompts(32, 128, 512, 16384, seed=0)
+    assert a == e2e.make_prompts(32, 128, 512, 16384, seed=0)
+    assert a != e2e.make_prompts(32, 128, 512, 16384, seed=1)
+    lengths = sorted(len(p) for p in a)
+    assert lengths[0] == 128 and lengths[-1] == 512 and len(a) == 32
+    assert all(16 <= t < 16384 - 16 for p in a for t in p)
+    assert [len(p) for p in e2e.make_prompts(1, 7, 9, 100, 0)] == [7]
+
+
+def test_llm_kwargs() -> None:
+    spec = e2e.RunSpec(model="qwen3moe", model_dir="/m", variant="plugin", tp=2, ep=True,
+                       enforce_eager=False, trace_dir="/t")
+    kw = e2e.llm_kwargs(spec)
+    assert kw["load_format"] == "dummy" and kw["skip_tokenizer_init"] is True
+    assert kw["tensor_parallel_size"] == 2 and kw["enable_expert_parallel"] is True
+    assert kw["attention_config"] == {"backend": "TRITON_ATTN"} and kw["moe_backend"] == "triton"
+    assert kw["enable_prefix_caching"] is False and kw["disable_log_stats"] is False
+    assert kw["max_num_batched_tokens"] >= spec.num_prompts * spec.max_prompt  # one prefill step
+    assert kw["max_model_len"] >= spec.max_prompt + spec.max_tokens
+    assert kw["profiler_config"]["profiler"] == "torch"
+    assert kw["profiler_config"]["torch_profiler_dir"] == "/t"
+    assert 32 in kw["compilation_config"]["cudagraph_capture_sizes"]
+    eager = e2e.llm_kwargs(e2e.RunSpec(model="mixtral", model_dir="/m", variant="vllm", profile=False))
+    assert "compilation_config" not in eager and "profiler_config" not in eager
+    assert eager["enforce_eager"] is True
+
+
+def test_llm_kwargs_are_engine_args() -> None:
+    """Every key is an EngineArgs field of the installed vLLM (checked against
+    0.26.0 by hand; CI has another release)."""
+    arg_utils = pytest.importorskip("vllm.engine.arg_utils")
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(arg_utils.EngineArgs)}
+    spec = e2e.RunSpec(model="qwen3moe", model_dir="/m", variant="plugin", enforce_eager=False,
+                       trace_dir="/t")
+    assert set(e2e.llm_kwargs(spec)) - fields == set()
+
+
+def test_child_env() -> None:
+    base = {"PATH": "/bin", "VLLM_MOE_ALIGN_DISABLE": "1", "VLLM_PLUGINS": "x"}
+    off, on = e2e.child_env(base, "vllm"), e2e.child_env(base, "plugin")
+    assert off["VLLM_PLUGINS"] == "" and on["VLLM_PLUGINS"] == "moe_align"
+    for env in (off, on):
+        assert "VLLM_MOE_ALIGN_DISABLE" not in env and env["PATH"] == "/bin"
+        assert env["NCCL_NVLS_ENABLE"] == "0" and env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
+        assert env["NVSHMEM_DISABLE_NVLS"] == "1" and env["VLLM_ALLREDUCE_USE_SYMM_MEM"] == "0"
+        assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+        assert env["VLLM_LOGGING_PREFIX"] % {"process": 12} == "[pid=12] "
+    assert base["VLLM_PLUGINS"] == "x"  # not modified
+
+
+def _log(pids: list[int], plugin: list[int], warn: int | None = None) -> str:
+    lines = ["unprefixed line of the driver before logging is set up"]
+    for pid in pids:
+        lines.append(f"(EngineCore pid={pid}) [pid={pid}] INFO 11-26 19:14:27 [core.py:1] starting")
+    for pid in plugin:
+        lines.append(f"[pid={pid}] INFO 11-26 19:14:27 [vllm_plugin.py:144] vllm-moe-align-plugin "
+                     "0.1.0: moe_align_block_size replaced for vLLM 0.26.0 (vllm 0.17-0.30 contract)")
+    if warn is not None:
+        lines.append(f"[pid={warn}] WARNING 11-26 19:14:27 [vllm_plugin.py:99] vllm-moe-align-plugin "
+                     "not enabled (ImportError: x)")
+    return "\n".join(lines)
+
+
+def test_plugin_log_check() -> None:
+    ok = e2e.parse_plugin_log(_log([1, 2, 3, 4], [1, 2, 3, 4]))
+    assert ok.summary == "4/4" and e2e.check_plugin_log(ok, "plugin", tp=2) == []
+    missing = e2e.parse_plugin_log(_log([1, 2, 3, 4], [1, 2, 4]))
+    assert missing.summary == "3/4"
+    assert any("process 3: 0 plugin lines" in p for p in e2e.check_plugin_log(missing, "plugin", 2))
+    twice = e2e.parse_plugin_log(_log([1, 2], [1, 2, 2]))
+    assert any("2 plugin lines" in p for p in e2e.check_plugin_log(twice, "plugin", 1))
+    few = e2e.parse_plugin_log(_log([1, 2], [1, 2]))
+    assert any("expected at least 4" in p for p in e2e.check_plugin_log(few, "plugin", 2))
+    warned = e2e.parse_plugin_log(_log([1, 2], [1], warn=2))
+    assert any("plugin warning" in p for p in e2e.check_plugin_log(warned, "plugin", 1))
+    base = e2e.parse_plugin_log(_log([1, 2], []))
+    assert e2e.check_plugin_log(base, "vllm", 1) == []
+    assert e2e.check_plugin_log(e2e.parse_plugin_log(_log([1, 2], [2])), "vllm", 1)
+    assert e2e.expected_processes(1) == 2 and e2e.expected_processes(2) == 4
+
+
+def test_classify_step() -> None:
+    assert e2e.classify_step("execute_context_32(10240)_generation_0(0)") == "prefill"
+    assert e2e.classify_step("execute_context_0(0)_generation_32(32)") == "decode"
+    assert e2e.classify_step("execute_context_2(100)_generation_30(30)") == "mixed"
+    assert e2e.classify_step("execute_330_context_0(sq0sk0sqsq0sqsk0)_generation_4(sq4sk9)") == "decode"
+    assert e2e.classify_step("execute_10_context_1(sq10sk10sqsq100sqsk100)_generation_0(sq0)") == "prefill"
+    assert e2e.classify_step("capture_32_FULL") is None
+    assert e2e.align_owner(PLUGIN_KERNEL) == "plugin"
+    assert e2e.align_owner(VLLM_KERNEL) == "vllm" and e2e.align_owner(VLLM_SORT) == "vllm"
+    assert e2e.align_owner(GEMM) is None and e2e.align_owner(OTHER) is None
+
+
+@pytest.mark.parametrize("align", ["plugin", "vllm"])
+@pytest.mark.parametrize("drop", [(), ("cuda_runtime", "cuda_driver")])
+def test_trace_parser(tmp_path: Path, align: str, drop: tuple[str, ...]) -> None:
+    """Per-step sums on a synthetic trace, attributed through the launches
+    (CUDA-graph replays included) or, without launch events, through the GPU
+    copies of the step annotations."""
+    path = _worker_trace(align).write(tmp_path / "dp0_pp0_tp0_dcp0_ep0_rank0.123.pt.trace.json.gz",
+                                      drop=drop)
+    s = e2e.analyze_trace(path)
+    assert s.attribution == ("launch" if not drop else "gpu_annotation")
+    per_align = 1 if align == "plugin" else 2
+    prefill, decode = s.per_step("prefill"), s.per_step("decode")
+    assert prefill["steps"] == 1 and decode["steps"] == 3
+    assert prefill["align_us"] == pytest.approx(2 * per_align * 10.0)
+    assert prefill["align_launches"] == 2 * per_align
+    assert prefill["moe_gemm_launches"] == 4
+    assert prefill["kernel_us"] == pytest.approx(2 * (per_align * 10 + 200 + 50))
+    assert decode["align_us"] == pytest.approx(2 * per_align * 2.0)
+    assert decode["moe_gemm_launches"] == 4
+    assert s.unattributed_align_us == pytest.approx(9.0)
+    assert s.align_kernels == {align: 2 * per_align * 4 + 1}
+    summary = e2e.summarize_traces([s, e2e.analyze_trace(path)])
+    assert summary["workers"] == 2 and summary["decode_steps"] == 3
+    assert summary["decode_align_us"] == pytest.approx(2 * per_align * 2.0)
+    assert e2e.check_kernels(summary, align) == []
+    other = "vllm" if align == "plugin" else "plugin"
+    assert e2e.check_kernels(summary, other)
+
+
+def test_trace_parser_plain_json_and_other_threads(tmp_path: Path) -> None:
+    """Uncompressed traces; a launch from another thread of the worker
+    inside the step's time still counts for that step."""
+    t = TraceBuilder()
+    t.step("execute_context_1(10)_generation_0(0)", 0.0, 100.0)
+    t.kernel(PLUGIN_KERNEL, 10.0, 4.0, tid=999)
+    t.kernel(PLUGIN_KERNEL, 200.0, 4.0)  # after the step
+    s = e2e.analyze_trace(t.write(tmp_path / "w.json"))
+    assert s.per_step("prefill")["align_us"] == pytest.approx(4.0)
+    assert s.unattributed_align_us == pytest.approx(4.0)
+    assert e2e.find_traces(tmp_path) == [tmp_path / "w.json"]
+    assert e2e.check_kernels(e2e.summarize_traces([]), "plugin") == ["no trace file found"]
+
+
+def test_report_files(tmp_path: Path) -> None:
+    rows = []
+    for model in ("qwen3moe", "mixtral"):
+        for variant, align in (("vllm", 40.0), ("plugin", 10.0)):
+            result = {"spec": {"model": model, "variant": variant, "tp": 1, "ep": False,
+                               "enforce_eager": True, "num_prompts": 32, "max_tokens": 64},
+                      "prompt_tokens": 10240, "wall_prefill_ms": 50.0, "wall_decode_ms_per_step": 5.0,
+                      "engine_prefill_ms": 45.0, "engine_decode_ms_per_step": 4.5, "init_s": 30.0}
+            traces = {"prefill_align_us": align, "prefill_kernel_us": 1000.0,
+                      "decode_align_us": align / 4, "decode_kernel_us": 500.0}
+            log = e2e.parse_plugin_log(_log([1, 2], [1, 2] if variant == "plugin" else []))
+            rows.append(e2e.make_row(result, traces, log, True))
+    md = e2e.markdown(rows, "header")
+    assert "| qwen3moe | plugin |" in md and "40.0 -> 10.0 (4.00x)" in md and "4.0%" in md
+    e2e.write_csv(rows, tmp_path / "r.csv")
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(e2e.COLUMNS) and len(lines) == 5
+    pytest.importorskip("matplotlib")
+    assert e2e.write_png(rows, tmp_path / "r.png", "title")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_parse_args() -> None:
+    a = e2e.parse_args([])
+    assert (a.model, a.tp, a.ep, a.enforce_eager, a.profile) == ("both", 1, False, True, True)
+    b = e2e.parse_args(["--model", "mixtral", "--tp", "2", "--ep", "--no-enforce-eager",
+                        "--no-profile", "--out", "x"])
+    assert (b.model, b.tp, b.ep, b.enforce_eager, b.profile, str(b.out)) == \
+        ("mixtral", 2, True, False, False, "x")
+    with pytest.raises(SystemExit):
+        e2e.parse_args(["--max-tokens", "1"])
+    with pytest.raises(SystemExit):
+        e2e.parse_args(["--model", "llama"])
+
+
+# A stand-in for vLLM (a module named ``vllm`` on PYTHONPATH) that behaves like
+# an offline run on the outside: a driver and an "engine core" process that
+# both log through a logger with VLLM_LOGGING_PREFIX and, when VLLM_PLUGINS
+# allows it, the plugin's line; greedy-like token ids; per-request metrics; a
+# worker trace written at stop_profile. It lets the driver of e2e_offline.py
+# (children, process groups, logs, traces, reports, exit status) run on CPU.
+FAKE_VLLM = r'''
+import gzip, json, logging, os, subprocess, sys, time
+__version__ = "0.26.0"
+_fmt = (os.environ.get("VLLM_LOGGING_PREFIX", "")
+        + "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s")
+_h = logging.StreamHandler(sys.stdout)
+_h.setFormatter(logging.Formatter(_fmt))
+logging.getLogger("vllm").addHandler(_h)
+logging.getLogger("vllm").setLevel(logging.INFO)
+logging.getLogger("vllm").propagate = False
+if "moe_align" in os.environ.get("VLLM_PLUGINS", "moe_align").split(","):
+    logging.getLogger("vllm.moe_align_plugin").info(
+        "vllm-moe-align-plugin 0.1.0: moe_align_block_size replaced for vLLM 0.26.0 "
+        "(vllm 0.17-0.30 contract)")
+logging.getLogger("vllm").info("fake vllm %s imported", __version__)
+PLUGIN = "moe_align" in os.environ.get("VLLM_PLUGINS", "").split(",")
+
+
+class SamplingParams:
+    def __init__(self, **kw):
+        self.max_tokens = kw["max_tokens"]
+
+
+class _Metrics:
+    def __init__(self, n):
+        self.scheduled_ts, self.first_token_ts = 100.0, 100.05
+        self.last_token_ts = 100.05 + 0.004 * (n - 1)
+        self.num_generation_tokens = n
+
+
+class _Completion:
+    def __init__(self, ids):
+        self.token_ids = ids
+
+
+class _Out:
+    def __init__(self, i, n):
+        shift = 1 if PLUGIN and os.environ.get("FAKE_VLLM_DIFF") else 0
+        self.outputs = [_Completion([(i * 7 + k + shift) % 100 for k in range(n)])]
+        self.metrics = _Metrics(n)
+
+
+class LLM:
+    def __init__(self, **kw):
+        self.kw = kw
+        ready = os.path.join(kw["model"], "core-%d.ready" % os.getpid())
+        code = "import vllm, time; open(%r, 'w').close(); time.sleep(600)" % ready
+        self.core = subprocess.Popen([sys.executable, "-c", code])
+        for _ in range(300):
+            if os.path.exists(ready):
+                break
+            time.sleep(0.05)
+
+    def generate(self, prompts, params, use_tqdm=True):
+        return [_Out(i, params.max_tokens) for i in range(len(prompts))]
+
+    def start_profile(self):
+        pass
+
+    def stop_profile(self):
+        d = self.kw["profiler_config"]["torch_profiler_dir"]
+        os.makedirs(d, exist_ok=True)
+        align = "void vllm_moe_align::(anonymous namespace)::tiny_kernel<int>(int const*)" if PLUGIN \
+            else "void vllm::moe::moe_align_block_size_kernel<int>(int const*)"
+        ev, corr = [], 0
+        for s, name in enumerate(["execute_context_4(900)_generation_0(0)"]
+                                 + ["execute_context_0(0)_generation_4(4)"] * 3):
+            t0 = 1000.0 * s
+            ev.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": 9, "tid": 9,
+                       "ts": t0, "dur": 900.0})
+            for k, (kname, dur) in enumerate([(align, 5.0 if s else 20.0), ("fused_moe_kernel", 50.0)]):
+                corr += 1
+                ev.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 9,
+                           "tid": 9, "ts": t0 + 10 + 20 * k, "dur": 2, "args": {"correlation": corr}})
+                ev.append({"ph": "X", "cat": "kernel", "name": kname, "pid": 0, "tid": 7,
+                           "ts": t0 + 15 + 20 * k, "dur": dur, "args": {"correlation": corr}})
+        with gzip.open(os.path.join(d, "dp0_pp0_tp0_dcp0_ep0_rank0.1.pt.trace.json.gz"), "wt") as f:
+            json.dump({"traceEvents": ev}, f)
+'''
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie left to an init that does not reap counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str, env: dict | None = None):
+    fake = tmp_path / "fake"
+    (fake / "vllm").mkdir(parents=True, exist_ok=True)
+    (fake / "vllm" / "__init__.py").write_text(FAKE_VLLM)
+    monkeypatch.setenv("PYTHONPATH", f"{fake}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--work", str(tmp_path / "work"), "--prompts", "4", "--max-tokens", "8",
+            "--repeats", "2", "--timeout", "60", *extra]
+    return e2e.main(args), out
+
+
+def test_driver_end_to_end_with_a_fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _fake_run(tmp_path, monkeypatch)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    rows = list(csv.DictReader(open(out / "e2e_offline.csv")))
+    assert [(r["model"], r["variant"]) for r in rows] == [
+        ("qwen3moe", "vllm"), ("qwen3moe", "plugin"), ("mixtral", "vllm"), ("mixtral", "plugin")]
+    by = {(r["model"], r["variant"]): r for r in rows}
+    assert by[("qwen3moe", "plugin")]["plugin_processes"] == "2/2"
+    assert by[("qwen3moe", "vllm")]["plugin_processes"] == "0/2"
+    assert all(r["tokens_identical"] == "True" for r in rows)
+    assert float(by[("mixtral", "plugin")]["prefill_align_us"]) == pytest.approx(20.0)
+    assert float(by[("mixtral", "plugin")]["decode_align_us"]) == pytest.approx(5.0)
+    assert float(by[("mixtral", "vllm")]["engine_decode_ms_per_step"]) == pytest.approx(4.0)
+    assert float(by[("mixtral", "vllm")]["engine_prefill_ms"]) == pytest.approx(50.0)
+    assert (out / "e2e_offline.md").read_text().count("| qwen3moe |") >= 3
+    # every child's process group is gone: the fake engine cores slept 600 s
+    for log in (out / "e2e_offline_logs").glob("*.log"):
+        for pid in e2e.parse_plugin_log(log.read_text()).pids:
+            assert not _alive(pid), pid
+    # --append: rerun one model, keep the other's rows
+    code, _ = _fake_run(tmp_path, monkeypatch, "--model", "mixtral", "--append")
+    assert code == 0
+    again = list(csv.DictReader(open(out / "e2e_offline.csv")))
+    assert [(r["model"], r["variant"]) for r in again] == [(r["model"], r["variant"]) for r in rows]
+
+
+def test_driver_fails_on_different_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _fake_run(tmp_path, monkeypatch, "--model", "qwen3moe", env={"FAKE_VLLM_DIFF": "1"})
+    printed = capsys.readouterr().out
+    assert code == 1 and "generated token ids differ (4 of 4 prompts)" in printed
+    rows = list(csv.DictReader(open(out / "e2e_offline.csv")))
+    assert {r["tokens_identical"] for r in rows} == {"False"}
