@@ -213,6 +213,9 @@ def child_env(base: dict[str, str], variant: str) -> dict[str, str]:
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        # the bundle leaves FlashInfer out; vLLM 0.26 imports it for its sampler
+        # unless told not to (seen on the H100: ModuleNotFoundError at start-up)
+        "VLLM_USE_FLASHINFER_SAMPLER": "0",
         # the GPU hosts must never use NVLink multicast (KINDS.md)
         "NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
         "NVSHMEM_DISABLE_NVLS": "1", "VLLM_ALLREDUCE_USE_SYMM_MEM": "0",
