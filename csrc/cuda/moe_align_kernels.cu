@@ -429,9 +429,9 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
   // Mapping while counting: a map of up to kTinyMapRegs * 32 entries is
   // loaded into registers alongside the ids (lane l holds entries l, l + 32,
   // ...) and looked up with shuffles, so the lookup is not a second global
-  // round trip after the ids. (H100, 1x8 routes, E=256: 2.71 us looking the
-  // map up in global memory, 1.97 without a map; a shared-memory copy, which
-  // needs a barrier, was slower: 2.84-2.95 us.)
+  // round trip after the ids. (H100, 1x8 routes, E=256: 2.61 us this way,
+  // 2.74 looking the map up in global memory, 1.96 without a map; a
+  // shared-memory copy, which needs a barrier, was slower: 2.84-2.95 us.)
   const bool map_regs = p.map_in && E <= 32 * kTinyMapRegs;  // warp-uniform
   int mreg[kTinyMapRegs];
   if (map_regs) {
@@ -534,8 +534,9 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
 //            equal experts with ballots meanwhile (as the tiny kernel does)
 //   scan     padded totals -> seg[] (block scan)
 //   scatter  warp 0: route i goes to seg[e] + before[e] + rank in the tile
-//   fill     global warp w: padding slots and expert ids of experts w,
-//            w + warps, ...; every thread: its share of the tail
+//   fill     lane group g of the grid (groups of up to 32 lanes, sized to
+//            the block's padding): padding slots and expert ids of experts
+//            g, g + groups, ...; every thread: its share of the tail
 // The writes of different CTAs never overlap, so nothing has to be ordered.
 // (The one-CTA alternative, which ranks every route in one SM behind five
 // barriers, measured 6.6 us at 2048 routes on the H100: RESULTS.md.)
@@ -573,9 +574,11 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
       own[r] = i < n ? ids[i] : IdT(0);
     }
   }
-  // The map is looked up once per route and CTA: copied to shared memory
-  // alongside the id loads, it costs no dependent global round trip (H100,
-  // 2048 routes: 4.39 us looking it up in global memory, 3.79 without map).
+  // The map is looked up once per route and CTA, so it is copied to shared
+  // memory alongside the id loads instead of being read from global memory
+  // after them. (H100, 2048 routes, E=256: 4.38 us with the copy, 4.39
+  // without it, 3.72 with no map at all: most of the cost of a map lies
+  // elsewhere, not found yet.)
   if (p.map_in)
     for (int e = threadIdx.x; e < E; e += blockDim.x) map[e] = __ldg(p.map + e);
   zero_ints(cnt, 2 * E);
