@@ -330,24 +330,23 @@ def plan_parts(sizes: dict[str, int], estimates: dict[str, float], capacity: flo
     ``sizes``: path -> raw size; ``estimates``: path -> estimated compressed
     size. Raises ValueError when one file alone does not fit."""
     parts: list[Part] = []
+
+    def place(path: str) -> None:  # first fit
+        target = next((p for p in parts if p.estimate + estimates[path] <= capacity), None)
+        if target is None:
+            target = Part()
+            parts.append(target)
+        target.files.append(path)
+        target.estimate += estimates[path]
+
     big = sorted((p for p in sizes if estimates[p] >= capacity / 8), key=lambda p: -estimates[p])
     for path in big:
         if estimates[path] > capacity:
             raise ValueError(f"{path}: about {estimates[path] / MIB:.1f} MiB compressed, over the "
                              f"{capacity / MIB:.1f} MiB a part may hold")
-        target = next((p for p in parts if p.estimate + estimates[path] <= capacity), None)
-        if target is None:
-            target = Part()
-            parts.append(target)
-        target.files.append(path)
-        target.estimate += estimates[path]
+        place(path)
     for path in sorted(p for p in sizes if estimates[p] < capacity / 8):
-        target = next((p for p in parts if p.estimate + estimates[path] <= capacity), None)
-        if target is None:
-            target = Part()
-            parts.append(target)
-        target.files.append(path)
-        target.estimate += estimates[path]
+        place(path)
     return parts
 
 
