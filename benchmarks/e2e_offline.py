@@ -300,7 +300,9 @@ def run_child(spec: RunSpec) -> dict[str, Any]:
         "prompt_tokens": sum(len(p["prompt_token_ids"]) for p in prompts),
         "wall_prefill_ms": wp,
         "wall_full_ms": wf,
-        "wall_decode_ms_per_step": (wf - wp) / max(spec.max_tokens - 1, 1),
+        # None when the 1-token generate took longer than the full one (seen
+        # with tensor parallel 2: the difference then measures nothing).
+        "wall_decode_ms_per_step": (wf - wp) / max(spec.max_tokens - 1, 1) if wf > wp else None,
         "engine_prefill_ms": statistics.median(eng_prefill) if eng_prefill else None,
         "engine_decode_ms_per_step": statistics.median(eng_decode) if eng_decode else None,
         "deterministic": deterministic and (profiled_tokens is None or profiled_tokens == tokens),
