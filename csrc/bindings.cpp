@@ -216,8 +216,32 @@ static PyObject* cuda_archs(PyObject*, PyObject*) {
 #endif
 }
 
+// preload_cuda_kernels(device: int) -> None; RuntimeError on a CUDA error,
+// NotImplementedError in a CPU-only build.
+static PyObject* preload_cuda_kernels(PyObject*, PyObject* arg) {
+  const long long device = PyLong_AsLongLong(arg);
+  if (device == -1 && PyErr_Occurred()) return nullptr;
+#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
+  try {
+    vllm_moe_align::preload_cuda_kernels(device);
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    return nullptr;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+#else
+  PyErr_SetString(PyExc_NotImplementedError, "this build has no CUDA kernels");
+  return nullptr;
+#endif
+}
+
 static PyMethodDef module_methods[] = {
     {"cuda_archs", cuda_archs, METH_NOARGS, "CUDA archs of this build"},
+    {"preload_cuda_kernels", preload_cuda_kernels, METH_O,
+     "load the CUDA kernels on a device ahead of the first call"},
     {nullptr, nullptr, 0, nullptr}};
 
 extern "C" PyObject* PyInit__C(void) {

@@ -49,4 +49,10 @@ AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
 int64_t max_padded_routes(int64_t numel, int64_t num_experts,
                           int64_t block_size);
 
+#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
+// CUDA builds: loads the CUDA kernels on `device` ahead of the first call
+// (csrc/cuda/moe_align_cuda.cpp). Throws c10::Error on a CUDA error.
+void preload_cuda_kernels(int64_t device);
+#endif
+
 }  // namespace vllm_moe_align

@@ -13,7 +13,10 @@ Environment:
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
@@ -390,3 +393,52 @@ def test_scratch_memory_per_call_is_small(numel: int, num_experts: int, dtype: t
     print(f"scratch per call: numel={numel} E={num_experts} {dtype}: {scratch} bytes "
           f"(outputs {outputs}, bound {bound})")
     assert 0 <= scratch <= bound, f"scratch {scratch} bytes > bound {bound}"
+
+
+def test_preload_cuda_kernels_on_every_device() -> None:
+    from vllm_moe_align_plugin import _ops
+
+    for device in range(torch.cuda.device_count()):
+        _ops.preload_cuda_kernels(device)
+        ids = random_routes(3000, 64, seed=device).to(f"cuda:{device}")
+        assert_same(moe_align_block_size(ids, 16, 64), reference(ids.cpu(), 16, 64))
+
+
+
+def test_import_preloads_only_where_a_context_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vllm_moe_align_plugin import _ops
+
+    calls: list[Optional[int]] = []
+    monkeypatch.setattr(_ops, "preload_cuda_kernels", calls.append)
+    torch.zeros(1, device="cuda")  # this process has a context on its current device
+    _ops._preload_if_cuda_is_up()
+    assert calls == [torch.cuda.current_device()]
+
+    def boom(device: Optional[int] = None) -> None:
+        raise RuntimeError("preload failed")
+
+    monkeypatch.setattr(_ops, "preload_cuda_kernels", boom)
+    _ops._preload_if_cuda_is_up()  # swallowed: a failed preload only costs speed
+
+
+# A fresh process: importing the plugin must not start CUDA (fork-based
+# workers), and the first call after CUDA starts still equals the reference.
+_IMPORT_PROBE = """
+import torch
+from vllm_moe_align_plugin import moe_align_block_size
+from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
+print("CUDA-STARTED-BY-IMPORT", torch.cuda.is_initialized())
+ids = torch.randint(0, 8, (100, 2), dtype=torch.int32, device="cuda")
+got = moe_align_block_size(ids, 16, 8)
+want = reference(ids.cpu(), 16, 8)
+print("SAME", all(torch.equal(a.cpu(), b) for a, b in zip(got, want)))
+"""
+
+
+def test_import_does_not_start_cuda() -> None:
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True,
+                          cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CUDA-STARTED-BY-IMPORT False" in proc.stdout, proc.stdout
+    assert "SAME True" in proc.stdout, proc.stdout

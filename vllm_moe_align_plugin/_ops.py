@@ -17,7 +17,7 @@ import torch
 
 LOAD_ERROR: Optional[BaseException] = None
 try:
-    from . import _C  # noqa: F401  (registers the ops)
+    from . import _C  # registers the ops
 except ImportError as exc:  # not built, or built against another torch
     LOAD_ERROR = exc
 
@@ -80,3 +80,34 @@ if LOAD_ERROR is None:
         expert_ids_tail: int = -1,
     ) -> None:
         return None
+
+
+
+def preload_cuda_kernels(device: Optional[int] = None) -> None:
+    """Loads the CUDA kernels on ``device`` (default: the current one) ahead of
+    the first call. CUDA loads a library's kernels when one is first used; on
+    the H100 that made the first call of a process ~1 ms instead of ~0.2 ms.
+    Raises RuntimeError on a CUDA error, NotImplementedError without CUDA
+    kernels in this build."""
+    require()
+    _C.preload_cuda_kernels(torch.cuda.current_device() if device is None else device)
+
+
+def _preload_if_cuda_is_up() -> None:
+    """At import: preload on the current device if this process already has a
+    CUDA context there, so the load is paid here and not in the first call.
+    Never starts CUDA or creates a context (that would break fork-based
+    workers and, in a process bound to another GPU, take memory on GPU 0), and
+    never raises: a failure only costs the first call its speed."""
+    try:
+        if not torch.cuda.is_initialized():
+            return
+        device = torch.cuda.current_device()
+        if torch._C._cuda_hasPrimaryContext(device):
+            preload_cuda_kernels(device)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+if LOAD_ERROR is None and has_backend("cuda"):
+    _preload_if_cuda_is_up()

@@ -20,8 +20,9 @@ void align_out_cuda(const at::Tensor& topk_ids, int64_t num_experts, int64_t blo
       expert_map, scatter_idx, ignore_invalid_experts, expert_ids_tail);
   const c10::cuda::CUDAGuard guard(topk_ids.device());
   const int device = topk_ids.get_device();
-  const cudaDeviceProp& dev = *at::cuda::getDeviceProperties(device);
-  const int smem_optin = static_cast<int>(dev.sharedMemPerBlockOptin);
+  DeviceLimits dev{};
+  C10_CUDA_CHECK(device_limits(device, &dev));
+  const int smem_optin = dev.smem_optin_bytes;
 
   // int32 and int64 ids are read as they are; narrower ones are widened once.
   at::Tensor ids = topk_ids.contiguous();
@@ -32,7 +33,7 @@ void align_out_cuda(const at::Tensor& topk_ids, int64_t num_experts, int64_t blo
                                       static_cast<int>(prob.block_size),
                                       static_cast<int>(prob.sorted_size),
                                       prob.map_while_counting,
-                                      dev.multiProcessorCount, smem_optin);
+                                      dev.num_sms, smem_optin);
   TORCH_CHECK_VALUE(plan.fits, "num_experts=", std::to_string(num_experts),
                     " needs more shared memory than this GPU offers per block");
   at::Tensor scratch;
@@ -62,6 +63,11 @@ void align_out_cuda(const at::Tensor& topk_ids, int64_t num_experts, int64_t blo
 }
 
 }  // namespace
+
+void preload_cuda_kernels(int64_t device) {
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  C10_CUDA_CHECK(preload_kernels());
+}
 
 TORCH_LIBRARY_IMPL(vllm_moe_align, CUDA, m) {
   m.impl("moe_align_block_size_out", &align_out_cuda);

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <type_traits>
 
 namespace vllm_moe_align {
 namespace {
@@ -73,9 +74,10 @@ struct Params : KernelParams {
   int experts_per_thread;   // ceil(E / blockDim.x), for the expert scan
   int row_groups;           // warp_prefixes: thread groups per expert
   int rows_per_group;       //   and histogram rows per group
-  int tile_groups;          // tile_prefix_here: thread groups per expert
-  int spread_group;         // spread: lanes per expert when filling segments
-  int spread_group_log2;
+  int prefix_cols;          // tile_prefix_here: columns of 4 experts (E / 4), or E
+  int tile_groups;          //   and thread groups per column
+  FastDiv div_prefix_cols;  //   / prefix_cols
+  int spread_group_log2;    // spread: log2 of the lanes per expert when filling segments
   FastDiv div_block;        // / block_size
   FastDiv div_experts;      // / num_experts
 };
@@ -620,9 +622,9 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
     }
   }
   // fill: inside the segments, one expert per group of G lanes at a time
-  // (G = p.spread_group, a power of two <= 32 covering a block's padding)
+  // (G = 1 << p.spread_group_log2, a power of two <= 32 covering a block's padding)
   const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
-  const int G = p.spread_group, j = gthread & (G - 1);
+  const int G = 1 << p.spread_group_log2, j = gthread & (G - 1);
   const int groups = gstride >> p.spread_group_log2;
   for (int e = gthread >> p.spread_group_log2; e < E; e += groups) {
     const int s = seg[e], t = min(seg[e + 1], p.sorted_size);  // (min: a guard)
@@ -703,27 +705,55 @@ __global__ void __launch_bounds__(kThreads) scan_tiles_kernel(Params p) {
 
 // Tile prefix and totals from the raw tile counts, in this CTA (no scan
 // kernel ran; tiles * E is small): before[e] = routes of e in tiles < tile,
-// cnt[e] = routes of e in all tiles. Threads split as (tile group, expert) so
-// each thread sums few tiles; both arrays must be zero on entry.
+// cnt[e] = routes of e in all tiles. Both arrays must be zero on entry.
+// The reads come from L2 and each thread's are independent, so the cost is
+// the number of round trips: threads split as (tile group, column of V
+// experts), V = 4 (16-byte loads) when E allows, and kInFlight loads of a
+// thread are issued before any is added. (4096x10 routes, E = 512, 32 tiles
+// of 512 threads: one expert a thread and 4 loads in flight made 8 dependent
+// round trips; now 1.)
+constexpr int kPrefixInFlight = 8;
+
+template <int V>
 __device__ void tile_prefix_here(const Params& p, int tile, int* before, int* cnt) {
-  const int E = p.num_experts, T = p.num_tiles;
+  using Vec = typename std::conditional<V == 4, int4, int>::type;
+  constexpr int kInFlight = kPrefixInFlight;
+  const int T = p.num_tiles, cols = p.prefix_cols;
   const int groups = p.tile_groups;
-  const int g = p.div_experts.div(threadIdx.x);
+  const int g = p.div_prefix_cols.div(threadIdx.x);
   if (g >= groups) return;
-  for (int e = threadIdx.x - g * E; e < E; e += blockDim.x) {
-    int b = 0, total = 0;
-#pragma unroll 4
-    for (int t = g; t < T; t += groups) {
-      const int v = p.tile_hist[static_cast<size_t>(t) * E + e];
-      b += t < tile ? v : 0;
-      total += v;
+  const Vec* rows = reinterpret_cast<const Vec*>(p.tile_hist);
+  for (int c = threadIdx.x - g * cols; c < cols; c += blockDim.x) {
+    int b[V] = {}, total[V] = {};
+    for (int t0 = g; t0 < T; t0 += groups * kInFlight) {
+      Vec v[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int t = t0 + u * groups;
+        if (t < T) v[u] = rows[static_cast<size_t>(t) * cols + c];
+      }
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int t = t0 + u * groups;
+        if (t >= T) break;
+        const int* x = reinterpret_cast<const int*>(&v[u]);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          total[k] += x[k];
+          b[k] += t < tile ? x[k] : 0;
+        }
+      }
     }
-    if (groups > 1) {
-      atomicAdd(&before[e], b);
-      atomicAdd(&cnt[e], total);
-    } else {
-      before[e] = b;
-      cnt[e] = total;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const int e = c * V + k;
+      if (groups > 1) {
+        atomicAdd(&before[e], b[k]);
+        atomicAdd(&cnt[e], total[k]);
+      } else {
+        before[e] = b[k];
+        cnt[e] = total[k];
+      }
     }
   }
 }
@@ -756,7 +786,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   stage_bins(ids, lo, hi, bins, p);
   __syncthreads();
-  if (kPrefixHere) tile_prefix_here(p, tile, seg, cnt);
+  if (kPrefixHere) {
+    if (p.prefix_cols == E) tile_prefix_here<1>(p, tile, seg, cnt);
+    else tile_prefix_here<4>(p, tile, seg, cnt);
+  }
   const Chunk chunk = warp_chunk(hi - lo, warp, p.warp_routes);
   if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
   __syncthreads();
@@ -805,6 +838,11 @@ int spread_group_log2(int block_size) {
 // 65536x8: 23.8 -> 20.2 us; but 4096x10, E=512 (40 tiles instead of 32):
 // 10.11 -> 10.39 us.
 constexpr int kMinTileRoutes = 1024;
+// Without the scan kernel, tiles may be smaller: H100, 4096x8 routes, E=128:
+// 64 tiles of 512 routes 7.47 us, 32 of 1024 8.2 us; 2048x8, E=256: 7.4 vs
+// 8.1; 8192x2, E=8: 7.1 vs 7.7. (The same minimum for the scan kernel's
+// choice sent 4096x10, E=512, to 80 tiles and the scan: 9.9 vs 9.4 us.)
+constexpr int kMinTileRoutesHere = 512;
 constexpr int kMaxTileRoutes = 16384;
 constexpr int kPrefixHereMaxCells = 16384;
 // Tiled CTAs: threads sized to the tile, this many routes each, in [256, 1024].
@@ -850,8 +888,15 @@ Params to_params(const KernelParams& k, const LaunchPlan& plan) {
   p.experts_per_thread = (E + nt - 1) / nt;
   p.row_groups = E >= nt ? 1 : std::min(W, nt / E);
   p.rows_per_group = (W + p.row_groups - 1) / p.row_groups;
-  p.tile_groups = std::max(1, nt / E);
-  p.spread_group = 1 << spread_group_log2(k.block_size);
+  // 16-byte loads of 4 experts need rows of a multiple of 4 ints and an
+  // aligned scratch (torch's allocator aligns to 512 bytes).
+  const bool vec4 = E % 4 == 0 && reinterpret_cast<uintptr_t>(k.scratch) % 16 == 0;
+  p.prefix_cols = vec4 ? E / 4 : E;
+  // Groups beyond one per kPrefixInFlight tiles only add shared atomics
+  // (same-address ones: H100, 8192x2 routes, E=8, 16 tiles: +0.45 us).
+  p.tile_groups = std::max(1, std::min(nt / p.prefix_cols,
+                                       (plan.num_tiles + kPrefixInFlight - 1) / kPrefixInFlight));
+  p.div_prefix_cols = FastDiv::make(static_cast<uint32_t>(p.prefix_cols));
   p.spread_group_log2 = spread_group_log2(k.block_size);
   p.div_block = FastDiv::make(static_cast<uint32_t>(k.block_size));
   p.div_experts = FastDiv::make(static_cast<uint32_t>(E));
@@ -945,9 +990,10 @@ LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_si
   {
     const int by_cells = std::max(1, kPrefixHereMaxCells / E);
     const int by_routes = std::min(num_sms, (n + kMinTileRoutes - 1) / kMinTileRoutes);
+    const int by_routes_here = std::min(num_sms, (n + kMinTileRoutesHere - 1) / kMinTileRoutesHere);
     // Few tiles with the prefix in each CTA, or one wave of tiles and the
     // scan kernel when that gives far more tiles (its launch then pays off).
-    int tiles = by_routes * 2 > by_cells * 3 ? by_routes : std::min(by_routes, by_cells);
+    int tiles = by_routes * 2 > by_cells * 3 ? by_routes : std::min(by_routes_here, by_cells);
     tiles = std::max({tiles, 1, (n + kMaxTileRoutes - 1) / kMaxTileRoutes});
     // Tiles of a multiple of 32 routes, so warp groups stay aligned.
     l.tile_routes = static_cast<int>(((static_cast<int64_t>(n) + tiles - 1) / tiles + 31) & ~31);
@@ -969,6 +1015,56 @@ LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_si
   l.hist_warps = std::max(1, std::min({l.threads / 32, by_smem, by_work}));
   l.smem_bytes = sizeof(int) * static_cast<size_t>(smem_ints(E, l.hist_warps, l.tile_routes));
   return l;
+}
+
+cudaError_t device_limits(int device, DeviceLimits* out) {
+  // One slot per device; 0 = not queried yet. Racing first calls query twice
+  // and store the same values.
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> sms[kMaxDevices], optin[kMaxDevices];
+  const bool cached = device >= 0 && device < kMaxDevices;
+  if (cached) {
+    out->num_sms = sms[device].load(std::memory_order_relaxed);
+    out->smem_optin_bytes = optin[device].load(std::memory_order_relaxed);
+    if (out->num_sms > 0 && out->smem_optin_bytes > 0) return cudaSuccess;
+  }
+  cudaError_t err = cudaDeviceGetAttribute(&out->num_sms, cudaDevAttrMultiProcessorCount, device);
+  if (err != cudaSuccess) return err;
+  err = cudaDeviceGetAttribute(&out->smem_optin_bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                               device);
+  if (err != cudaSuccess) return err;
+  if (cached) {
+    sms[device].store(out->num_sms, std::memory_order_relaxed);
+    optin[device].store(out->smem_optin_bytes, std::memory_order_relaxed);
+  }
+  return cudaSuccess;
+}
+
+namespace {
+
+template <auto... kKernels>
+cudaError_t query_all() {
+  cudaFuncAttributes attr;
+  cudaError_t err = cudaSuccess;
+  // Left to right; stops at the first error.
+  ((err == cudaSuccess ? (err = cudaFuncGetAttributes(&attr, kKernels)) : err), ...);
+  return err;
+}
+
+template <typename IdT>
+cudaError_t preload_typed() {
+  return query_all<tiny_kernel<IdT, 1>, tiny_kernel<IdT, kTinyRoutesPerLane>,
+                   spread_kernel<IdT, 1>, spread_kernel<IdT, 2>, count_tiles_kernel<IdT>,
+                   scatter_tiles_kernel<IdT, true>, scatter_tiles_kernel<IdT, false>>();
+}
+
+}  // namespace
+
+cudaError_t preload_kernels() {
+  cudaError_t err = preload_typed<int32_t>();
+  if (err == cudaSuccess) err = preload_typed<int64_t>();
+  if (err == cudaSuccess) err = query_all<scan_tiles_kernel>();
+  return err;
 }
 
 cudaError_t launch_align(const KernelParams& k, const LaunchPlan& plan, int device,

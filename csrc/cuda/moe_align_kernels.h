@@ -45,8 +45,21 @@ struct LaunchPlan {
   bool fits;            // false: num_experts too large for this GPU's smem
 };
 
+// What plan_launch needs of a GPU: two attributes, queried once per device
+// and cached (instead of the whole cudaDeviceProp).
+struct DeviceLimits {
+  int num_sms;
+  int smem_optin_bytes;  // dynamic + static shared memory a block may opt into
+};
+cudaError_t device_limits(int device, DeviceLimits* out);
+
 LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, bool map_in,
                        int num_sms, int smem_optin_bytes);
+
+// Loads every kernel of this library on the current device (CUDA loads
+// modules lazily: the first launch of the first kernel cost ~1 ms on the H100,
+// later first launches ~0.1 ms). Queries only: no launch, no allocation.
+cudaError_t preload_kernels();
 
 // Enqueues the kernels of `plan` on `stream`; returns the first launch error.
 cudaError_t launch_align(const KernelParams& p, const LaunchPlan& plan, int device,
