@@ -306,23 +306,14 @@ __device__ __forceinline__ int owner_of(const int* seg, int E, int x) {
   return lo;
 }
 
-// The 16-byte stores of fill_range start at a multiple of this many bytes, so
-// none of them shares a 32-byte sector with the scalar stores of other phases
-// just below lo (a segment's last slots, the last used block's expert id).
-// H100, tiny kernel, 1x8 routes: when lo was only 16-byte aligned and such a
-// sector was shared, a call took ~0.4 us longer (e.g. 8 routes of one expert
-// 2.59 us, of 8 experts 1.96).
-constexpr int kFillAlignBytes = 32;
-
 // Sets out[lo, hi) to `value`: this thread's share (gthread of gstride), with
-// 16-byte stores between a scalar head (up to kFillAlignBytes) and tail.
+// 16-byte stores between a scalar head and tail.
 __device__ __forceinline__ void fill_range(int* out, int lo, int hi, int value, int gthread,
                                            int gstride) {
   if (lo >= hi) return;
   const int head = min(hi, lo + static_cast<int>(
-                               (kFillAlignBytes - reinterpret_cast<uintptr_t>(out + lo) %
-                                kFillAlignBytes) % kFillAlignBytes / 4));
-  for (int k = lo + gthread; k < head; k += gstride) out[k] = value;
+                               (16 - reinterpret_cast<uintptr_t>(out + lo) % 16) % 16 / 4));
+  if (lo + gthread < head) out[lo + gthread] = value;
   const int nvec = (hi - head) / 4;
   int4* vout = reinterpret_cast<int4*>(out + head);
   const int4 v4 = make_int4(value, value, value, value);
