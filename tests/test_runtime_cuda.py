@@ -404,7 +404,6 @@ def test_preload_cuda_kernels_on_every_device() -> None:
         assert_same(moe_align_block_size(ids, 16, 64), reference(ids.cpu(), 16, 64))
 
 
-
 def test_import_preloads_only_where_a_context_exists(monkeypatch: pytest.MonkeyPatch) -> None:
     from vllm_moe_align_plugin import _ops
 
