@@ -393,6 +393,7 @@ class Step:
     kind: str  # prefill | decode | mixed | idle
     start: float
     end: float
+    tokens: int = 0  # scheduled tokens (context + generation) from the annotation
     align_us: float = 0.0
     align_launches: int = 0
     kernel_us: float = 0.0
@@ -422,6 +423,7 @@ class TraceSummary:
             "kernel_us": sum(s.kernel_us for s in steps) / n,
             "align_launches": sum(s.align_launches for s in steps) / n,
             "moe_gemm_launches": sum(s.moe_gemm_launches for s in steps) / n,
+            "tokens": sum(s.tokens for s in steps) / n,
         }
 
 
@@ -435,6 +437,14 @@ def classify_step(name: str) -> Optional[str]:
     if ctx_reqs and gen_reqs:
         return "mixed"
     return "prefill" if ctx_reqs else ("decode" if gen_reqs else "idle")
+
+
+def step_tokens(name: str) -> int:
+    """Tokens an ``execute_*`` step ran (context + generation), from its
+    annotation name; 0 for any other name. With the top-k, it gives the
+    routes of each align call in the step."""
+    m = STEP_RE.match(name)
+    return int(m.group(2)) + int(m.group(4)) if m else 0
 
 
 def align_owner(name: str) -> Optional[str]:
@@ -493,7 +503,7 @@ def analyze_trace(path: Path) -> TraceSummary:
         if cat in ("user_annotation", "gpu_user_annotation"):
             kind = classify_step(name)
             if kind is not None:
-                step = Step(name, kind, ts, ts + dur)
+                step = Step(name, kind, ts, ts + dur, tokens=step_tokens(name))
                 if cat == "user_annotation":
                     summary.steps.append(step)
                     cpu_steps.add(e.get("pid"), step)
@@ -556,7 +566,7 @@ def summarize_traces(traces: list[TraceSummary]) -> dict[str, Any]:
         per = [p for p in per if p]
         if not per:
             continue
-        for key in ("align_us", "kernel_us", "align_launches", "moe_gemm_launches"):
+        for key in ("align_us", "kernel_us", "align_launches", "moe_gemm_launches", "tokens"):
             out[f"{kind}_{key}"] = statistics.mean(p[key] for p in per)
         out[f"{kind}_steps"] = min(int(p["steps"]) for p in per)
     kernels: dict[str, int] = {}
@@ -593,7 +603,8 @@ COLUMNS = (
     "engine_prefill_ms", "engine_decode_ms_per_step", "wall_prefill_ms",
     "wall_decode_ms_per_step", "prefill_align_us", "decode_align_us", "prefill_align_share",
     "decode_align_share", "prefill_align_launches", "decode_align_launches",
-    "decode_moe_gemm_launches", "plugin_processes", "tokens_identical", "init_s",
+    "decode_moe_gemm_launches", "prefill_step_tokens", "decode_step_tokens", "plugin_processes",
+    "tokens_identical", "init_s",
 )
 
 
@@ -620,6 +631,8 @@ def make_row(result: dict[str, Any], traces: dict[str, Any], log: PluginLog,
         "prefill_align_launches": traces.get("prefill_align_launches"),
         "decode_align_launches": traces.get("decode_align_launches"),
         "decode_moe_gemm_launches": traces.get("decode_moe_gemm_launches"),
+        "prefill_step_tokens": traces.get("prefill_tokens"),
+        "decode_step_tokens": traces.get("decode_tokens"),
         "plugin_processes": log.summary, "tokens_identical": identical,
         "init_s": result.get("init_s"),
     }
@@ -647,15 +660,16 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
     lines = [header, "",
              "| model | run | prefill ms (engine / wall) | decode ms/step (engine / wall) | "
              "align us/prefill step | align us/decode step | align share prefill / decode | "
-             "plugin line / processes | tokens identical |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "tokens/step prefill / decode | plugin line / processes | tokens identical |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['variant']} | {_fmt(r['engine_prefill_ms'])} / "
             f"{_fmt(r['wall_prefill_ms'])} | {_fmt(r['engine_decode_ms_per_step'], 3)} / "
             f"{_fmt(r['wall_decode_ms_per_step'], 3)} | {_fmt(r['prefill_align_us'], 1)} | "
             f"{_fmt(r['decode_align_us'], 1)} | {_fmt(r['prefill_align_share'], -1)} / "
-            f"{_fmt(r['decode_align_share'], -1)} | {r['plugin_processes']} | "
+            f"{_fmt(r['decode_align_share'], -1)} | {_fmt(r.get('prefill_step_tokens'), 0)} / "
+            f"{_fmt(r.get('decode_step_tokens'), 0)} | {r['plugin_processes']} | "
             f"{_fmt(r['tokens_identical'])} |")
     lines += ["", "| model | align us/prefill step: vLLM -> plugin | align us/decode step: vLLM -> "
               "plugin | prefill ms (engine) | decode ms/step (engine) |", "|---|---|---|---|---|"]
@@ -670,7 +684,9 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
     lines += ["", "align: summed durations of the align kernels (vLLM's `moe_align_block_size*` / "
               "`count_and_sort_expert_tokens*`, the plugin's `vllm_moe_align::*`) inside each engine "
               "step's `execute_*` annotation, mean over steps and workers; share: of all GPU kernel "
-              "time in those steps. Engine times: medians of vLLM's per-request metrics (first token "
+              "time in those steps; tokens/step: from the annotation (context + generation), mean "
+              "over those steps (routes per align call = tokens x top-k). Engine times: medians "
+              "of vLLM's per-request metrics (first token "
               "- scheduled; (last - first token) / (tokens - 1)); wall: `generate(max_tokens=1)` and "
               "`(full - that) / (max_tokens - 1)`."]
     return "\n".join(lines) + "\n"

@@ -229,6 +229,10 @@ def test_classify_step() -> None:
     assert e2e.classify_step("execute_330_context_0(sq0sk0sqsq0sqsk0)_generation_4(sq4sk9)") == "decode"
     assert e2e.classify_step("execute_10_context_1(sq10sk10sqsq100sqsk100)_generation_0(sq0)") == "prefill"
     assert e2e.classify_step("capture_32_FULL") is None
+    assert e2e.step_tokens("execute_context_32(10240)_generation_0(0)") == 10240
+    assert e2e.step_tokens("execute_context_2(100)_generation_30(30)") == 130
+    assert e2e.step_tokens("execute_10_context_1(sq10sk10sqsq100sqsk100)_generation_0(sq0)") == 10
+    assert e2e.step_tokens("capture_32_FULL") == 0
     assert e2e.align_owner(PLUGIN_KERNEL) == "plugin"
     assert e2e.align_owner(VLLM_KERNEL) == "vllm" and e2e.align_owner(VLLM_SORT) == "vllm"
     assert e2e.align_owner(GEMM) is None and e2e.align_owner(OTHER) is None
@@ -247,6 +251,7 @@ def test_trace_parser(tmp_path: Path, align: str, drop: tuple[str, ...]) -> None
     per_align = 1 if align == "plugin" else 2
     prefill, decode = s.per_step("prefill"), s.per_step("decode")
     assert prefill["steps"] == 1 and decode["steps"] == 3
+    assert prefill["tokens"] == 1000 and decode["tokens"] == 4
     assert prefill["align_us"] == pytest.approx(2 * per_align * 10.0)
     assert prefill["align_launches"] == 2 * per_align
     assert prefill["moe_gemm_launches"] == 4
@@ -258,6 +263,7 @@ def test_trace_parser(tmp_path: Path, align: str, drop: tuple[str, ...]) -> None
     summary = e2e.summarize_traces([s, e2e.analyze_trace(path)])
     assert summary["workers"] == 2 and summary["decode_steps"] == 3
     assert summary["decode_align_us"] == pytest.approx(2 * per_align * 2.0)
+    assert summary["prefill_tokens"] == 1000 and summary["decode_tokens"] == 4
     assert e2e.check_kernels(summary, align) == []
     other = "vllm" if align == "plugin" else "plugin"
     assert e2e.check_kernels(summary, other)
