@@ -82,7 +82,6 @@ if LOAD_ERROR is None:
         return None
 
 
-
 def preload_cuda_kernels(device: Optional[int] = None) -> None:
     """Loads the CUDA kernels on ``device`` (default: the current one) ahead of
     the first call. CUDA loads a library's kernels when one is first used; on

@@ -20,9 +20,8 @@ void align_out_cuda(const at::Tensor& topk_ids, int64_t num_experts, int64_t blo
       expert_map, scatter_idx, ignore_invalid_experts, expert_ids_tail);
   const c10::cuda::CUDAGuard guard(topk_ids.device());
   const int device = topk_ids.get_device();
-  DeviceLimits dev{};
-  C10_CUDA_CHECK(device_limits(device, &dev));
-  const int smem_optin = dev.smem_optin_bytes;
+  const cudaDeviceProp& dev = *at::cuda::getDeviceProperties(device);  // cached by torch
+  const int smem_optin = static_cast<int>(dev.sharedMemPerBlockOptin);
 
   // int32 and int64 ids are read as they are; narrower ones are widened once.
   at::Tensor ids = topk_ids.contiguous();
@@ -33,7 +32,7 @@ void align_out_cuda(const at::Tensor& topk_ids, int64_t num_experts, int64_t blo
                                       static_cast<int>(prob.block_size),
                                       static_cast<int>(prob.sorted_size),
                                       prob.map_while_counting,
-                                      dev.num_sms, smem_optin);
+                                      dev.multiProcessorCount, smem_optin);
   TORCH_CHECK_VALUE(plan.fits, "num_experts=", std::to_string(num_experts),
                     " needs more shared memory than this GPU offers per block");
   at::Tensor scratch;

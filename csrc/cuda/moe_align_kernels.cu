@@ -1022,29 +1022,6 @@ LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_si
   return l;
 }
 
-cudaError_t device_limits(int device, DeviceLimits* out) {
-  // One slot per device; 0 = not queried yet. Racing first calls query twice
-  // and store the same values.
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> sms[kMaxDevices], optin[kMaxDevices];
-  const bool cached = device >= 0 && device < kMaxDevices;
-  if (cached) {
-    out->num_sms = sms[device].load(std::memory_order_relaxed);
-    out->smem_optin_bytes = optin[device].load(std::memory_order_relaxed);
-    if (out->num_sms > 0 && out->smem_optin_bytes > 0) return cudaSuccess;
-  }
-  cudaError_t err = cudaDeviceGetAttribute(&out->num_sms, cudaDevAttrMultiProcessorCount, device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&out->smem_optin_bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                               device);
-  if (err != cudaSuccess) return err;
-  if (cached) {
-    sms[device].store(out->num_sms, std::memory_order_relaxed);
-    optin[device].store(out->smem_optin_bytes, std::memory_order_relaxed);
-  }
-  return cudaSuccess;
-}
-
 namespace {
 
 template <auto... kKernels>

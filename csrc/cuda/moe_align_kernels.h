@@ -45,14 +45,6 @@ struct LaunchPlan {
   bool fits;            // false: num_experts too large for this GPU's smem
 };
 
-// What plan_launch needs of a GPU: two attributes, queried once per device
-// and cached (instead of the whole cudaDeviceProp).
-struct DeviceLimits {
-  int num_sms;
-  int smem_optin_bytes;  // dynamic + static shared memory a block may opt into
-};
-cudaError_t device_limits(int device, DeviceLimits* out);
-
 LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, bool map_in,
                        int num_sms, int smem_optin_bytes);
 
