@@ -18,11 +18,12 @@ demo: install
 test: install
 	$(VPY) -m pytest -q
 
-# The virtual environment with torch and vLLM from PyPI (vLLM brings its torch).
+# The virtual environment with torch and vLLM from PyPI (vLLM brings its torch,
+# a CUDA build: about 10 GB on disk; no pip cache, so nothing is stored twice).
 $(DEPS_STAMP):
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "vllm==$(VLLM_VERSION)" $(DEV_DEPS)
+	$(VPY) -m pip install -q --no-cache-dir --upgrade pip
+	$(VPY) -m pip install -q --no-cache-dir "vllm==$(VLLM_VERSION)" $(DEV_DEPS)
 	touch $@
 
 deps: $(DEPS_STAMP)
