@@ -238,10 +238,50 @@ static PyObject* preload_cuda_kernels(PyObject*, PyObject* arg) {
 #endif
 }
 
+// cuda_launch_plan(numel, num_experts, block_size, sorted_size,
+//                  map_while_counting, num_sms, smem_optin_bytes) -> tuple of
+// ints (see describe_cuda_plan); ValueError naming a bad argument,
+// NotImplementedError in a CPU-only build. Host code: no GPU needed.
+static PyObject* cuda_launch_plan(PyObject*, PyObject* args) {
+  long long numel, num_experts, block_size, sorted_size, num_sms, smem_optin;
+  int map_in;
+  if (!PyArg_ParseTuple(args, "LLLLpLL", &numel, &num_experts, &block_size, &sorted_size,
+                        &map_in, &num_sms, &smem_optin))
+    return nullptr;
+#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
+  try {
+    const std::vector<int64_t> v = vllm_moe_align::describe_cuda_plan(
+        numel, num_experts, block_size, sorted_size, map_in != 0, num_sms, smem_optin);
+    PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(v.size()));
+    if (out == nullptr) return nullptr;
+    for (size_t i = 0; i < v.size(); ++i) {
+      PyObject* x = PyLong_FromLongLong(v[i]);
+      if (x == nullptr) {
+        Py_DECREF(out);
+        return nullptr;
+      }
+      PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), x);
+    }
+    return out;
+  } catch (const c10::ValueError& e) {
+    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+    return nullptr;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+#else
+  PyErr_SetString(PyExc_NotImplementedError, "this build has no CUDA kernels");
+  return nullptr;
+#endif
+}
+
 static PyMethodDef module_methods[] = {
     {"cuda_archs", cuda_archs, METH_NOARGS, "CUDA archs of this build"},
     {"preload_cuda_kernels", preload_cuda_kernels, METH_O,
      "load the CUDA kernels on a device ahead of the first call"},
+    {"cuda_launch_plan", cuda_launch_plan, METH_VARARGS,
+     "the CUDA backend's launch plan for given sizes (host code, no GPU needed)"},
     {nullptr, nullptr, 0, nullptr}};
 
 extern "C" PyObject* PyInit__C(void) {

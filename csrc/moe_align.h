@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 namespace vllm_moe_align {
 
@@ -53,6 +54,17 @@ int64_t max_padded_routes(int64_t numel, int64_t num_experts,
 // CUDA builds: loads the CUDA kernels on `device` ahead of the first call
 // (csrc/cuda/moe_align_cuda.cpp). Throws c10::Error on a CUDA error.
 void preload_cuda_kernels(int64_t device);
+
+// CUDA builds: the launch plan the CUDA backend would use for these sizes on a
+// GPU with `num_sms` SMs and `smem_optin_bytes` of opt-in shared memory per
+// block. Host code only (no GPU needed): for tests and the cost model in
+// benchmarks/. Fields, in order: regime (0 tiny, 1 spread, 2 tiled with the
+// prefix in each CTA, 3 tiled with the scan kernel), kernel launches, CTAs per
+// launch, routes per tile, threads per CTA, histogram warps, dynamic shared
+// memory bytes, scratch ints, fits (1 or 0).
+std::vector<int64_t> describe_cuda_plan(int64_t numel, int64_t num_experts, int64_t block_size,
+                                        int64_t sorted_size, bool map_while_counting,
+                                        int64_t num_sms, int64_t smem_optin_bytes);
 #endif
 
 }  // namespace vllm_moe_align

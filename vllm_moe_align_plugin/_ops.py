@@ -11,6 +11,7 @@ Ops (schemas in csrc/bindings.cpp):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -90,6 +91,48 @@ def preload_cuda_kernels(device: Optional[int] = None) -> None:
     kernels in this build."""
     require()
     _C.preload_cuda_kernels(torch.cuda.current_device() if device is None else device)
+
+
+# The H100's values (and the defaults of cuda_launch_plan): SMs, and the
+# shared memory a block may opt into (227 KiB).
+H100_SMS = 132
+H100_SMEM_OPTIN_BYTES = 232448
+
+REGIMES = ("tiny", "spread", "tiled, prefix in each CTA", "tiled, scan kernel")
+
+
+@dataclass(frozen=True)
+class CudaLaunchPlan:
+    """What the CUDA backend launches for one call (``plan_launch`` in
+    csrc/cuda/moe_align_kernels.cu decides it; this only reports it)."""
+
+    regime: str
+    launches: int  # kernels per call
+    ctas: int  # CTAs of each kernel but the scan kernel
+    tile_routes: int  # routes each CTA places
+    threads: int  # per CTA
+    hist_warps: int  # tiled: warps with a histogram row
+    smem_bytes: int  # dynamic shared memory per CTA
+    scratch_ints: int  # device scratch per call, in int32
+    fits: bool  # False: num_experts needs more shared memory than the GPU has
+
+
+def cuda_launch_plan(
+    numel: int,
+    num_experts: int,
+    block_size: int,
+    sorted_size: int,
+    map_while_counting: bool = False,
+    num_sms: int = H100_SMS,
+    smem_optin_bytes: int = H100_SMEM_OPTIN_BYTES,
+) -> CudaLaunchPlan:
+    """The launch plan of the CUDA backend for these sizes on a GPU with
+    ``num_sms`` SMs (host code: no GPU needed). ValueError names a bad
+    argument; NotImplementedError without CUDA kernels in this build."""
+    require()
+    v = _C.cuda_launch_plan(numel, num_experts, block_size, sorted_size,
+                            map_while_counting, num_sms, smem_optin_bytes)
+    return CudaLaunchPlan(REGIMES[v[0]], *v[1:8], fits=bool(v[8]))
 
 
 def _preload_if_cuda_is_up() -> None:

@@ -68,6 +68,31 @@ void preload_cuda_kernels(int64_t device) {
   C10_CUDA_CHECK(preload_kernels());
 }
 
+std::vector<int64_t> describe_cuda_plan(int64_t numel, int64_t num_experts, int64_t block_size,
+                                        int64_t sorted_size, bool map_while_counting,
+                                        int64_t num_sms, int64_t smem_optin_bytes) {
+  TORCH_CHECK_VALUE(numel >= 0 && numel <= kMaxRoutes, "numel must be in [0, 2^30], got ",
+                    std::to_string(numel));
+  TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
+                    "num_experts must be in [1, 4096], got ", std::to_string(num_experts));
+  TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
+                    "block_size must be in [1, 1024], got ", std::to_string(block_size));
+  TORCH_CHECK_VALUE(sorted_size >= 0 && sorted_size <= INT32_MAX,
+                    "sorted_size must be in [0, 2^31), got ", std::to_string(sorted_size));
+  TORCH_CHECK_VALUE(num_sms >= 1 && num_sms <= 4096, "num_sms must be in [1, 4096], got ",
+                    std::to_string(num_sms));
+  TORCH_CHECK_VALUE(smem_optin_bytes >= 0 && smem_optin_bytes <= INT32_MAX,
+                    "smem_optin_bytes must be in [0, 2^31), got ",
+                    std::to_string(smem_optin_bytes));
+  const LaunchPlan l = plan_launch(static_cast<int>(numel), static_cast<int>(num_experts),
+                                   static_cast<int>(block_size), static_cast<int>(sorted_size),
+                                   map_while_counting, static_cast<int>(num_sms),
+                                   static_cast<int>(smem_optin_bytes));
+  return {static_cast<int64_t>(l.regime), kernel_launches(l.regime), l.num_tiles, l.tile_routes,
+          l.threads, l.hist_warps, static_cast<int64_t>(l.smem_bytes),
+          static_cast<int64_t>(l.scratch_ints), l.fits ? 1 : 0};
+}
+
 TORCH_LIBRARY_IMPL(vllm_moe_align, CUDA, m) {
   m.impl("moe_align_block_size_out", &align_out_cuda);
 }

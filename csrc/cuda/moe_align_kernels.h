@@ -32,6 +32,12 @@ struct KernelParams {
 
 enum class Regime { kTiny, kSpread, kTiledPrefixHere, kTiledScan };
 
+// Kernels launch_align enqueues for a regime (tiny, spread: one; tiled: count
+// and scatter, plus the scan kernel for kTiledScan).
+constexpr int kernel_launches(Regime r) {
+  return r == Regime::kTiledScan ? 3 : r == Regime::kTiledPrefixHere ? 2 : 1;
+}
+
 // The launch sizes of one call: chosen by plan_launch, the one place where
 // they are decided.
 struct LaunchPlan {

@@ -1,0 +1,111 @@
+"""The CUDA backend's launch plan (plan_launch in csrc/cuda/moe_align_kernels.cu),
+queried through host code: runs without a GPU, in every CUDA build."""
+
+from __future__ import annotations
+
+import pytest
+
+from vllm_moe_align_plugin import _ops
+from vllm_moe_align_plugin.contract import NEWEST
+
+pytestmark = pytest.mark.skipif(
+    not _ops.has_backend("cuda"), reason="this build has no CUDA kernels"
+)
+
+STATIC_SMEM = 8 * 1024  # kStaticSmemBytes: kept out of the dynamic budget
+
+
+def plan(numel: int, e: int, b: int, map_in: bool = False, **gpu: int) -> _ops.CudaLaunchPlan:
+    size = NEWEST.max_num_tokens_padded(numel, e, b, False)
+    return _ops.cuda_launch_plan(numel, e, b, size, map_in, **gpu)
+
+
+@pytest.mark.parametrize("numel", [0, 1, 8, 33, 64])
+def test_tiny_up_to_64_routes(numel: int) -> None:
+    p = plan(numel, 256, 16)
+    assert (p.regime, p.launches, p.scratch_ints, p.smem_bytes) == ("tiny", 1, 0, 0)
+    assert 1 <= p.ctas <= _ops.H100_SMS
+
+
+def test_tiny_spreads_a_large_padding_over_ctas() -> None:
+    small, large = plan(8, 16, 16), plan(64, 4096, 1024)  # 3,856 vs 65,536 slots
+    assert small.ctas == 1
+    assert 1 < large.ctas <= _ops.H100_SMS
+
+
+@pytest.mark.parametrize("numel,e,b", [
+    (65, 256, 16), (256, 128, 16), (2048, 256, 16), (2560, 512, 16), (8192, 64, 128),
+    (8192, 4096, 1), (300, 1, 1),
+])
+@pytest.mark.parametrize("map_in", [False, True])
+def test_spread_invariants(numel: int, e: int, b: int, map_in: bool) -> None:
+    p = plan(numel, e, b, map_in)
+    assert (p.regime, p.launches, p.scratch_ints) == ("spread", 1, 0)
+    assert p.tile_routes in (32, 64)
+    assert (p.ctas - 1) * p.tile_routes < numel <= p.ctas * p.tile_routes
+    assert p.ctas <= _ops.H100_SMS  # every CTA re-reads all routes: one wave at most
+    assert p.threads in (128, 256, 512, 1024)
+    assert p.threads * 8 >= numel  # each thread holds at most 8 routes in flight
+    assert p.smem_bytes == 4 * (3 * e + 1 + (e if map_in else 0))
+
+
+@pytest.mark.parametrize("numel,e,b", [
+    (8193, 64, 128), (16384, 256, 64), (32768, 128, 64), (40960, 512, 64), (16384, 8, 128),
+    (65536, 128, 128), (131072, 256, 128), (262144, 128, 128), (524288, 256, 128),
+    (1 << 24, 4096, 64), (1 << 30, 256, 128), (100_003, 4096, 1),
+])
+def test_tiled_invariants(numel: int, e: int, b: int) -> None:
+    p = plan(numel, e, b)
+    assert p.regime.startswith("tiled") and p.fits
+    assert p.tile_routes % 32 == 0 and p.tile_routes <= 16384
+    assert (p.ctas - 1) * p.tile_routes < numel <= p.ctas * p.tile_routes
+    assert p.scratch_ints == (p.ctas + 1) * e
+    with_scan = p.ctas * e > 16384  # kPrefixHereMaxCells
+    assert p.regime == ("tiled, scan kernel" if with_scan else "tiled, prefix in each CTA")
+    assert p.launches == (3 if with_scan else 2)
+    assert p.threads in (256, 512, 1024)
+    assert 1 <= p.hist_warps <= p.threads // 32
+    # hist rows, segment starts, counts and the staged tile fit the opt-in budget
+    assert p.smem_bytes == 4 * (2 * e + 1 + p.hist_warps * e + p.tile_routes)
+    assert p.smem_bytes + STATIC_SMEM <= _ops.H100_SMEM_OPTIN_BYTES
+
+
+def test_one_wave_of_tiles_at_large_sizes() -> None:
+    assert plan(524288, 256, 128).ctas == _ops.H100_SMS
+    for sms in (16, 78, 114, 132):
+        # at most one wave, unless the tile-size cap (16384 routes) needs more
+        assert plan(524288, 256, 128, num_sms=sms).ctas <= max(sms, 524288 // 16384)
+
+
+def test_spread_needs_a_tile_per_sm() -> None:
+    assert plan(100, 64, 16).regime == "spread"
+    assert plan(100, 64, 16, num_sms=1).regime.startswith("tiled")
+
+
+def test_experts_beyond_the_shared_memory_do_not_fit() -> None:
+    # 48 KiB of opt-in shared memory cannot hold 4096 experts' histograms
+    small_gpu = {"smem_optin_bytes": 48 * 1024}
+    assert not plan(100_000, 4096, 64, **small_gpu).fits
+    assert plan(100_000, 1024, 64, **small_gpu).fits
+    assert plan(100_000, 4096, 64).fits
+    # the spread regime falls back to the tiled one when its arrays do not fit
+    assert plan(2048, 4096, 16, **small_gpu).regime.startswith("tiled")
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"numel": -1}, "numel"), ({"numel": (1 << 30) + 1}, "numel"),
+    ({"num_experts": 0}, "num_experts"), ({"num_experts": 4097}, "num_experts"),
+    ({"block_size": 0}, "block_size"), ({"block_size": 1025}, "block_size"),
+    ({"sorted_size": -5}, "sorted_size"), ({"num_sms": 0}, "num_sms"),
+    ({"smem_optin_bytes": -1}, "smem_optin_bytes"),
+])
+def test_bad_arguments_name_themselves(kwargs: dict[str, int], name: str) -> None:
+    args = {"numel": 64, "num_experts": 8, "block_size": 16, "sorted_size": 184}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        _ops.cuda_launch_plan(**args)
+
+
+def test_non_integers_are_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        _ops.cuda_launch_plan(64.0, 8, 16, 184)  # type: ignore[arg-type]
