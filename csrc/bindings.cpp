@@ -216,22 +216,35 @@ static PyObject* cuda_archs(PyObject*, PyObject*) {
 #endif
 }
 
+#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
+// Runs f (which returns a new reference or nullptr with an error set) and turns
+// C++ exceptions into Python ones: ValueError for torch's value errors,
+// RuntimeError for the rest (CUDA errors among them).
+template <typename F>
+static PyObject* with_python_errors(F f) {
+  try {
+    return f();
+  } catch (const c10::ValueError& e) {
+    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+#endif
+
 // preload_cuda_kernels(device: int) -> None; RuntimeError on a CUDA error,
 // NotImplementedError in a CPU-only build.
 static PyObject* preload_cuda_kernels(PyObject*, PyObject* arg) {
   const long long device = PyLong_AsLongLong(arg);
   if (device == -1 && PyErr_Occurred()) return nullptr;
 #ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
-  try {
+  return with_python_errors([&]() -> PyObject* {
     vllm_moe_align::preload_cuda_kernels(device);
-  } catch (const c10::Error& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
-    return nullptr;
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-    return nullptr;
-  }
-  Py_RETURN_NONE;
+    Py_RETURN_NONE;
+  });
 #else
   PyErr_SetString(PyExc_NotImplementedError, "this build has no CUDA kernels");
   return nullptr;
@@ -249,7 +262,7 @@ static PyObject* cuda_launch_plan(PyObject*, PyObject* args) {
                         &map_in, &num_sms, &smem_optin))
     return nullptr;
 #ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
-  try {
+  return with_python_errors([&]() -> PyObject* {
     const std::vector<int64_t> v = vllm_moe_align::describe_cuda_plan(
         numel, num_experts, block_size, sorted_size, map_in != 0, num_sms, smem_optin);
     PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(v.size()));
@@ -263,13 +276,7 @@ static PyObject* cuda_launch_plan(PyObject*, PyObject* args) {
       PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), x);
     }
     return out;
-  } catch (const c10::ValueError& e) {
-    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
-    return nullptr;
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-    return nullptr;
-  }
+  });
 #else
   PyErr_SetString(PyExc_NotImplementedError, "this build has no CUDA kernels");
   return nullptr;

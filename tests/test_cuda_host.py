@@ -1,9 +1,11 @@
-"""The CUDA backend's launch plan (plan_launch in csrc/cuda/moe_align_kernels.cu),
-queried through host code: runs without a GPU, in every CUDA build."""
+"""Host code of the CUDA build, without a GPU (so in CI too): the CUDA backend's
+launch plan (plan_launch in csrc/cuda/moe_align_kernels.cu) and the kernel
+preload's error path."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from vllm_moe_align_plugin import _ops
 from vllm_moe_align_plugin.contract import NEWEST
@@ -109,3 +111,12 @@ def test_bad_arguments_name_themselves(kwargs: dict[str, int], name: str) -> Non
 def test_non_integers_are_a_type_error() -> None:
     with pytest.raises(TypeError):
         _ops.cuda_launch_plan(64.0, 8, 16, 184)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there: the preload succeeds")
+def test_preload_without_a_gpu_is_a_runtime_error() -> None:
+    # the CUDA error becomes a Python exception (the import swallows it)
+    with pytest.raises(RuntimeError):
+        _ops.preload_cuda_kernels(0)
+    with pytest.raises(TypeError):
+        _ops._C.preload_cuda_kernels("0")  # type: ignore[attr-defined]
