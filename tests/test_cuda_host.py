@@ -4,6 +4,11 @@ preload's error path."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 
@@ -30,7 +35,7 @@ def test_tiny_up_to_64_routes(numel: int) -> None:
 
 
 def test_tiny_spreads_a_large_padding_over_ctas() -> None:
-    small, large = plan(8, 16, 16), plan(64, 4096, 1024)  # 3,856 vs 65,536 slots
+    small, large = plan(8, 16, 16), plan(64, 4096, 1024)  # 128 vs 65,536 output slots
     assert small.ctas == 1
     assert 1 < large.ctas <= _ops.H100_SMS
 
@@ -120,3 +125,34 @@ def test_preload_without_a_gpu_is_a_runtime_error() -> None:
         _ops.preload_cuda_kernels(0)
     with pytest.raises(TypeError):
         _ops._C.preload_cuda_kernels("0")  # type: ignore[attr-defined]
+
+
+def _load_launch_model() -> Any:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "launch_model.py"
+    spec = importlib.util.spec_from_file_location("launch_model", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["launch_model"] = module  # dataclasses resolve their module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launch_model_table(tmp_path: Path) -> None:
+    lm = _load_launch_model()
+    from vllm_moe_align_plugin.bench import CASES
+
+    rows = [lm.model(c) for c in CASES]
+    for m in rows:
+        assert m.plan.launches * lm.LAUNCH_US < m.floor_us
+        assert m.compulsory_bytes >= 4 * m.case.numel * 2  # ids in, sorted_ids out
+        if m.plan.regime == "spread":  # every CTA reads every route
+            assert m.l2_bytes == m.plan.ctas * 4 * m.case.numel
+    out = tmp_path / "model.md"
+    assert lm.main(["--out", str(out)]) == 0
+    text = out.read_text()
+    table = [line for line in text.splitlines() if line[:3].startswith("| ") and line[2].isdigit()]
+    assert len(table) == len(CASES)
+    assert all(" - | - |" not in line for line in table)  # every shape has a measured time
+    # the committed table is what the script writes from the committed CSV
+    committed = Path(lm.HERE) / "results" / "launch_model.md"
+    assert committed.read_text() == text
