@@ -4,13 +4,12 @@ preload's error path."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from conftest import load_script
 
 from vllm_moe_align_plugin import _ops
 from vllm_moe_align_plugin.contract import NEWEST
@@ -127,18 +126,8 @@ def test_preload_without_a_gpu_is_a_runtime_error() -> None:
         _ops._C.preload_cuda_kernels("0")  # type: ignore[attr-defined]
 
 
-def _load_launch_model() -> Any:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "launch_model.py"
-    spec = importlib.util.spec_from_file_location("launch_model", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["launch_model"] = module  # dataclasses resolve their module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_launch_model_table(tmp_path: Path) -> None:
-    lm = _load_launch_model()
+    lm: Any = load_script("benchmarks/launch_model.py")
     from vllm_moe_align_plugin.bench import CASES
 
     rows = [lm.model(c) for c in CASES]

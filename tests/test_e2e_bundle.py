@@ -3,31 +3,19 @@ closure check, stripping, part planning, and pack/unpack round trips."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_script
 
-TOOL = Path(__file__).resolve().parent.parent / "benchmarks" / "e2e_bundle.py"
 MIB = 1 << 20
 
-
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("e2e_bundle", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["e2e_bundle"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-b = _load()
+b: Any = load_script("benchmarks/e2e_bundle.py")
 
 
 def test_pins_are_unique_and_exact() -> None:

@@ -7,28 +7,15 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "e2e_offline.py"
-
-
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("e2e_offline", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["e2e_offline"] = module  # dataclasses resolve their module
-    spec.loader.exec_module(module)
-    return module
-
-
-e2e = _load()
+e2e: Any = load_script("benchmarks/e2e_offline.py")
 
 PLUGIN_KERNEL = "void vllm_moe_align::(anonymous namespace)::tiny_kernel<int>(int const*, Params)"
 VLLM_KERNEL = "void vllm::moe::moe_align_block_size_kernel<int>(int const*, int*, int*, int*, int)"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from conftest import load_script
 
 from vllm_moe_align_plugin import cli, patching, static_patch
 from vllm_moe_align_plugin.vllm_plugin import installed_vllm_version
@@ -35,15 +36,7 @@ PATCHES = REPO / "patches"
 TARGETS = (patching.OPS_FILE, patching.PY_FILE)
 
 
-def _make_patches_module():
-    spec = importlib.util.spec_from_file_location("make_patches", PATCHES / "make_patches.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_patches = _make_patches_module()
+make_patches = load_script("patches/make_patches.py")
 
 
 def digests(root: Path) -> dict[str, str]:
