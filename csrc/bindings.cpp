@@ -58,6 +58,13 @@ void check_int32_buffer(const at::Tensor& t, const char* name,
 
 }  // namespace
 
+void check_experts_and_block_size(int64_t num_experts, int64_t block_size) {
+  TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
+              "num_experts must be in [1, ", str(kMaxExperts), "], got ", str(num_experts));
+  TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
+              "block_size must be in [1, ", str(kMaxBlockSize), "], got ", str(block_size));
+}
+
 AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
                               int64_t block_size,
                               const at::Tensor& sorted_token_ids,
@@ -68,10 +75,7 @@ AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
                               bool ignore_invalid_experts,
                               int64_t expert_ids_tail) {
   check_topk_ids(topk_ids);
-  TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
-              "num_experts must be in [1, ", str(kMaxExperts), "], got ", str(num_experts));
-  TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
-              "block_size must be in [1, ", str(kMaxBlockSize), "], got ", str(block_size));
+  check_experts_and_block_size(num_experts, block_size);
   const int64_t numel = topk_ids.numel();
 
   check_int32_buffer(sorted_token_ids, "sorted_token_ids", topk_ids);

@@ -33,6 +33,10 @@ struct AlignProblem {
   bool has_scatter_idx;
 };
 
+// The limits on num_experts and block_size (ValueError naming the argument),
+// shared by the op's checks and every other entry point that takes them.
+void check_experts_and_block_size(int64_t num_experts, int64_t block_size);
+
 // Validates the out-variant's arguments (dtypes, devices, sizes, limits) with
 // errors that name the offending argument, and returns the problem description.
 AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,

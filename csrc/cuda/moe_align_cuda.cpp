@@ -71,12 +71,9 @@ void preload_cuda_kernels(int64_t device) {
 std::vector<int64_t> describe_cuda_plan(int64_t numel, int64_t num_experts, int64_t block_size,
                                         int64_t sorted_size, bool map_while_counting,
                                         int64_t num_sms, int64_t smem_optin_bytes) {
-  TORCH_CHECK_VALUE(numel >= 0 && numel <= kMaxRoutes, "numel must be in [0, 2^30], got ",
-                    std::to_string(numel));
-  TORCH_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
-                    "num_experts must be in [1, 4096], got ", std::to_string(num_experts));
-  TORCH_CHECK_VALUE(block_size >= 1 && block_size <= kMaxBlockSize,
-                    "block_size must be in [1, 1024], got ", std::to_string(block_size));
+  TORCH_CHECK_VALUE(numel >= 0 && numel <= kMaxRoutes, "numel must be in [0, ",
+                    std::to_string(kMaxRoutes), "], got ", std::to_string(numel));
+  check_experts_and_block_size(num_experts, block_size);
   TORCH_CHECK_VALUE(sorted_size >= 0 && sorted_size <= INT32_MAX,
                     "sorted_size must be in [0, 2^31), got ", std::to_string(sorted_size));
   TORCH_CHECK_VALUE(num_sms >= 1 && num_sms <= 4096, "num_sms must be in [1, 4096], got ",
