@@ -5,11 +5,9 @@ preload's error path."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from conftest import load_script
 
 from vllm_moe_align_plugin import _ops
 from vllm_moe_align_plugin.contract import NEWEST
@@ -127,7 +125,7 @@ def test_preload_without_a_gpu_is_a_runtime_error() -> None:
 
 
 def test_launch_model_table(tmp_path: Path) -> None:
-    lm: Any = load_script("benchmarks/launch_model.py")
+    from benchmarks import launch_model as lm
     from vllm_moe_align_plugin.bench import CASES
 
     rows = [lm.model(c) for c in CASES]

@@ -1,0 +1,6 @@
+"""Benchmarks of the plugin, run from the repository root as modules:
+
+- ``python -m benchmarks.benchmark_moe_align_block_size``: the kernel benchmark;
+- ``python -m benchmarks.launch_model``: launches and bytes per call against measured time;
+- ``python -m benchmarks.e2e``: real vLLM offline inference with and without the plugin.
+"""
