@@ -18,6 +18,9 @@ Given routes ``topk_ids.flatten()`` (route ``i`` is its flat index):
    contract's tail value. Without ``ignore_invalid_experts``, an
    ``expert_map`` is applied afterwards: ``expert_ids = expert_map[expert_ids]``.
 5. ``scatter_idx[i] = i`` for a counted route, ``-1`` for a dropped one.
+
+Also the expert-parallel maps the tests, the CLI and the benchmarks feed the op
+(``random_expert_map``, ``rank_expert_map``).
 """
 
 from __future__ import annotations
@@ -95,3 +98,38 @@ def moe_align_block_size_reference(
         valid, torch.arange(numel, device=device), torch.full_like(flat, -1)
     ).to(torch.int32).view(numel, 1)
     return sorted_ids, expert_ids, post_pad, scatter_idx
+
+
+# --------------------------------------------------------------------------- expert maps
+
+
+def random_expert_map(
+    num_experts: int, *, generator: torch.Generator, local_fraction: float = 0.5
+) -> torch.Tensor:
+    """A random expert-parallel ``expert_map``: int32 ``[num_experts]`` on the CPU.
+
+    Each expert is local with probability ``local_fraction``; the ``L`` local
+    experts get the local ids ``0 .. L-1`` in a random order, every other
+    expert ``-1``. Draws ``torch.rand(num_experts)`` then ``torch.randperm(L)``
+    from ``generator``, so the same generator state gives the same map."""
+    local = torch.rand(num_experts, generator=generator) < local_fraction
+    emap = torch.full((num_experts,), -1, dtype=torch.int32)
+    emap[local] = torch.randperm(int(local.sum()), generator=generator).to(torch.int32)
+    return emap
+
+
+def rank_expert_map(num_experts: int, rank: int, ranks: int) -> torch.Tensor:
+    """The ``expert_map`` of expert-parallel rank ``rank`` of ``ranks`` when
+    each rank owns a contiguous range: int32 ``[num_experts]`` on the CPU.
+
+    Ranks own ``ceil(num_experts / ranks)`` experts each, in rank order (the
+    last ranks may own fewer, or none); rank ``r``'s experts get the local ids
+    ``0, 1, ...`` in global order, every other expert ``-1``. For example
+    ``rank_expert_map(6, 1, 2)`` is ``[-1, -1, -1, 0, 1, 2]``."""
+    if ranks < 1 or not 0 <= rank < ranks:
+        raise ValueError(f"rank {rank} of {ranks}: need 0 <= rank < ranks")
+    per = -(-num_experts // ranks)
+    first, last = min(rank * per, num_experts), min((rank + 1) * per, num_experts)
+    emap = torch.full((num_experts,), -1, dtype=torch.int32)
+    emap[first:last] = torch.arange(last - first, dtype=torch.int32)
+    return emap
