@@ -12,7 +12,7 @@ from typing import Optional
 import pytest
 import torch
 
-from vllm_moe_align_plugin import _ops
+from vllm_moe_align_plugin import _ops, reference
 
 HAS_CUDA = torch.cuda.is_available() and _ops.has_backend("cuda")
 DEVICES = ["cpu"] + (["cuda"] if HAS_CUDA else [])
@@ -81,13 +81,9 @@ def random_routes(
 
 def random_expert_map(num_experts: int, *, seed: int = 0, device: str = "cpu") -> torch.Tensor:
     """An expert-parallel map: about half the experts local (ids 0..L-1 in a
-    random order), the rest -1."""
+    random order), the rest -1 (``reference.random_expert_map``, seeded)."""
     g = torch.Generator().manual_seed(seed + 1)
-    local = torch.rand(num_experts, generator=g) < 0.5
-    emap = torch.full((num_experts,), -1, dtype=torch.int32)
-    n_local = int(local.sum())
-    emap[local] = torch.randperm(n_local, generator=g).to(torch.int32)
-    return emap.to(device)
+    return reference.random_expert_map(num_experts, generator=g).to(device)
 
 
 def poisoned(size: int, device: str, shape: Optional[tuple[int, ...]] = None) -> torch.Tensor:
