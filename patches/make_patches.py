@@ -12,6 +12,7 @@ helpers.
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
 import os
@@ -19,6 +20,8 @@ import sys
 import tarfile
 import urllib.request
 from pathlib import Path
+
+from vllm_moe_align_plugin.vllm import source_patch
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE.parent / ".cache" / "vllm-sdists"
@@ -83,28 +86,71 @@ def extract(archive: Path, dest: Path) -> Path:
     return dest
 
 
-def expected(line_index: int, workdir: Path) -> str:
-    """The .patch text of line ``line_index`` of ``patching.LINES``."""
-    from vllm_moe_align_plugin import patching
+def unified_diff(target: source_patch.Target) -> str:
+    """The git-style unified diff (paths a/vllm/..., b/vllm/...) that ``apply``
+    makes on a pristine ``target``."""
+    if target.status() != source_patch.PRISTINE:
+        states = "; ".join(f"{f.rel}: {f.status}" for f in target.files)
+        raise source_patch.PatchError(f"a patch is made from a pristine tree: {states}")
+    out = []
+    for f in target.files:
+        out.append(f"diff --git a/{f.rel} b/{f.rel}\n")
+        out.extend(difflib.unified_diff(f.text.splitlines(keepends=True),
+                                        f.patched_text.splitlines(keepends=True),
+                                        fromfile=f"a/{f.rel}", tofile=f"b/{f.rel}", n=3))
+    return "".join(out)
 
-    line = patching.LINES[line_index]
+
+def patch_file_text(target: source_patch.Target) -> str:
+    """The text of ``patches/<line>.patch`` made from ``target`` (the line's
+    reference release): a header saying what it is, then the diff."""
+    line = target.line
+    header = f"""\
+vllm-moe-align-plugin static patch for vLLM {line.contract.versions} ({line.contract.name} contract)
+
+Applies to: vLLM {line.contract.versions} through `vllm-moe-align patch apply`, which
+places the same lines in any release of this line (and refuses one whose
+moe_align_block_size has other parameters than the plugin's for the line).
+Made from the {line.reference} release; as a file (`patch -p1`, `git apply`)
+it applies to releases {line.verbatim}, whose lines around the change are
+the same.
+
+What it changes: one guarded block after vLLM's own moe_align_block_size in
+  {source_patch.OPS_FILE} (the op-level wrapper) and at the end of
+  {source_patch.PY_FILE}
+  (the Python-level function). With vllm_moe_align_plugin importable each block
+  rebinds moe_align_block_size to the plugin's function for this line (unless
+  the plugin's op failed to load, VLLM_MOE_ALIGN_DISABLE=1 is set, or the
+  signatures differ: then vLLM keeps its own); without the package it does
+  nothing. No kernel code is in the patch; it lives in the package.
+
+Use (in the directory that contains vllm/):
+  patch -p1 --dry-run < {line.contract.patch_file} && patch -p1 < {line.contract.patch_file}
+  revert: patch -R -p1 < {line.contract.patch_file}
+or: vllm-moe-align patch check|apply|revert [PATH]   (see patches/README.md)
+
+"""
+    return header + unified_diff(target)
+
+
+def expected(line_index: int, workdir: Path) -> str:
+    """The .patch text of line ``line_index`` of ``source_patch.LINES``."""
+    line = source_patch.LINES[line_index]
     root = extract(sdist(line.reference), workdir / f"vllm-{line.reference}")
-    return patching.patch_file_text(patching.load_target(str(root)))
+    return patch_file_text(source_patch.load_target(str(root)))
 
 
 def main() -> int:
     import tempfile
-
-    from vllm_moe_align_plugin import patching
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     args = parser.parse_args()
     stale = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, line in enumerate(patching.LINES):
+        for i, line in enumerate(source_patch.LINES):
             text = expected(i, Path(tmp))
-            path = HERE / line.patch_file
+            path = HERE / line.contract.patch_file
             if args.check:
                 if not path.is_file() or path.read_text(encoding="utf-8") != text:
                     stale.append(path.name)

@@ -1,4 +1,4 @@
-"""The static vLLM patches (patches/, vllm_moe_align_plugin.patching, static_patch).
+"""The static vLLM patches (patches/, vllm_moe_align_plugin.vllm.source_patch, source_hook).
 
 - A copy of the installed vLLM is patched with `vllm-moe-align patch apply`,
   imported in a subprocess with VLLM_PLUGINS="" (the runtime plugin off), and
@@ -10,7 +10,7 @@
   unknown version, failed write) leave every file untouched.
 - Each shipped .patch applies (`patch`, `git apply`) to its line's reference
   release sdist from PyPI (cached in .cache/vllm-sdists/), gives exactly what
-  `patch apply` gives, and is what patching.patch_file_text makes.
+  `patch apply` gives, and is what patches/make_patches.py makes.
 """
 
 from __future__ import annotations
@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import load_script
 
-from vllm_moe_align_plugin import cli, patching, static_patch
-from vllm_moe_align_plugin.vllm_plugin import installed_vllm_version
+from patches import make_patches
+from vllm_moe_align_plugin import cli
+from vllm_moe_align_plugin.vllm import source_hook, source_patch
+from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vllm_version
 
 REPO = Path(__file__).resolve().parents[1]
 PATCHES = REPO / "patches"
-TARGETS = (patching.OPS_FILE, patching.PY_FILE)
+TARGETS = (source_patch.OPS_FILE, source_patch.PY_FILE)
 
-
-make_patches = load_script("patches/make_patches.py")
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -101,7 +100,7 @@ run("op", op_level)
 if sys.argv[2] != "blocked":
     from vllm_moe_align_plugin.contract import contract_for_vllm
     from vllm_moe_align_plugin.reference import moe_align_block_size_reference
-    from vllm_moe_align_plugin.vllm_plugin import is_registered
+    from vllm_moe_align_plugin.vllm.runtime import is_registered
     want = moe_align_block_size_reference(ids, 16, 64, contract=contract_for_vllm(vllm.__version__))
     report["want"] = [t.tolist() for t in want]
     report["plugin_registered"] = is_registered()
@@ -200,11 +199,11 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.mark.vllm
-def test_apply_twice_refuses(tree: Path) -> None:
+def test_apply_twice_is_a_no_op(tree: Path) -> None:
     assert run_cli("apply", str(tree))[0] == 0
     after = digests(tree)
     rc, out = run_cli("apply", str(tree))
-    assert rc == 1 and "refused" in out and "already patched" in out, out
+    assert rc == 0 and "already applied" in out, out
     assert digests(tree) == after
 
 
@@ -220,16 +219,16 @@ def test_revert_pristine_refuses(tree: Path) -> None:
 @pytest.mark.parametrize("state", ["pristine", "patched"])
 def test_edited_block_is_modified_and_both_commands_refuse(tree: Path, state: str) -> None:
     run_cli("apply", str(tree))
-    path = tree / patching.PY_FILE
+    path = tree / source_patch.PY_FILE
     path.write_text(path.read_text().replace("pass\n", "pass  # edited\n"))
     if state == "pristine":  # the other file reverted by hand: marker only in the edited one
-        ops = tree / patching.OPS_FILE
-        ops.write_text(ops.read_text().replace("\n\n" + patching.block("op"), ""))
+        ops = tree / source_patch.OPS_FILE
+        ops.write_text(ops.read_text().replace("\n\n" + source_patch.block("op"), ""))
     before = digests(tree)
     for action in ("apply", "revert", "check"):
         rc, out = run_cli(action, str(tree))
         assert rc == 1, out
-        assert "modified" in out and patching.PY_FILE in out, out
+        assert "modified" in out and source_patch.PY_FILE in out, out
     assert digests(tree) == before
 
 
@@ -237,9 +236,9 @@ def test_edited_block_is_modified_and_both_commands_refuse(tree: Path, state: st
 def test_half_patched_tree_refuses_apply_and_reverts(tree: Path) -> None:
     pristine = digests(tree)
     run_cli("apply", str(tree))
-    ops = tree / patching.OPS_FILE
-    ops.write_text(ops.read_text().replace("\n\n" + patching.block("op"), ""))
-    assert digests(tree)[patching.OPS_FILE] == pristine[patching.OPS_FILE]
+    ops = tree / source_patch.OPS_FILE
+    ops.write_text(ops.read_text().replace("\n\n" + source_patch.block("op"), ""))
+    assert digests(tree)[source_patch.OPS_FILE] == pristine[source_patch.OPS_FILE]
     rc, out = run_cli("apply", str(tree))
     assert rc == 1 and "half-patched" in out, out
     rc, out = run_cli("revert", str(tree))
@@ -284,7 +283,7 @@ def test_failed_write_leaves_both_files_untouched(tree: Path, monkeypatch: pytes
             raise PermissionError(13, "Permission denied", str(dst))
         real_replace(src, dst)
 
-    monkeypatch.setattr(patching.os, "replace", second_fails)
+    monkeypatch.setattr(source_patch.os, "replace", second_fails)
     rc, out = run_cli("apply", str(tree))
     assert rc == 1 and "no file was changed" in out and "Permission denied" in out, out
     assert len(calls) == 2
@@ -293,7 +292,7 @@ def test_failed_write_leaves_both_files_untouched(tree: Path, monkeypatch: pytes
     assert leftovers == []
 
 
-# --------------------------------------------------------------------------- static_patch
+# --------------------------------------------------------------------------- source_hook
 
 
 def _op_like(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,  # type: ignore[no-untyped-def]
@@ -322,7 +321,7 @@ def test_replacement_falls_back_to_the_original(
     monkeypatch.delenv("VLLM_MOE_ALIGN_DISABLE", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    fn = static_patch.replacement(kind, original)
+    fn = source_hook.replacement(kind, original)
     assert (fn is not original) == replaced
     if replaced:
         assert fn.__module__ == "vllm_moe_align_plugin.api"
@@ -332,8 +331,8 @@ def test_replacement_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(kind: str, original: Callable) -> None:
         raise RuntimeError("broken")
 
-    monkeypatch.setattr(static_patch, "_build", boom)
-    assert static_patch.replacement("op", _op_like) is _op_like
+    monkeypatch.setattr(source_hook, "_build", boom)
+    assert source_hook.replacement("op", _op_like) is _op_like
 
 
 # --------------------------------------------------------------------------- the .patch files
@@ -360,17 +359,18 @@ def _copy(src: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("line", patching.LINES, ids=[line.patch_file for line in patching.LINES])
+@pytest.mark.parametrize("line", source_patch.LINES,
+                         ids=[line.contract.patch_file for line in source_patch.LINES])
 def test_patch_file_applies_to_its_release(
-    line: patching.PatchLine, sdist_trees: Callable[[str], Path], tmp_path: Path
+    line: source_patch.PatchLine, sdist_trees: Callable[[str], Path], tmp_path: Path
 ) -> None:
     release = sdist_trees(line.reference)
-    patch_path = PATCHES / line.patch_file
+    patch_path = PATCHES / line.contract.patch_file
     pristine = digests(release)
 
-    target = patching.load_target(str(release))
+    target = source_patch.load_target(str(release))
     assert target.line == line and target.version == line.reference
-    assert patch_path.read_text(encoding="utf-8") == patching.patch_file_text(target), (
+    assert patch_path.read_text(encoding="utf-8") == make_patches.patch_file_text(target), (
         f"{patch_path.name} is stale: run python patches/make_patches.py")
 
     by_cli = _copy(release, tmp_path / "cli")

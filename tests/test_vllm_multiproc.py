@@ -17,7 +17,7 @@ import pytest
 from test_vllm_plugin import PROBE, assert_patched, assert_untouched, plugin_lines
 
 from vllm_moe_align_plugin.contract import contract_for_vllm
-from vllm_moe_align_plugin.vllm_plugin import installed_vllm_version
+from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vllm_version
 
 pytestmark = [
     pytest.mark.vllm,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vllm_moe_align_plugin.contract import contract_for_vllm
-from vllm_moe_align_plugin.vllm_plugin import installed_vllm_version
+from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vllm_version
 
 pytestmark = [
     pytest.mark.vllm,
@@ -62,8 +62,34 @@ def assert_untouched(report: dict) -> None:
 def test_load_general_plugins_patches_every_binding() -> None:
     report, out = probe("plugins")
     assert_patched(report)
-    assert report["contract"] == contract_for_vllm(installed_vllm_version()).name
-    assert len(plugin_lines(out)) == 1, plugin_lines(out)
+    contract = contract_for_vllm(installed_vllm_version())
+    assert report["contract"] == contract.name
+    lines = plugin_lines(out)
+    assert len(lines) == 1, lines
+    # says what it replaces, not only what it replaced so far
+    assert f"on for vLLM {installed_vllm_version()}" in lines[0] and contract.name in lines[0]
+    assert "vllm._custom_ops.moe_align_block_size" in lines[0], lines[0]
+
+
+def test_line_is_printed_before_logging_is_configured() -> None:
+    """vLLM's main process loads plugins before it sets up logging."""
+    report, out = probe("no_logging")
+    assert_patched(report)
+    lines = plugin_lines(out)
+    assert len(lines) == 1 and "on for vLLM" in lines[0], out[-2000:]
+
+
+def test_device_without_kernels_runs_vllms_function() -> None:
+    """Every binding stays the plugin's, but calls on a device the plugin
+    cannot serve reach vLLM's own function (whose op has no CPU kernel, so it
+    fails here: that failure is the proof), with one warning."""
+    report, out = probe("cpu_unsupported")
+    assert report[DEFINING].startswith("original")
+    assert report[FUSED_MOE].startswith("original")
+    assert report[OPS].startswith("original")
+    assert DEFINING in report["patched"] and OPS in report["patched"]
+    warnings = [x for x in plugin_lines(out) if "runs vLLM's own function" in x]
+    assert len(warnings) == 1 and "simulated" in warnings[0], plugin_lines(out)
 
 
 def test_modules_imported_before_register_are_patched() -> None:

@@ -19,7 +19,7 @@ from conftest import random_expert_map, random_routes
 
 from vllm_moe_align_plugin import bench
 from vllm_moe_align_plugin.contract import V0_17, parse_version
-from vllm_moe_align_plugin.vllm_plugin import installed_vllm_version
+from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vllm_version
 
 pytestmark = pytest.mark.cuda
 

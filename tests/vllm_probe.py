@@ -4,7 +4,7 @@ bindings of moe_align_block_size runs, by calling it on CPU tensors (vLLM's
 own op has no CPU kernel, so a correct CPU result proves the patch).
 
 argv[1]: scenario (plugins | import_first | twice | unregister | direct_register
-         | broken_op | unknown_version)
+         | broken_op | unknown_version | no_logging | cpu_unsupported)
 """
 
 from __future__ import annotations
@@ -81,12 +81,17 @@ def main() -> None:
     if scenario == "broken_op":
         sys.modules["vllm_moe_align_plugin._C"] = None  # type: ignore[assignment]
     if scenario == "unknown_version":
-        import vllm_moe_align_plugin.vllm_plugin as vp
+        import vllm_moe_align_plugin.vllm.runtime as vp
 
-        vp.installed_vllm_version = lambda: "0.99.0"
+        vp.running_vllm_version = lambda: "0.99.0"
+    if scenario == "cpu_unsupported":  # as a GPU the build has no kernels for would be
+        from vllm_moe_align_plugin import devices
+
+        devices.unsupported_reason = lambda device: "simulated: no kernels for this device"
     if scenario == "import_first":
         importlib.import_module(BINDERS[0])
-    logging.basicConfig(level=logging.INFO)  # vLLM's entry points configure logging too
+    if scenario != "no_logging":  # vLLM's entry points configure logging too
+        logging.basicConfig(level=logging.INFO)
     import vllm.plugins
 
     if scenario == "direct_register":
@@ -105,7 +110,7 @@ def main() -> None:
     for name in BINDERS:
         report[name] = check_python_level(name)
     report["vllm._custom_ops"] = check_op_level()
-    import vllm_moe_align_plugin.vllm_plugin as vp
+    import vllm_moe_align_plugin.vllm.runtime as vp
 
     report["patched"] = vp.patched_modules()
     report["contract"] = vp.active_contract().name if vp.active_contract() else None

@@ -2,18 +2,26 @@
 
 ``moe_align_block_size`` has vLLM 0.33's signature and contract. ``drop_in_for``
 and ``op_level_for`` build the function and the op-level wrapper with the exact
-signature of an older vLLM line, for ``vllm_plugin`` to install. Each call
-checks its arguments in Python (cheap ``isinstance`` tests) and makes exactly
-one call into C++, which allocates the outputs and runs the kernel.
+signature of any vLLM line, from one table of parameters (``PARAMETERS``), for
+the vLLM integration to install. Each call checks its arguments in Python
+(cheap ``isinstance`` tests) and makes exactly one call into C++, which
+allocates the outputs and runs the kernel.
+
+Given a ``fallback`` (vLLM's own function), the built function first asks
+``devices.plugin_runs_on`` whether the plugin has a working kernel for
+``topk_ids``'s device (decided once per device and cached) and hands the call,
+unchanged, to ``fallback`` where it has none.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
 
 import torch
 
-from . import _ops
+from . import _ops, devices
 from .contract import NEWEST, Contract
 
 AlignResult = Union[
@@ -26,11 +34,105 @@ _ARG_ORDER_HINT = (
     "expert_map=None, pad_sorted_ids=False, ...): passing top_k as a fourth "
     "positional argument puts it in expert_map"
 )
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+PYTHON, OP = "python", "op"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: default of a parameter that has none
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of vLLM's function: ``since`` names the ``Contract``
+    flag of the lines that have it (None: every line)."""
+
+    name: str
+    default: Any = REQUIRED
+    since: Optional[str] = None
+    keyword_only: bool = False
+
+
+#: The parameters of vLLM's two functions, newest line; older lines have the
+#: ones whose ``since`` flag their contract sets.
+PARAMETERS: dict[str, tuple[Param, ...]] = {
+    PYTHON: (
+        Param("topk_ids"),
+        Param("block_size"),
+        Param("num_experts"),
+        Param("expert_map", None),
+        Param("pad_sorted_ids", False),
+        Param("ignore_invalid_experts", False, "has_ignore_invalid_experts"),
+        # keyword-only in vLLM's @overload stubs, positional in the function itself
+        Param("return_scatter_idx", False, "has_scatter_idx"),
+    ),
+    OP: (
+        Param("topk_ids"),
+        Param("num_experts"),
+        Param("block_size"),
+        Param("sorted_token_ids"),
+        Param("experts_ids"),
+        Param("num_tokens_post_pad"),
+        Param("expert_map", None, "has_ignore_invalid_experts"),
+        Param("scatter_idx", None, "has_scatter_idx"),
+    ),
+}
+
+
+def parameters(contract: Contract, kind: str) -> tuple[Param, ...]:
+    """The parameters of vLLM's function of ``kind`` (``"python"``: the
+    fused_moe function; ``"op"``: ``vllm._custom_ops``' wrapper) in
+    ``contract``'s line, in order."""
+    return tuple(p for p in PARAMETERS[kind] if p.since is None or getattr(contract, p.since))
+
+
+def parameters_of(fn: Callable[..., Any]) -> tuple[Param, ...]:
+    """``fn``'s parameters as ``Param`` s (``since`` unset), to compare with
+    ``parameters``; ``*args`` / ``**kwargs`` show up as such."""
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        name = {p.VAR_POSITIONAL: f"*{p.name}", p.VAR_KEYWORD: f"**{p.name}"}.get(p.kind, p.name)
+        default = REQUIRED if p.default is p.empty else p.default
+        out.append(Param(name, default, keyword_only=p.kind == p.KEYWORD_ONLY))
+    return tuple(out)
+
+
+def parameters_mismatch(
+    theirs: tuple[Param, ...], contract: Contract, kind: str
+) -> Optional[str]:
+    """None when ``theirs`` (a vLLM function's parameters) are exactly those
+    of ``contract``'s line (names, order, defaults, keyword-only); else a
+    sentence showing both."""
+    ours = tuple(Param(p.name, p.default, keyword_only=p.keyword_only)
+                 for p in parameters(contract, kind))
+    if theirs == ours:
+        return None
+
+    def show(ps: tuple[Param, ...]) -> str:
+        return ", ".join(p.name if p.default is REQUIRED else f"{p.name}={p.default!r}"
+                         for p in ps)
+
+    return f"vLLM's is ({show(theirs)}), the {contract.name} contract's is ({show(ours)})"
 
 
 def _check_int(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"{name} must fit in a signed 64-bit integer, got {value}")
+
+
+def _check_tensor(name: str, value: object, optional: bool = False) -> None:
+    if not isinstance(value, torch.Tensor) and not (optional and value is None):
+        what = "a torch.Tensor or None" if optional else "a torch.Tensor"
+        hint = f"; {_ARG_ORDER_HINT}" if name == "expert_map" else ""
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} ({value!r}){hint}")
 
 
 def _check_args(
@@ -42,16 +144,11 @@ def _check_args(
     return_scatter_idx: bool,
 ) -> None:
     """Python-level checks whose C++ counterparts would give a worse message;
-    dtype, device, size and range checks live in the op (csrc/bindings.cpp)."""
-    if not isinstance(topk_ids, torch.Tensor):
-        raise TypeError(f"topk_ids must be a torch.Tensor, got {type(topk_ids).__name__}")
+    dtype, device, size and range checks live in the op (csrc/checks.cpp)."""
+    _check_tensor("topk_ids", topk_ids)
     _check_int("block_size", block_size)
     _check_int("num_experts", num_experts)
-    if expert_map is not None and not isinstance(expert_map, torch.Tensor):
-        raise TypeError(
-            f"expert_map must be a torch.Tensor or None, got {type(expert_map).__name__} "
-            f"({expert_map!r}); {_ARG_ORDER_HINT}"
-        )
+    _check_tensor("expert_map", expert_map, optional=True)
     if return_scatter_idx and expert_map is not None and not ignore_invalid_experts:
         raise ValueError(
             "return_scatter_idx with expert_map requires ignore_invalid_experts=True"
@@ -89,6 +186,31 @@ def _align(
     return sorted_ids, expert_ids, post_pad
 
 
+def _align_out(
+    contract: Contract,
+    topk_ids: torch.Tensor,
+    num_experts: int,
+    block_size: int,
+    sorted_token_ids: torch.Tensor,
+    experts_ids: torch.Tensor,
+    num_tokens_post_pad: torch.Tensor,
+    expert_map: Optional[torch.Tensor],
+    scatter_idx: Optional[torch.Tensor],
+) -> None:
+    """The op-level wrapper's body: writes into the caller's buffers; an
+    ``expert_map`` makes the op map ids while counting and drop routes of
+    non-local experts, as vLLM's op does."""
+    _check_tensor("topk_ids", topk_ids)
+    _check_int("num_experts", num_experts)
+    _check_int("block_size", block_size)
+    _check_tensor("expert_map", expert_map, optional=True)
+    _ALIGN_OUT(
+        topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
+        num_tokens_post_pad, expert_map, scatter_idx, expert_map is not None,
+        contract.expert_ids_tail,
+    )
+
+
 def moe_align_block_size(
     topk_ids: torch.Tensor,
     block_size: int,
@@ -96,15 +218,16 @@ def moe_align_block_size(
     expert_map: Optional[torch.Tensor] = None,
     pad_sorted_ids: bool = False,
     ignore_invalid_experts: bool = False,
-    *,
     return_scatter_idx: bool = False,
 ) -> AlignResult:
     """Sorts routes by expert and pads each expert's share to ``block_size``.
 
     Same signature and results as vLLM 0.33's function (the contract:
     ``vllm_moe_align_plugin.reference``), with route indices ascending inside
-    each expert's segment. ``topk_ids`` of any shape and integer dtype is the
-    flat list of routes; ids outside ``[0, num_experts)`` are ignored.
+    each expert's segment, so the outputs are deterministic. ``topk_ids`` of
+    any shape is the flat list of routes; its dtype is int64, int32, int16,
+    int8 or uint8 (the wider unsigned types are refused); ids outside
+    ``[0, num_experts)`` are ignored.
 
     Returns ``(sorted_token_ids, expert_ids, num_tokens_post_pad)``, plus
     ``scatter_idx`` (``[numel, 1]``) when ``return_scatter_idx``; all int32 on
@@ -116,140 +239,56 @@ def moe_align_block_size(
     )
 
 
-def drop_in_for(contract: Contract) -> Callable[..., AlignResult]:
-    """The Python-level function with exactly the signature of ``contract``'s
-    vLLM line."""
-    if contract.has_scatter_idx:
-
-        def moe_align_block_size_v33(
-            topk_ids: torch.Tensor,
-            block_size: int,
-            num_experts: int,
-            expert_map: Optional[torch.Tensor] = None,
-            pad_sorted_ids: bool = False,
-            ignore_invalid_experts: bool = False,
-            *,
-            return_scatter_idx: bool = False,
-        ) -> AlignResult:
-            return _align(
-                contract, topk_ids, block_size, num_experts, expert_map,
-                pad_sorted_ids, ignore_invalid_experts, return_scatter_idx,
-            )
-
-        fn: Callable[..., AlignResult] = moe_align_block_size_v33
-    elif contract.has_ignore_invalid_experts:
-
-        def moe_align_block_size_v13(
-            topk_ids: torch.Tensor,
-            block_size: int,
-            num_experts: int,
-            expert_map: Optional[torch.Tensor] = None,
-            pad_sorted_ids: bool = False,
-            ignore_invalid_experts: bool = False,
-        ) -> AlignResult:
-            return _align(
-                contract, topk_ids, block_size, num_experts, expert_map,
-                pad_sorted_ids, ignore_invalid_experts, False,
-            )
-
-        fn = moe_align_block_size_v13
-    else:
-
-        def moe_align_block_size_v9(
-            topk_ids: torch.Tensor,
-            block_size: int,
-            num_experts: int,
-            expert_map: Optional[torch.Tensor] = None,
-            pad_sorted_ids: bool = False,
-        ) -> AlignResult:
-            return _align(
-                contract, topk_ids, block_size, num_experts, expert_map,
-                pad_sorted_ids, False, False,
-            )
-
-        fn = moe_align_block_size_v9
-    fn.__name__ = fn.__qualname__ = "moe_align_block_size"
-    fn.__doc__ = f"vllm-moe-align-plugin's moe_align_block_size ({contract.name} contract)."
+def _build(
+    kind: str, contract: Contract, fallback: Optional[Callable[..., Any]]
+) -> Callable[..., Any]:
+    """A function with exactly ``parameters(contract, kind)`` whose body calls
+    ``_align`` / ``_align_out`` (parameters the line lacks get their default),
+    after routing devices the plugin cannot serve to ``fallback``."""
+    params = parameters(contract, kind)
+    have = {p.name for p in params}
+    signature, forward = [], []
+    for p in params:
+        if p.keyword_only and "*" not in signature:
+            signature.append("*")
+        signature.append(p.name if p.default is REQUIRED else f"{p.name}={p.default!r}")
+        forward.append(f"{p.name}={p.name}" if p.keyword_only else p.name)
+    inner = [p.name if p.name in have else repr(p.default) for p in PARAMETERS[kind]]
+    lines = [f"def moe_align_block_size({', '.join(signature)}):"]
+    if fallback is not None:
+        lines += [
+            "    if not _runs_here(topk_ids):",
+            f"        return _fallback({', '.join(forward)})",
+        ]
+    lines.append(f"    return _impl(_contract, {', '.join(inner)})")
+    namespace: dict[str, Any] = {
+        "_runs_here": devices.plugin_runs_on_tensor,
+        "_fallback": fallback,
+        "_impl": _align if kind == PYTHON else _align_out,
+        "_contract": contract,
+    }
+    exec("\n".join(lines), namespace)  # noqa: S102 - code made from PARAMETERS only
+    fn = namespace["moe_align_block_size"]
     fn.__module__ = __name__
+    what = "moe_align_block_size" if kind == PYTHON else "op-level moe_align_block_size"
+    fn.__doc__ = f"vllm-moe-align-plugin's {what} ({contract.name} contract)."
     return fn
 
 
-def op_level_for(contract: Contract) -> Callable[..., None]:
-    """``vllm._custom_ops.moe_align_block_size`` of ``contract``'s line: writes
-    into caller buffers; an ``expert_map`` makes the op map ids while counting
-    and drop routes of non-local experts, as vLLM's op does."""
+def drop_in_for(
+    contract: Contract, fallback: Optional[Callable[..., AlignResult]] = None
+) -> Callable[..., AlignResult]:
+    """vLLM's Python-level function with exactly the signature of
+    ``contract``'s line; ``fallback`` serves devices the plugin cannot."""
+    return _build(PYTHON, contract, fallback)
 
-    def call(
-        topk_ids: torch.Tensor,
-        num_experts: int,
-        block_size: int,
-        sorted_token_ids: torch.Tensor,
-        experts_ids: torch.Tensor,
-        num_tokens_post_pad: torch.Tensor,
-        expert_map: Optional[torch.Tensor],
-        scatter_idx: Optional[torch.Tensor],
-    ) -> None:
-        if not isinstance(topk_ids, torch.Tensor):
-            raise TypeError(f"topk_ids must be a torch.Tensor, got {type(topk_ids).__name__}")
-        if expert_map is not None and not isinstance(expert_map, torch.Tensor):
-            raise TypeError(
-                f"expert_map must be a torch.Tensor or None, got {type(expert_map).__name__}"
-            )
-        _ALIGN_OUT(
-            topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
-            num_tokens_post_pad, expert_map, scatter_idx, expert_map is not None,
-            contract.expert_ids_tail,
-        )
 
-    if contract.has_scatter_idx:
-
-        def moe_align_block_size_op_v33(
-            topk_ids: torch.Tensor,
-            num_experts: int,
-            block_size: int,
-            sorted_token_ids: torch.Tensor,
-            experts_ids: torch.Tensor,
-            num_tokens_post_pad: torch.Tensor,
-            expert_map: Optional[torch.Tensor] = None,
-            scatter_idx: Optional[torch.Tensor] = None,
-        ) -> None:
-            call(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
-                 num_tokens_post_pad, expert_map, scatter_idx)
-
-        fn: Callable[..., None] = moe_align_block_size_op_v33
-    elif contract.has_ignore_invalid_experts:
-
-        def moe_align_block_size_op_v13(
-            topk_ids: torch.Tensor,
-            num_experts: int,
-            block_size: int,
-            sorted_token_ids: torch.Tensor,
-            experts_ids: torch.Tensor,
-            num_tokens_post_pad: torch.Tensor,
-            expert_map: Optional[torch.Tensor] = None,
-        ) -> None:
-            call(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
-                 num_tokens_post_pad, expert_map, None)
-
-        fn = moe_align_block_size_op_v13
-    else:
-
-        def moe_align_block_size_op_v9(
-            topk_ids: torch.Tensor,
-            num_experts: int,
-            block_size: int,
-            sorted_token_ids: torch.Tensor,
-            experts_ids: torch.Tensor,
-            num_tokens_post_pad: torch.Tensor,
-        ) -> None:
-            call(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
-                 num_tokens_post_pad, None, None)
-
-        fn = moe_align_block_size_op_v9
-    fn.__name__ = fn.__qualname__ = "moe_align_block_size"
-    fn.__doc__ = f"vllm-moe-align-plugin's op-level moe_align_block_size ({contract.name})."
-    fn.__module__ = __name__
-    return fn
+def op_level_for(
+    contract: Contract, fallback: Optional[Callable[..., None]] = None
+) -> Callable[..., None]:
+    """``vllm._custom_ops.moe_align_block_size`` of ``contract``'s line;
+    ``fallback`` serves devices the plugin cannot."""
+    return _build(OP, contract, fallback)
 
 
 if _ops.available():

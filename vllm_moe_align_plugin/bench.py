@@ -11,6 +11,8 @@ before it is timed. CUDA times:
 - eager: wall time per call of back-to-back calls, then one synchronize.
 
 CPU times: wall time per call (median of repeats).
+
+``markdown_table`` writes every markdown table of the CLI and of benchmarks/.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import glob
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -102,7 +105,7 @@ def _load_vllm_op() -> Optional[str]:
         import vllm._custom_ops  # noqa: F401  (loads vLLM's extensions)
     except Exception:
         return None
-    from .vllm_plugin import installed_vllm_version
+    from .vllm.env import running_vllm_version as installed_vllm_version
 
     return f"vllm {installed_vllm_version()}"
 
@@ -298,17 +301,36 @@ def run(cases: list[Case], device: str, impls: list[Impl], n_inputs: int = 4,
     return rows
 
 
+_ALIGN_RULES = {"l": ":--", "r": "--:", "c": ":-:", "-": "---"}
+
+
+def markdown_table(headers: Sequence[object], rows: Sequence[Sequence[object]],
+                   align: Union[str, Sequence[str], None] = None) -> str:
+    """A markdown table, one line per row, no trailing newline. Cells are
+    ``str(cell)``; ``align`` gives each column's alignment, one letter per
+    column (``"lrr"`` or ``["l", "r", "r"]``: l, r, c, or ``-`` for none);
+    without it every column is unaligned (``|---|``)."""
+    n = len(headers)
+    rules = ["---"] * n if align is None else [_ALIGN_RULES[a] for a in align]
+    if len(rules) != n:
+        raise ValueError(f"align has {len(rules)} columns, headers {n}")
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "|".join(rules) + "|"]
+    for row in rows:
+        if len(row) != n:
+            raise ValueError(f"a row has {len(row)} cells, headers {n}: {list(row)}")
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[Row], device: str) -> str:
     """Markdown: one row per case, one column per implementation."""
     impls = list(dict.fromkeys(r.impl for r in rows))
     cases = list(dict.fromkeys(r.case for r in rows))
     unit = "graph us / eager us" if device == "cuda" else "us per call"
-    head = "| tokens x topk, E, B | " + " | ".join(impls) + " |"
-    sep = "|---" * (len(impls) + 1) + "|"
-    lines = [f"{unit}", "", head, sep]
     by_key = {(r.case, r.impl): r for r in rows}
+    body = []
     for case in cases:
-        cells = []
+        cells = [case.label]
         for name in impls:
             r = by_key.get((case, name))
             if r is None:
@@ -317,5 +339,5 @@ def format_table(rows: list[Row], device: str) -> str:
                 cells.append(f"{r.graph_us:.2f} / {r.eager_us:.1f}")
             else:
                 cells.append(f"{r.eager_us:.1f}")
-        lines.append(f"| {case.label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append(cells)
+    return f"{unit}\n\n" + markdown_table(["tokens x topk, E, B", *impls], body)

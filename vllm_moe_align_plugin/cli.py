@@ -1,11 +1,12 @@
-"""``vllm-moe-align``: info, verify, bench.
+"""vllm-moe-align: check, verify and time the plugin; patch a vLLM tree.
 
-- ``info``    versions, backends built, CUDA archs, whether vLLM discovers the
-              plugin, the contract in force.
-- ``verify``  random cases against the pure-torch reference on every device.
-- ``bench``   the plugin against the reference (and vLLM's / SGLang's compiled
-              op when present) on the available device.
-- ``patch``   check | apply | revert the static vLLM patch (patches/README.md).
+  info     versions, the compiled op and its kernels, per device whether vLLM
+           calls would run the plugin or vLLM's own function, and whether
+           vLLM will load the plugin (off switches included)
+  verify   random cases against the pure-torch reference on every device
+  bench    the plugin against the reference (and vLLM's / SGLang's compiled
+           ops when present) on one device
+  patch    check | apply | revert the static vLLM patch (patches/README.md)
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Optional
 
 import torch
 
-from . import __version__, _ops
+from . import __version__, _ops, devices
 from .contract import ALL, NEWEST, contract_for_vllm
+from .vllm.env import DISABLE_ENV, PLUGIN_NAME, off_reason, running_vllm_version
+from .vllm.runtime import DEFINING_MODULE, NAME, OPS_MODULE
 
 
 def _devices() -> list[str]:
@@ -29,41 +32,68 @@ def _devices() -> list[str]:
     return devices
 
 
-def _cuda_archs() -> str:
-    """Archs the compiled library was built for (TORCH_CUDA_ARCH_LIST at build)."""
-    if not _ops.has_backend("cuda"):
-        return "-"
+def _binary() -> str:
     from . import _C
 
-    return _C.cuda_archs().replace("_", " ") or "unknown"
+    return getattr(_C, "__file__", None) or "?"
+
+
+def _visible_devices() -> list[torch.device]:
+    out = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        out += [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    return out
+
+
+def _device_line(device: torch.device) -> str:
+    ok, why = devices.decision(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "host"
+    return f"{str(device) + ' (' + name + ')':32s} {'plugin' if ok else f'vLLM function ({why})'}"
 
 
 def cmd_info(_: argparse.Namespace) -> int:
-    from .vllm_plugin import DISABLE_ENV, PLUGIN_NAME, installed_vllm_version
-
-    vllm_version = installed_vllm_version()
+    found = running_vllm_version()
+    vllm_version = found
     eps = importlib.metadata.entry_points(group="vllm.general_plugins")
     discovered = any(ep.name == PLUGIN_NAME for ep in eps)
     contract = contract_for_vllm(vllm_version) if vllm_version else None
     print(f"vllm-moe-align-plugin {__version__}")
-    print(f"torch                 {torch.__version__} (CUDA {torch.version.cuda})")
+    print(f"torch                 {torch.__version__} (CUDA {torch.version.cuda}"
+          + (f", HIP {torch.version.hip})" if torch.version.hip else ")"))
     print(f"vLLM                  {vllm_version or 'not installed'}")
     if not _ops.available():
         print(f"compiled op           FAILED TO LOAD: {_ops.LOAD_ERROR}")
+        print("enabled               no (vLLM keeps its own function)")
         return 1
+    print(f"compiled op           {_binary()}")
     backends = [d for d in ("cpu", "cuda") if _ops.has_backend(d)]
-    print(f"backends built        {', '.join(backends)}")
-    print(f"CUDA archs            {_cuda_archs()}")
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    print(f"GPU                   {gpu}")
-    print(f"vLLM discovers plugin {'yes' if discovered else 'no'} "
-          f"(entry point vllm.general_plugins:{PLUGIN_NAME}; off switch {DISABLE_ENV}=1)")
+    print(f"kernels               {', '.join(backends)}"
+          + (f" (CUDA archs: {' '.join(_ops.cuda_archs()) or 'unknown'})" if "cuda" in backends
+             else " (no CUDA kernels: CUDA calls run vLLM's function)"))
+    if not torch.cuda.is_available() and torch.version.cuda:
+        print("GPU                   none visible")
+    print("per device:")
+    for device in _visible_devices():
+        print(f"  {_device_line(device)}")
     if vllm_version is None:
-        print(f"contract in force     {NEWEST.name} (standalone: newest)")
-    elif contract is None:
-        print(f"contract in force     none: vLLM {vllm_version} is unknown, vLLM is left alone")
+        print(f"contract              {NEWEST.name} (standalone: the newest)")
+        print("enabled               no (vLLM is not installed; the function works standalone)")
+        return 0
+    print(f"entry point           vllm.general_plugins:{PLUGIN_NAME} "
+          f"({'found' if discovered else 'NOT FOUND: reinstall the package'})")
+    why_off = off_reason()
+    if contract is None:
+        why_off = f"vLLM {vllm_version} is not a version this plugin knows"
+    elif not discovered:
+        why_off = "vLLM cannot find the plugin's entry point"
+    if why_off is None:
+        print(f"contract              {contract.name}")
+        print(f"enabled               yes: vLLM processes will replace {DEFINING_MODULE}.{NAME} "
+              f"and {OPS_MODULE}.{NAME} (and every module that imported them)")
     else:
-        print(f"contract in force     {contract.name}")
+        print(f"enabled               no ({why_off}); vLLM keeps its own function")
+        print(f"                      (off switches: {DISABLE_ENV}=1, or VLLM_PLUGINS "
+              f"without {PLUGIN_NAME!r})")
     return 0
 
 
@@ -123,6 +153,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     _ops.require()
     device = args.device or ("cuda" if "cuda" in _devices() else "cpu")
+    if device not in _devices():
+        why = "no CUDA device is visible" if not torch.cuda.is_available() else \
+            "this build of the plugin has no CUDA kernels"
+        print(f"vllm-moe-align bench: --device {device}: {why}", file=sys.stderr)
+        return 2
     cases = bench.QUICK_CASES if args.quick else bench.CASES
     impls = bench.available_impls(device)
     eager_calls = 200 if args.quick else 2000
@@ -136,46 +171,64 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
-    """check: 0 when the tree is pristine or patched, 1 otherwise; apply/revert:
-    0 when done, 1 (files untouched) when refused."""
-    from . import patching
+    """check: 0 when the tree is pristine or patched, 1 otherwise; apply: 0
+    when done or already applied; revert: 0 when done; 1 (files untouched)
+    when refused."""
+    from .vllm import source_patch
 
     try:
-        target = patching.load_target(args.path, args.vllm_version)
+        target = source_patch.load_target(args.path, args.vllm_version)
         print(f"vLLM {target.version} at {target.root} (version from {target.version_source})")
-        print(f"patch   patches/{target.line.patch_file} ({target.contract.name} contract)")
+        print(f"patch   patches/{target.contract.patch_file} ({target.contract.name} contract)")
         if args.action == "check":
             for f in target.files:
                 print(f"  {f.rel}: {f.status} ({f.detail})")
             status = target.status()
-            hint = {patching.PRISTINE: "`vllm-moe-align patch apply` patches it",
-                    patching.PATCHED: "`vllm-moe-align patch revert` restores it"}
+            hint = {source_patch.PRISTINE: "`vllm-moe-align patch apply` patches it",
+                    source_patch.PATCHED: "`vllm-moe-align patch revert` restores it"}
             print(f"state: {status} ({hint.get(status, 'apply and revert refuse this tree')})")
             return 0 if status in hint else 1
-        done = patching.apply(target) if args.action == "apply" else patching.revert(target)
+        if args.action == "apply" and target.status() == source_patch.PATCHED:
+            print("already applied: nothing to do")
+            return 0
+        done = source_patch.apply(target) if args.action == "apply" else source_patch.revert(target)
         for path in done:
             print(f"  {'patched' if args.action == 'apply' else 'reverted'} {path}")
         return 0
-    except patching.PatchError as exc:
+    except source_patch.PatchError as exc:
         print(f"vllm-moe-align patch {args.action}: refused: {exc}", file=sys.stderr)
         return 1
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="vllm-moe-align", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="versions, backends, contract").set_defaults(fn=cmd_info)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,verify,bench,patch}")
+    sub.add_parser("info", help="versions, kernels, per-device routing, whether vLLM loads it"
+                   ).set_defaults(fn=cmd_info)
     p = sub.add_parser("verify", help="random cases against the reference on every device")
-    p.add_argument("--cases", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cases", type=_at_least_one, default=300,
+                   help="number of random cases (at least 1; default 300)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
     p.set_defaults(fn=cmd_verify)
     p = sub.add_parser("bench", help="time the plugin against the reference and vLLM's op")
     p.add_argument("--quick", action="store_true", help="a few shapes, fewer calls")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="where to time (default: cuda when available, else cpu)")
     p.set_defaults(fn=cmd_bench)
-    p = sub.add_parser("patch", help="check, apply or revert the static vLLM patch (patches/)")
-    p.add_argument("action", choices=["check", "apply", "revert"])
+    p = sub.add_parser("patch", help="check, apply or revert the static vLLM patch (patches/)",
+                       description="Patch vLLM's source once instead of loading the runtime plugin.")
+    p.add_argument("action", choices=["check", "apply", "revert"],
+                   help="check: state of each file; apply: add the plugin's block (no-op when "
+                        "already applied); revert: remove it byte for byte")
     p.add_argument("path", nargs="?", default=None,
                    help="directory holding vllm/ (source tree or site-packages); default: installed vLLM")
     p.add_argument("--vllm-version", default=None, help="the tree's version, when it cannot be read")

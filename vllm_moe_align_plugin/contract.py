@@ -22,12 +22,16 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+Version = tuple[int, int, int]
+
 
 @dataclass(frozen=True)
 class Contract:
-    """The rules of one vLLM line."""
+    """The rules of one vLLM line: the releases from ``first`` through every
+    patch release of ``last`` (major, minor)."""
 
-    name: str
+    first: Version
+    last: tuple[int, int]
     #: value of ``expert_ids`` after the last used block (before the
     #: ``expert_map`` lookup of the non-ignoring mode)
     expert_ids_tail: int
@@ -39,6 +43,25 @@ class Contract:
     #: Python signature has keyword-only ``return_scatter_idx``; the op-level
     #: wrapper has ``scatter_idx``
     has_scatter_idx: bool
+
+    @property
+    def name(self) -> str:
+        """``"vllm 0.9.2-0.12"``, ``"vllm 0.13-0.16"``: how logs and errors name the line."""
+        first = ".".join(map(str, self.first if self.first[2] else self.first[:2]))
+        return f"vllm {first}-{self.last[0]}.{self.last[1]}"
+
+    @property
+    def versions(self) -> str:
+        """The releases of the line as people write them: ``"0.13.0-0.16.x"``."""
+        return "{}.{}.{}-{}.{}.x".format(*self.first, *self.last)
+
+    @property
+    def patch_file(self) -> str:
+        """Name of the line's static patch under ``patches/``."""
+        return "vllm-{}.{}-{}.{}.patch".format(*self.first[:2], *self.last)
+
+    def covers(self, version: Version) -> bool:
+        return self.first <= version and version[:2] <= self.last
 
     def max_num_tokens_padded(
         self, numel: int, num_experts: int, block_size: int, pad_sorted_ids: bool
@@ -53,22 +76,18 @@ class Contract:
         return size
 
 
-V0_9 = Contract("vllm 0.9.2-0.12", 0, False, False, False)
-V0_13 = Contract("vllm 0.13-0.16", 0, True, True, False)
-V0_17 = Contract("vllm 0.17-0.30", -1, True, True, False)
+V0_9 = Contract((0, 9, 2), (0, 12), 0, False, False, False)
+V0_13 = Contract((0, 13, 0), (0, 16), 0, True, True, False)
+V0_17 = Contract((0, 17, 0), (0, 30), -1, True, True, False)
 # return_scatter_idx / scatter_idx arrived in 0.31.0 (0.31.0's and 0.32.0's
 # moe_align_block_size.py are byte-identical to 0.33.0's).
-V0_31 = Contract("vllm 0.31-0.33", -1, True, True, True)
+V0_31 = Contract((0, 31, 0), (0, 33), -1, True, True, True)
 NEWEST = V0_31
+#: oldest first, each line starting where the one before it ends
 ALL = (V0_9, V0_13, V0_17, V0_31)
 
-# (first release of the line, contract); releases before the first line or
-# from FIRST_UNKNOWN on are not known to this plugin.
-_LINES = (((0, 9, 2), V0_9), ((0, 13, 0), V0_13), ((0, 17, 0), V0_17), ((0, 31, 0), V0_31))
-FIRST_UNKNOWN = (0, 34, 0)
 
-
-def parse_version(version: str) -> Optional[tuple[int, int, int]]:
+def parse_version(version: str) -> Optional[Version]:
     """``"0.33.0"``, ``"0.10.1.dev3+gabc"``, ``"0.26.0+cu130"`` -> (major, minor, patch)."""
     m = re.match(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?", version)
     if m is None:
@@ -80,10 +99,6 @@ def contract_for_vllm(version: str) -> Optional[Contract]:
     """The contract of a vLLM release, or None for a release this plugin does
     not know (then vLLM must be left alone)."""
     v = parse_version(version)
-    if v is None or v < _LINES[0][0] or v >= FIRST_UNKNOWN:
+    if v is None:
         return None
-    found = _LINES[0][1]
-    for first, contract in _LINES:
-        if v >= first:
-            found = contract
-    return found
+    return next((c for c in ALL if c.covers(v)), None)

@@ -14,8 +14,9 @@ Rules (every refusal raises :class:`PatchError` with a message naming the file
 and the reason):
 
 - ``apply`` needs both files pristine: no block of ours, the definition found,
-  and its parameters exactly those of the plugin's function for the tree's
-  contract line (``contract.contract_for_vllm`` of the tree's version).
+  and its parameters exactly those of the tree's contract line
+  (``contract.contract_for_vllm`` of the tree's version, ``api.parameters``);
+  on a tree already patched it changes nothing and says so.
 - ``revert`` needs at least one file patched and none modified: it removes the
   block byte for byte (removing and re-adding it must give the file back).
 - A file with our marker but not exactly our block where we put it, or one we
@@ -25,28 +26,29 @@ and the reason):
   temporary files first, then moved into place; a failure restores the files
   already replaced.
 
-The shipped ``patches/*.patch`` files are :func:`patch_file_text` of each
-line's reference release (``tests/test_patches.py`` checks that they are).
+The shipped ``patches/*.patch`` files are what ``patches/make_patches.py``
+makes from each line's reference release (``tests/test_patches.py`` checks
+that they are).
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib.util
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
-from .contract import V0_9, V0_13, V0_17, V0_31, Contract, contract_for_vllm
+from ..api import OP, PYTHON, REQUIRED, Param, parameters_mismatch
+from ..contract import V0_9, V0_13, V0_17, V0_31, Contract, contract_for_vllm
+from .env import vllm_version
 
 PY_FILE = "vllm/model_executor/layers/fused_moe/moe_align_block_size.py"
 OPS_FILE = "vllm/_custom_ops.py"
-#: (path in the tree, kind passed to static_patch.replacement), in diff order
-FILES = ((OPS_FILE, "op"), (PY_FILE, "python"))
+#: (path in the tree, kind passed to source_hook.replacement), in diff order
+FILES = ((OPS_FILE, OP), (PY_FILE, PYTHON))
 NAME = "moe_align_block_size"
 
 BEGIN = "# >>> vllm-moe-align-plugin static patch >>>"
@@ -65,18 +67,16 @@ class PatchError(Exception):
 class PatchLine:
     """One shipped patch file: the vLLM line it serves and what it was made from."""
 
-    contract: Contract
-    versions: str  # the releases of the line, as people write them
-    patch_file: str  # name under patches/
+    contract: Contract  # names the releases (``versions``) and the file (``patch_file``)
     reference: str  # the release the .patch file's context comes from
     verbatim: str  # the releases whose files match that context (checked with patch/git apply)
 
 
 LINES = (
-    PatchLine(V0_9, "0.9.2-0.12.x", "vllm-0.9-0.12.patch", "0.10.0", "0.9.2 to 0.11.0"),
-    PatchLine(V0_13, "0.13.0-0.16.x", "vllm-0.13-0.16.patch", "0.13.0", "0.13.0 to 0.16.0"),
-    PatchLine(V0_17, "0.17.0-0.30.x", "vllm-0.17-0.30.patch", "0.26.0", "0.17.0 to 0.30.0"),
-    PatchLine(V0_31, "0.31.0-0.33.x", "vllm-0.31-0.33.patch", "0.33.0", "0.33.0"),
+    PatchLine(V0_9, "0.10.0", "0.9.2 to 0.11.0"),
+    PatchLine(V0_13, "0.13.0", "0.13.0 to 0.16.0"),
+    PatchLine(V0_17, "0.26.0", "0.17.0 to 0.30.0"),
+    PatchLine(V0_31, "0.33.0", "0.33.0"),
 )
 
 
@@ -98,7 +98,7 @@ def block(kind: str) -> str:
         "# with that package importable, moe_align_block_size is the plugin's;\n"
         "# without it, this block does nothing.\n"
         "try:\n"
-        "    from vllm_moe_align_plugin.static_patch import replacement as _vmap_replacement\n"
+        "    from vllm_moe_align_plugin.vllm.source_hook import replacement as _vmap_replacement\n"
         "except ImportError:\n"
         "    pass\n"
         "else:\n"
@@ -134,46 +134,31 @@ def _insert(text: str, kind: str, rel: str) -> str:
     return "".join(lines[: fn.end_lineno]) + "\n\n" + block(kind) + "".join(lines[fn.end_lineno:])
 
 
-_NO_DEFAULT = object()
-
-
-def _ast_params(fn: ast.FunctionDef) -> list[tuple[str, Any]]:
+def _ast_params(fn: ast.FunctionDef) -> tuple[Param, ...]:
+    """The parameters of a ``def`` as ``api.Param`` s (defaults are literals in
+    every vLLM release)."""
     a = fn.args
     positional = a.posonlyargs + a.args
-    defaults: list[Any] = [_NO_DEFAULT] * (len(positional) - len(a.defaults))
+    defaults = [REQUIRED] * (len(positional) - len(a.defaults))
     defaults += [ast.literal_eval(d) for d in a.defaults]
-    params = list(zip([p.arg for p in positional], defaults))
-    params += [(p.arg, _NO_DEFAULT if d is None else ast.literal_eval(d))
+    params = [Param(p.arg, d) for p, d in zip(positional, defaults)]
+    if a.vararg is not None:
+        params.append(Param(f"*{a.vararg.arg}"))
+    params += [Param(p.arg, REQUIRED if d is None else ast.literal_eval(d), keyword_only=True)
                for p, d in zip(a.kwonlyargs, a.kw_defaults)]
-    if a.vararg is not None or a.kwarg is not None:
-        params.append(("*args/**kwargs", _NO_DEFAULT))
-    return params
-
-
-def _plugin_params(fn: Callable[..., Any]) -> list[tuple[str, Any]]:
-    import inspect
-
-    return [(name, _NO_DEFAULT if p.default is inspect.Parameter.empty else p.default)
-            for name, p in inspect.signature(fn).parameters.items()]
+    if a.kwarg is not None:
+        params.append(Param(f"**{a.kwarg.arg}"))
+    return tuple(params)
 
 
 def _signature_problem(text: str, kind: str, contract: Contract) -> Optional[str]:
-    """None when vLLM's function has the parameters of the plugin's function for
-    ``contract``; otherwise what differs."""
-    from .api import drop_in_for, op_level_for
-
+    """None when vLLM's function has the parameters of ``contract``'s line;
+    otherwise what differs."""
     fn = _implementation(ast.parse(text))
     if fn is None:
         return f"no top-level def {NAME}"
-    theirs = _ast_params(fn)
-    ours = _plugin_params(drop_in_for(contract) if kind == "python" else op_level_for(contract))
-    if theirs != ours:
-        def show(ps: list[tuple[str, Any]]) -> str:
-            return ", ".join(n if d is _NO_DEFAULT else f"{n}={d!r}" for n, d in ps)
-
-        return (f"its {NAME}({show(theirs)}) is not the {contract.name} contract's "
-                f"{NAME}({show(ours)})")
-    return None
+    mismatch = parameters_mismatch(_ast_params(fn), contract, kind)
+    return None if mismatch is None else f"its {NAME} differs: {mismatch}"
 
 
 # --------------------------------------------------------------------------- state of a tree
@@ -249,27 +234,6 @@ def _inspect_file(root: Path, rel: str, kind: str, contract: Contract) -> FileSt
 
 # --------------------------------------------------------------------------- finding the tree
 
-_VERSION_PY = re.compile(r"""^__version__\s*=\s*(?:version\s*=\s*)?['"]([^'"]+)['"]""", re.M)
-
-
-def read_version(root: Path) -> Optional[tuple[str, str]]:
-    """(version, where it was read) of the vLLM tree at ``root``, or None."""
-    version_py = root / "vllm" / "_version.py"
-    if version_py.is_file():
-        m = _VERSION_PY.search(version_py.read_text(encoding="utf-8", errors="replace"))
-        if m:
-            return m.group(1), str(version_py)
-    candidates = [root / "PKG-INFO"] + sorted(root.glob("vllm-*.dist-info/METADATA"))
-    found = []
-    for meta in candidates:
-        if meta.is_file():
-            m = re.search(r"^Version:\s*(\S+)", meta.read_text(encoding="utf-8", errors="replace"),
-                          re.M)
-            if m:
-                found.append((m.group(1), str(meta)))
-    return found[0] if len(found) == 1 else None
-
-
 def find_root(path: Optional[str]) -> Path:
     """The directory holding the ``vllm`` package: of the installed vLLM when
     ``path`` is None; else ``path`` itself (a source tree or site-packages) or
@@ -296,13 +260,13 @@ def load_target(path: Optional[str] = None, version: Optional[str] = None) -> Ta
     if version is not None:
         found: Optional[tuple[str, str]] = (version, "--vllm-version")
     else:
-        found = read_version(root)
+        found = vllm_version(root)
     if found is None:
         raise PatchError(f"cannot read the vLLM version of {root} (no vllm/_version.py, PKG-INFO "
                          "or single vllm-*.dist-info); pass --vllm-version")
     contract = contract_for_vllm(found[0])
     if contract is None:
-        known = ", ".join(line.versions for line in LINES)
+        known = ", ".join(line.contract.versions for line in LINES)
         raise PatchError(f"vLLM {found[0]} at {root} (from {found[1]}) is not a version this "
                          f"plugin has a patch for (known: {known})")
     target = Target(root, found[0], found[1], contract, line_for(contract))
@@ -348,8 +312,11 @@ def _describe(target: Target) -> str:
 
 
 def apply(target: Target) -> list[str]:
-    """Patches both files; returns their paths. Refuses unless both are pristine."""
+    """Patches both files; returns their paths, or [] when the tree is already
+    patched. Refuses any other tree that is not pristine."""
     status = target.status()
+    if status == PATCHED:
+        return []
     if status != PRISTINE:
         what = {PATCHED: "already patched", MODIFIED: "modified", UNSUPPORTED: "unsupported",
                 "half-patched": "half-patched"}.get(status, status)
@@ -370,52 +337,3 @@ def revert(target: Target) -> list[str]:
     patched = [f for f in target.files if f.status == PATCHED]
     _write_all(target.root, {f.rel: (f.text, f.pristine_text) for f in patched})
     return [str(target.root / f.rel) for f in patched]
-
-
-# --------------------------------------------------------------------------- the .patch files
-
-
-def unified_diff(target: Target) -> str:
-    """The git-style unified diff (paths a/vllm/..., b/vllm/...) that ``apply``
-    makes on a pristine ``target``."""
-    if target.status() != PRISTINE:
-        raise PatchError(f"a patch is made from a pristine tree: {_describe(target)}")
-    out = []
-    for f in target.files:
-        out.append(f"diff --git a/{f.rel} b/{f.rel}\n")
-        out.extend(difflib.unified_diff(f.text.splitlines(keepends=True),
-                                        f.patched_text.splitlines(keepends=True),
-                                        fromfile=f"a/{f.rel}", tofile=f"b/{f.rel}", n=3))
-    return "".join(out)
-
-
-def patch_file_text(target: Target) -> str:
-    """The text of ``patches/<line>.patch`` made from ``target`` (the line's
-    reference release): a header saying what it is, then the diff."""
-    line = target.line
-    header = f"""\
-vllm-moe-align-plugin static patch for vLLM {line.versions} ({line.contract.name} contract)
-
-Applies to: vLLM {line.versions} through `vllm-moe-align patch apply`, which
-places the same lines in any release of this line (and refuses one whose
-moe_align_block_size has other parameters than the plugin's for the line).
-Made from the {line.reference} release; as a file (`patch -p1`, `git apply`)
-it applies to releases {line.verbatim}, whose lines around the change are
-the same.
-
-What it changes: one guarded block after vLLM's own moe_align_block_size in
-  {OPS_FILE} (the op-level wrapper) and at the end of
-  {PY_FILE}
-  (the Python-level function). With vllm_moe_align_plugin importable each block
-  rebinds moe_align_block_size to the plugin's function for this line (unless
-  the plugin's op failed to load, VLLM_MOE_ALIGN_DISABLE=1 is set, or the
-  signatures differ: then vLLM keeps its own); without the package it does
-  nothing. No kernel code is in the patch; it lives in the package.
-
-Use (in the directory that contains vllm/):
-  patch -p1 --dry-run < {line.patch_file} && patch -p1 < {line.patch_file}
-  revert: patch -R -p1 < {line.patch_file}
-or: vllm-moe-align patch check|apply|revert [PATH]   (see patches/README.md)
-
-"""
-    return header + unified_diff(target)

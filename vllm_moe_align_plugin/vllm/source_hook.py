@@ -7,14 +7,16 @@ a few lines that call :func:`replacement` when this package is importable::
     moe_align_block_size = replacement("op", moe_align_block_size)       # vllm/_custom_ops.py
 
 Contract of :func:`replacement`: it returns this package's function for the
-contract of the vLLM being imported (``api.drop_in_for`` / ``api.op_level_for``)
-when all of these hold, and ``original`` itself otherwise:
+contract of the vLLM being imported (``api.drop_in_for`` / ``api.op_level_for``,
+with ``original`` as the fallback for devices the plugin cannot serve) when all
+of these hold, and ``original`` itself otherwise:
 
 - ``VLLM_MOE_ALIGN_DISABLE`` is not set;
 - the vLLM version is known to ``contract.contract_for_vllm``;
 - the compiled op loaded (``_ops.available()``);
-- the replacement accepts exactly the parameters of ``original`` (same names in
-  the same order, same defaults), so no caller of that vLLM can notice the swap.
+- ``original`` has exactly the parameters of the contract's line (same names
+  in the same order, same defaults), so no caller of that vLLM can notice the
+  swap.
 
 It never raises; every fallback logs one warning saying why, and a replacement
 logs one info line. It does not register the runtime plugin and patches no
@@ -23,13 +25,11 @@ other module: the patched source files bind the result themselves.
 
 from __future__ import annotations
 
-import importlib.metadata
-import inspect
 import logging
-import sys
 from typing import Any, Callable, Optional
 
-logger = logging.getLogger("vllm.moe_align_plugin")
+from ..log import announce, logger
+from .env import DISABLE_ENV, disabled_by_env, running_vllm_version
 
 KINDS = ("python", "op")
 _WHERE = {
@@ -38,44 +38,13 @@ _WHERE = {
 }
 
 
-def running_vllm_version() -> Optional[str]:
-    """The version of the vLLM being imported: ``vllm.version.__version__``
-    (vLLM imports it first), else the installed distribution's metadata."""
-    module = sys.modules.get("vllm.version")
-    version = getattr(module, "__version__", None)
-    if isinstance(version, str) and version and version != "dev":
-        return version
-    try:
-        return importlib.metadata.version("vllm")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def signature_mismatch(original: Callable[..., Any], candidate: Callable[..., Any]) -> Optional[str]:
-    """None when ``candidate`` has ``original``'s parameter names in the same
-    order with the same defaults; otherwise a sentence naming the difference."""
-    want = inspect.signature(original).parameters
-    have = inspect.signature(candidate).parameters
-    if list(want) != list(have):
-        return f"vLLM's parameters are ({', '.join(want)}), the plugin's are ({', '.join(have)})"
-    for name, param in want.items():
-        if param.default != have[name].default:
-            return (
-                f"parameter {name!r} defaults to {param.default!r} in vLLM "
-                f"but to {have[name].default!r} in the plugin"
-            )
-    return None
-
-
 def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[..., Any]], str]:
     """(replacement, message) or (None, reason to keep ``original``)."""
-    from .vllm_plugin import DISABLE_ENV, _disabled_by_env
-
     if kind not in KINDS:
         return None, f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})"
-    if _disabled_by_env():
+    if disabled_by_env():
         return None, f"disabled by {DISABLE_ENV}"
-    from .contract import contract_for_vllm
+    from ..contract import contract_for_vllm
 
     version = running_vllm_version()
     if version is None:
@@ -83,17 +52,15 @@ def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[.
     contract = contract_for_vllm(version)
     if contract is None:
         return None, f"vLLM {version} is not a version this plugin knows"
-    from . import _ops
+    from .. import _ops, api
 
     if not _ops.available():
         return None, f"the compiled op failed to load ({_ops.LOAD_ERROR})"
-    from .api import drop_in_for, op_level_for
-
-    candidate = drop_in_for(contract) if kind == "python" else op_level_for(contract)
-    mismatch = signature_mismatch(original, candidate)
+    mismatch = api.parameters_mismatch(api.parameters_of(original), contract, kind)
     if mismatch is not None:
-        return None, f"signature differs under the {contract.name} contract: {mismatch}"
-    return candidate, f"vLLM {version}, {contract.name} contract"
+        return None, f"signature differs: {mismatch}"
+    build = api.drop_in_for if kind == "python" else api.op_level_for
+    return build(contract, fallback=original), f"vLLM {version}, {contract.name} contract"
 
 
 def replacement(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,5 +77,5 @@ def replacement(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
             "vllm-moe-align-plugin static patch: %s keeps vLLM's own function (%s)", where, message
         )
         return original
-    logger.info("vllm-moe-align-plugin static patch: %s replaced (%s)", where, message)
+    announce(logging.INFO, "vllm-moe-align-plugin static patch: %s replaced (%s)", where, message)
     return fn

@@ -9,51 +9,50 @@ loaded. It:
   with one warning;
 - replaces ``moe_align_block_size`` in the module that defines it and in every
   loaded ``vllm.*`` module that bound it with ``from ... import``, and
-  ``vllm._custom_ops.moe_align_block_size`` (the op-level wrapper);
+  ``vllm._custom_ops.moe_align_block_size`` (the op-level wrapper); each
+  replacement keeps the function it replaces as its fallback, so a call on a
+  device the plugin cannot serve runs vLLM's own function
+  (``vllm_moe_align_plugin.devices``);
 - for those two modules, if not imported yet, patches them the moment they are
   imported (a ``sys.meta_path`` hook), so modules imported later bind the
   plugin's function: register() imports nothing of vLLM's model code and never
   initialises CUDA.
 
-It is idempotent, logs one line, and is undone by ``unregister()``. Turn it off
-with ``VLLM_PLUGINS`` (vLLM's allow-list; this plugin's name is ``moe_align``)
-or with ``VLLM_MOE_ALIGN_DISABLE=1``.
+It is idempotent, prints one line, and is undone by ``unregister()``. Turn it
+off with ``VLLM_PLUGINS`` (vLLM's allow-list; this plugin's name is
+``moe_align``) or with ``VLLM_MOE_ALIGN_DISABLE=1``.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
-import importlib.metadata
 import logging
-import os
 import sys
 import threading
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from .contract import Contract, contract_for_vllm
+from ..contract import Contract, contract_for_vllm
+from ..log import announce, logger
+from .env import DISABLE_ENV, disabled_by_env, running_vllm_version
 
-# A child of vLLM's logger: inside vLLM it goes through vLLM's handlers and format.
-logger = logging.getLogger("vllm.moe_align_plugin")
-
-PLUGIN_NAME = "moe_align"
-DISABLE_ENV = "VLLM_MOE_ALIGN_DISABLE"
 NAME = "moe_align_block_size"
 DEFINING_MODULE = "vllm.model_executor.layers.fused_moe.moe_align_block_size"
 OPS_MODULE = "vllm._custom_ops"
+#: the function each target module holds: api's builder for it
+_KIND = {DEFINING_MODULE: "python", OPS_MODULE: "op"}
 
 
 @dataclass
 class _State:
-    contract: Optional[Contract] = None
-    vllm_version: str = ""
-    drop_in: Optional[Callable[..., Any]] = None
-    op_level: Optional[Callable[..., Any]] = None
+    contract: Contract
+    vllm_version: str
     # (module name, attribute, original value) of every replacement made
     patched: list[tuple[str, str, Any]] = field(default_factory=list)
-    originals: dict[str, Any] = field(default_factory=dict)  # module -> original fn
+    # target module -> (vLLM's function, the plugin's replacement with it as fallback)
+    swaps: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     finder: Optional[importlib.abc.MetaPathFinder] = None
 
 
@@ -74,17 +73,6 @@ def patched_modules() -> list[str]:
     """Names of the modules whose ``moe_align_block_size`` is the plugin's."""
     with _lock:
         return [mod for mod, _, _ in _state.patched] if _state else []
-
-
-def _disabled_by_env() -> bool:
-    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def installed_vllm_version() -> Optional[str]:
-    try:
-        return importlib.metadata.version("vllm")
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def register() -> None:
@@ -108,10 +96,10 @@ def _register() -> None:
     with _lock:
         if _state is not None:
             return
-        if _disabled_by_env():
-            logger.info("vllm-moe-align-plugin disabled by %s", DISABLE_ENV)
+        if disabled_by_env():
+            announce(logging.INFO, "vllm-moe-align-plugin disabled by %s", DISABLE_ENV)
             return
-        version = installed_vllm_version()
+        version = running_vllm_version()
         if version is None:
             logger.warning("vllm-moe-align-plugin: vLLM is not installed; nothing to patch")
             return
@@ -122,17 +110,10 @@ def _register() -> None:
                 "moe_align_block_size", version,
             )
             return
-        from . import _ops
+        from .. import _ops
 
         _ops.require()
-        from .api import drop_in_for, op_level_for
-
-        state = _State(
-            contract=contract,
-            vllm_version=version,
-            drop_in=drop_in_for(contract),
-            op_level=op_level_for(contract),
-        )
+        state = _State(contract=contract, vllm_version=version)
         _state = state
         for mod_name in (DEFINING_MODULE, OPS_MODULE):
             module = sys.modules.get(mod_name)
@@ -141,13 +122,22 @@ def _register() -> None:
         _sweep_bound_copies(state)
         state.finder = _PatchOnImport()
         sys.meta_path.insert(0, state.finder)
-        logger.info(
-            "vllm-moe-align-plugin %s: moe_align_block_size replaced for vLLM %s "
-            "(%s contract); patched now: %s; %s",
-            _plugin_version(), version, contract.name,
-            ", ".join(patched_modules()) or "none",
-            "later imports are patched on import",
-        )
+        announce(logging.INFO, "%s", _enabled_line(state))
+
+
+def _enabled_line(state: _State) -> str:
+    from .. import __version__, _ops
+
+    backends = ["CPU"] + ([f"CUDA ({', '.join(_ops.cuda_archs())})"]
+                          if _ops.has_backend("cuda") else [])
+    now = len(patched_modules())
+    return (
+        f"vllm-moe-align-plugin {__version__} on for vLLM {state.vllm_version} "
+        f"({state.contract.name} contract): {DEFINING_MODULE}.{NAME} and "
+        f"{OPS_MODULE}.{NAME} run the plugin's op, wherever vLLM imports them "
+        f"({now} module{'s' if now != 1 else ''} already imported, the rest as they are); "
+        f"kernels: {', '.join(backends)}; other devices keep vLLM's function"
+    )
 
 
 def unregister() -> None:
@@ -165,22 +155,13 @@ def unregister() -> None:
                 setattr(module, attr, original)
         # Modules imported while registered bound the plugin's functions
         # themselves (from the patched module): give them the originals too.
-        restore = {
-            id(state.drop_in): state.originals.get(DEFINING_MODULE),
-            id(state.op_level): state.originals.get(OPS_MODULE),
-        }
+        restore = {id(ours): original for original, ours in state.swaps.values()}
         for name, module in list(sys.modules.items()):
             if module is None or not (name == "vllm" or name.startswith("vllm.")):
                 continue
             original = restore.get(id(getattr(module, NAME, None)))
             if original is not None:
                 setattr(module, NAME, original)
-
-
-def _plugin_version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _patch_attr(state: _State, module: types.ModuleType, value: Any) -> None:
@@ -196,28 +177,27 @@ def _patch_target(state: _State, module: types.ModuleType) -> None:
     if not hasattr(module, NAME):
         logger.warning("vllm-moe-align-plugin: %s has no %s", module.__name__, NAME)
         return
-    state.originals.setdefault(module.__name__, getattr(module, NAME))
-    replacement = state.op_level if module.__name__ == OPS_MODULE else state.drop_in
-    _patch_attr(state, module, replacement)
+    if module.__name__ not in state.swaps:
+        from ..api import drop_in_for, op_level_for
+
+        original = getattr(module, NAME)
+        build = drop_in_for if _KIND[module.__name__] == "python" else op_level_for
+        state.swaps[module.__name__] = (original, build(state.contract, fallback=original))
+    _patch_attr(state, module, state.swaps[module.__name__][1])
 
 
 def _sweep_bound_copies(state: _State) -> None:
     """Replaces the original function wherever a loaded vllm module bound it
     with ``from ... import moe_align_block_size``."""
-    py_original = state.originals.get(DEFINING_MODULE)
-    op_original = state.originals.get(OPS_MODULE)
+    ours_for = {id(original): ours for original, ours in state.swaps.values()}
     for name, module in list(sys.modules.items()):
         if module is None or not (name == "vllm" or name.startswith("vllm.")):
             continue
         if name in (DEFINING_MODULE, OPS_MODULE):
             continue
-        bound = getattr(module, NAME, None)
-        if bound is None:
-            continue
-        if py_original is not None and bound is py_original:
-            _patch_attr(state, module, state.drop_in)
-        elif op_original is not None and bound is op_original:
-            _patch_attr(state, module, state.op_level)
+        ours = ours_for.get(id(getattr(module, NAME, None)))
+        if ours is not None:
+            _patch_attr(state, module, ours)
 
 
 class _PatchingLoader(importlib.abc.Loader):
