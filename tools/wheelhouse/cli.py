@@ -130,7 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parts.unpack(args.parts, args.dest)
         have, missing = parts.status(args.dest)
         print(f"wheelhouse in {args.dest}: {len(have)} of {len(have) + len(missing)} parts unpacked"
-              + (f"; still to carry: {', '.join(missing)}" if missing else "; complete"))
+              + (f"; still to copy here: {', '.join(missing)}" if missing else "; complete"))
         return 0
     if args.cmd == "status":
         have, missing = parts.status(args.dest)
@@ -139,7 +139,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cmd == "install":
         have, missing = parts.status(args.dest)
         if missing:
-            print(f"incomplete: still to carry {', '.join(missing)}", file=sys.stderr)
+            print(f"incomplete: still to copy here: {', '.join(missing)}", file=sys.stderr)
             return 1
         return subprocess.call(build_mod.install_command(args.dest, args.python, args.pip_args))
     return 2

@@ -39,7 +39,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 SITE="${WHEELHOUSE_SITE-$ROOT/.wheelhouse/site}"
 PARTS="${WHEELHOUSE_PARTS:-}"
-OUT_DIR="${WHEELHOUSE_OUT:-$ROOT/.wheelhouse/out}"
+RESULTS="${WHEELHOUSE_OUT:-$ROOT/.wheelhouse/out}"
 TIME_LIMIT="${WHEELHOUSE_TIME_LIMIT:-0}"
 META="$ROOT/.wheelhouse/plugin-meta"
 TAR_DIRS=0 BUILD=auto
@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --site) SITE="$2"; shift 2 ;;
     --parts) PARTS="$2"; shift 2 ;;
-    --out) OUT_DIR="$2"; shift 2 ;;
+    --out) RESULTS="$2"; shift 2 ;;
     --time-limit) TIME_LIMIT="$2"; shift 2 ;;
     --env) case "$2" in *=*) export "${2?}" ;; *) echo "--env needs NAME=VALUE" >&2; exit 2 ;; esac; shift 2 ;;
     --tar-dirs) TAR_DIRS=1; shift ;;
@@ -61,10 +61,10 @@ while [ $# -gt 0 ]; do
 done
 case "$TIME_LIMIT" in ''|*[!0-9]*) echo "--time-limit needs whole seconds" >&2; exit 2 ;; esac
 abs() { [ -z "$1" ] || realpath -m -- "$1"; }
-SITE="$(abs "$SITE")" OUT_DIR="$(abs "$OUT_DIR")" PARTS="$(abs "$PARTS")"
-mkdir -p "$ROOT/.wheelhouse" "$OUT_DIR"
+SITE="$(abs "$SITE")" RESULTS="$(abs "$RESULTS")" PARTS="$(abs "$PARTS")"
+mkdir -p "$ROOT/.wheelhouse" "$RESULTS"
 [ -f "$ROOT/.wheelhouse/.gitignore" ] || printf '# written by tools/wheelhouse\n*\n' > "$ROOT/.wheelhouse/.gitignore"
-export PYTHONUNBUFFERED=1 WHEELHOUSE_OUT="$OUT_DIR"
+export PYTHONUNBUFFERED=1 WHEELHOUSE_OUT="$RESULTS"
 
 if [ -n "$PARTS" ]; then
   "$ROOT/tools/wheelhouse/unpack.sh" "$PARTS" "$SITE" || true
@@ -88,10 +88,10 @@ echo "GPUs visible to torch: $WHEELHOUSE_NGPU"
 SITE_ARGS=()
 [ -z "$SITE" ] || SITE_ARGS=(--site "$SITE")
 set +e
-"$PYTHON" -m tools.wheelhouse.envcheck ${SITE_ARGS[@]+"${SITE_ARGS[@]}"} --plugin 2>&1 | tee "$OUT_DIR/env.txt"
+"$PYTHON" -m tools.wheelhouse.envcheck ${SITE_ARGS[@]+"${SITE_ARGS[@]}"} --plugin 2>&1 | tee "$RESULTS/env.txt"
 rc="${PIPESTATUS[0]}"
 set -e
-[ "$rc" = 0 ] || { echo "set-up check failed (see $OUT_DIR/env.txt)" >&2; exit 1; }
+[ "$rc" = 0 ] || { echo "set-up check failed (see $RESULTS/env.txt)" >&2; exit 1; }
 [ $# -gt 0 ] || exit 0
 
 LIMIT_CMD=()
@@ -102,15 +102,15 @@ if [ "$TIME_LIMIT" -gt 0 ]; then
   LIMIT_CMD=(timeout -s TERM -k 30 "$left")
 fi
 set +e
-${LIMIT_CMD[@]+"${LIMIT_CMD[@]}"} "$@" 2>&1 | tee "$OUT_DIR/run.log"
+${LIMIT_CMD[@]+"${LIMIT_CMD[@]}"} "$@" 2>&1 | tee "$RESULTS/run.log"
 rc="${PIPESTATUS[0]}"
 set -e
 if [ "$TAR_DIRS" = 1 ]; then
-  for dir in "$OUT_DIR"/*/; do
+  for dir in "$RESULTS"/*/; do
     [ -d "$dir" ] || continue
     name="$(basename "$dir")"
-    tar -C "$OUT_DIR" -czf "$OUT_DIR/$name.tar.gz" "$name" && rm -rf "${OUT_DIR:?}/$name"
+    tar -C "$RESULTS" -czf "$RESULTS/$name.tar.gz" "$name" && rm -rf "${RESULTS:?}/$name"
   done
 fi
-ls -l "$OUT_DIR"
+ls -l "$RESULTS"
 exit "$rc"
