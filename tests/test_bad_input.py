@@ -153,3 +153,35 @@ def test_invalid_ids_are_ignored(device: str, bad: int) -> None:
         for g, w in zip(got, want):
             assert torch.equal(g.cpu(), w)
         assert int(got[2]) == 12  # experts 0, 3, 7: three blocks of 4
+
+
+@pytest.mark.parametrize("arg", ["block_size", "num_experts"])
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])
+def test_sizes_beyond_int64_name_the_argument(arg: str, value: int) -> None:
+    ids = torch.zeros(4, dtype=torch.int32)
+    kwargs = {"block_size": 16, "num_experts": 8, arg: value}
+    with pytest.raises(ValueError, match=f"{arg} must fit in a signed 64-bit integer"):
+        moe_align_block_size(ids, **kwargs)
+
+
+@pytest.mark.parametrize("arg,value,error", [
+    ("num_experts", 8.0, TypeError), ("block_size", 16.0, TypeError),
+    ("num_experts", True, TypeError), ("num_experts", 2**63, ValueError),
+])
+def test_op_level_wrapper_checks_sizes(arg: str, value: object, error: type) -> None:
+    """vLLM's op-level wrapper order: (topk_ids, num_experts, block_size, ...)."""
+    from vllm_moe_align_plugin.api import op_level_for
+    from vllm_moe_align_plugin.contract import NEWEST
+
+    ids = random_routes(10, 8)
+    sizes = {"num_experts": 8, "block_size": 16, arg: value}
+    with pytest.raises(error, match=arg):
+        op_level_for(NEWEST)(ids, sizes["num_experts"], sizes["block_size"], *_buffers(10, 8, 16, "cpu"))
+
+
+def test_docstring_names_the_accepted_dtypes() -> None:
+    doc = moe_align_block_size.__doc__ or ""
+    assert "int64, int32, int16, int8 or uint8" in doc and "any integer dtype" not in doc
+    for dtype in (torch.uint16, torch.uint32):
+        with pytest.raises(TypeError, match="topk_ids must be an integer tensor"):
+            moe_align_block_size(torch.zeros(4, dtype=dtype), 16, 8)

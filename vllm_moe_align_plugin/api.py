@@ -225,9 +225,9 @@ def moe_align_block_size(
     Same signature and results as vLLM 0.33's function (the contract:
     ``vllm_moe_align_plugin.reference``), with route indices ascending inside
     each expert's segment, so the outputs are deterministic. ``topk_ids`` of
-    any shape is the flat list of routes; its dtype is int64, int32, int16,
-    int8 or uint8 (the wider unsigned types are refused); ids outside
-    ``[0, num_experts)`` are ignored.
+    any shape is the flat list of routes, of dtype
+    int64, int32, int16, int8 or uint8 (the wider unsigned types are refused);
+    ids outside ``[0, num_experts)`` are ignored.
 
     Returns ``(sorted_token_ids, expert_ids, num_tokens_post_pad)``, plus
     ``scatter_idx`` (``[numel, 1]``) when ``return_scatter_idx``; all int32 on
