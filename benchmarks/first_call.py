@@ -1,0 +1,112 @@
+"""The first call of a fresh process, in the orders a user's script can take.
+
+    python -m benchmarks.first_call [--processes 7] [--out DIR]
+
+Each measurement runs in its own fresh Python process (``--child ORDER``):
+
+- ``seed``: import the plugin, create ``topk_ids`` on CUDA, time one call
+  (the order of a script that imports at the top);
+- ``cuda-first``: CUDA used (one tensor on the GPU) before the import, then as
+  ``seed``;
+- ``eager-loading``: ``seed`` with ``CUDA_MODULE_LOADING=EAGER`` (every
+  kernel of every library loaded when CUDA starts);
+- ``seed-split``: ``seed`` with the kernel load (``preload_cuda_kernels``)
+  timed on its own before the call, which shows how much of the first call
+  is loading the plugin's kernels.
+
+Times are wall-clock microseconds around the call and a synchronize, on the
+seed's shape (4096 x 2 routes, 64 experts, block 128). Reports the median over
+processes per order, and min-max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ORDERS = ("seed", "cuda-first", "eager-loading", "seed-split")
+SHAPE = (4096, 2, 64, 128)  # tokens, top_k, experts, block
+
+
+def child(order: str) -> dict:
+    import torch
+
+    if order == "cuda-first":
+        torch.zeros(1, device="cuda")
+    from vllm_moe_align_plugin import _ops, moe_align_block_size
+
+    tokens, top_k, experts, block = SHAPE
+    ids = torch.randint(0, experts, (tokens, top_k), dtype=torch.int32, device="cuda")
+    torch.cuda.synchronize()
+    out: dict = {"order": order}
+    if order == "seed-split":
+        t0 = time.perf_counter()
+        _ops.preload_cuda_kernels()
+        out["load_us"] = (time.perf_counter() - t0) * 1e6
+    t0 = time.perf_counter()
+    moe_align_block_size(ids, block, experts)
+    torch.cuda.synchronize()
+    out["first_call_us"] = (time.perf_counter() - t0) * 1e6
+    t0 = time.perf_counter()
+    moe_align_block_size(ids, block, experts)
+    torch.cuda.synchronize()
+    out["second_call_us"] = (time.perf_counter() - t0) * 1e6
+    return out
+
+
+def run(processes: int) -> list[dict]:
+    results = []
+    for _ in range(processes):
+        for order in ORDERS:  # interleaved, so drift touches every order alike
+            env = dict(os.environ)
+            if order == "eager-loading":
+                env["CUDA_MODULE_LOADING"] = "EAGER"
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.first_call", "--child", order],
+                                  env=env, capture_output=True, text=True, check=True)
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def summary(results: list[dict]) -> str:
+    from vllm_moe_align_plugin.bench import markdown_table
+
+    def stat(rows: list[dict], key: str) -> str:
+        vals = [r[key] for r in rows if key in r]
+        if not vals:
+            return "-"
+        return f"{statistics.median(vals):.0f} ({min(vals):.0f}-{max(vals):.0f})"
+
+    rows = []
+    for order in ORDERS:
+        mine = [r for r in results if r["order"] == order]
+        if mine:
+            rows.append([order, stat(mine, "first_call_us"), stat(mine, "load_us"),
+                         stat(mine, "second_call_us")])
+    return markdown_table(["order", "first call us, median (min-max)", "kernel load us",
+                           "second call us"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", choices=ORDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=7, help="fresh processes per order")
+    parser.add_argument("--out", type=Path, default=None, help="folder for first_call.json")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return
+    results = run(args.processes)
+    print(summary(results))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "first_call.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
