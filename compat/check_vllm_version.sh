@@ -1,31 +1,45 @@
 #!/usr/bin/env bash
 # Checks vllm-moe-align-plugin against one vLLM release, CPU-only.
 #
-#   compat/check_vllm_version.sh VERSION [SRC]
+#   compat/check_vllm_version.sh VLLM_VERSION [COMMIT]
 #
-# VERSION  a vLLM release on PyPI, e.g. 0.10.0 or 0.26.0
-# SRC      a clone of the plugin (default: $SRC or /tmp/compat-work/src; cloned
-#          from /work/main when missing)
+# VLLM_VERSION  a vLLM release on PyPI, e.g. 0.10.0 or 0.26.0
+# COMMIT        the plugin commit to check (default HEAD), of the repository
+#               this script lives in; it is cloned into the scratch folder, so
+#               uncommitted changes are not part of the check
 #
-# Steps: a fresh venv (python3) -> pip install vllm==VERSION pytest hypothesis
-# ninja (vLLM brings the torch it pins), plus the plugin's build requirements
-# (setuptools, wheel) -> the plugin built CPU-only into it
-# (VLLM_MOE_ALIGN_CUDA=0, editable, no build isolation) -> vllm-moe-align info,
-# vllm-moe-align verify --cases 100, python -m pytest -q -rs tests/.
-# Every command is printed before it runs (set -x). The check steps all run even
-# if one fails; the exit status is non-zero if any step failed.
-# Environment: WORK (scratch root, default /tmp/compat-work), PYTHON (default
-# python3), KEEP_VENV=1 to reuse an existing venv (skips the pip install of vLLM).
+# Steps: a fresh venv (PYTHON -m venv) -> pip install vllm==VLLM_VERSION pytest
+# hypothesis ninja (vLLM brings the torch it pins), plus the plugin's build
+# requirements (setuptools, wheel: --no-build-isolation installs neither) ->
+# the plugin built CPU-only into it (VLLM_MOE_ALIGN_CUDA=0, editable, no build
+# isolation) -> vllm-moe-align info, vllm-moe-align verify --cases 100,
+# python -m pytest -q -rs tests/.
+# Every command is printed with a timestamp before it runs (set -x), so the
+# output is the record of the run (e.g. ... 2>&1 | tee vllm-0.26.0.log). The
+# check steps all run even if one fails; the exit status is non-zero if any
+# step failed.
+#
+# Environment: WORK (scratch folder, default $TMPDIR/vllm-moe-align-compat, or
+# /tmp/... without TMPDIR), PYTHON (default python3), KEEP_VENV=1 to reuse the
+# venv of an earlier run of the same VLLM_VERSION (skips installing vLLM),
+# MAX_JOBS (default 2).
 set -uo pipefail
 
-VERSION="${1:?usage: $0 VLLM_VERSION [SRC]}"
-WORK="${WORK:-/tmp/compat-work}"
-SRC="${2:-${SRC:-$WORK/src}}"
+usage() { sed -n '2,/^set /p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set /d' >&2; exit "${1:-2}"; }
+case "${1:-}" in -h|--help) usage 0 ;; "") usage ;; esac
+[ $# -le 2 ] || usage
+VERSION="$1"
+COMMIT="${2:-HEAD}"
+REPO="$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)" || exit 2
+SHA="$(git -C "$REPO" rev-parse --verify --quiet "$COMMIT^{commit}")" || {
+  echo "$COMMIT: not a commit of $REPO" >&2; exit 2; }
+WORK="${WORK:-${TMPDIR:-/tmp}/vllm-moe-align-compat}"
+SRC="$WORK/src-${SHA:0:12}"
 PYTHON="${PYTHON:-python3}"
 VENV="$WORK/venv-$VERSION"
-export VLLM_MOE_ALIGN_CUDA=0      # CPU kernel only: torch's CUDA != the machine's nvcc
+export VLLM_MOE_ALIGN_CUDA=0      # CPU kernel only: the torch a vLLM release pins may not match the local nvcc
 export MAX_JOBS="${MAX_JOBS:-2}"
-export CUDA_VISIBLE_DEVICES=""    # no GPU here; keep torch/vLLM off CUDA
+export CUDA_VISIBLE_DEVICES=""    # keep torch and vLLM off any GPU
 export PIP_PROGRESS_BAR=off
 export PS4='+ [$(date +%H:%M:%S)] '
 
@@ -42,26 +56,24 @@ step() {  # step NAME CMD...: runs CMD, records PASS/FAIL for NAME
 }
 summary() {
   echo
-  echo "=== SUMMARY vLLM $VERSION ==="
+  echo "=== SUMMARY vLLM $VERSION, plugin $SHA ==="
   local failed=0 name
-  for name in install build info verify pytest; do
+  for name in clone install build info verify pytest; do
     echo "  $name: ${STATUS[$name]:-not run}"
     case "${STATUS[$name]:-not run}" in PASS) ;; *) failed=1 ;; esac
   done
   exit "$failed"
 }
 
-set -x
-uname -srm
-nproc
-df -h /tmp
-"$PYTHON" --version
-
-if [ ! -d "$SRC/.git" ]; then
-  git clone /work/main "$SRC"
-fi
-git -C "$SRC" log -1 --format='plugin commit %H %s'
-git -C "$SRC" status --short
+clone_plugin() {
+  set -x
+  rm -rf "$SRC"
+  git clone --quiet --no-checkout "$REPO" "$SRC" || return 1
+  # A commit that no branch reaches is not cloned; fetch it by name.
+  git -C "$SRC" cat-file -e "$SHA^{commit}" 2>/dev/null || git -C "$SRC" fetch --quiet "$REPO" "$SHA" || return 1
+  git -C "$SRC" checkout --quiet --detach "$SHA" || return 1
+  git -C "$SRC" log -1 --format='plugin commit %H %s'
+}
 
 install_deps() {
   set -x
@@ -73,8 +85,8 @@ install_deps() {
     "$VENV/bin/python" -m pip install "vllm==$VERSION" pytest hypothesis ninja || return 1
   fi
   # The plugin's build requirements (pyproject.toml [build-system]): with
-  # --no-build-isolation pip does not install them, and a python3.11 venv has
-  # setuptools 65.5 without `wheel` (-> "invalid command 'bdist_wheel'").
+  # --no-build-isolation pip does not install them, and a fresh venv may have a
+  # setuptools without bdist_wheel and no `wheel` ("invalid command 'bdist_wheel'").
   "$VENV/bin/python" -m pip install "setuptools>=64" wheel ninja || return 1
   "$VENV/bin/python" -m pip freeze --all
   "$VENV/bin/python" - <<'PY'
@@ -99,6 +111,14 @@ run_pytest() {
   (cd "$SRC" && "$VENV/bin/python" -m pytest -q -rs tests/)
 }
 
+mkdir -p "$WORK" || exit 2
+set -x
+uname -srm
+nproc
+df -h "$WORK"
+"$PYTHON" --version
+
+step clone clone_plugin || summary
 step install install_deps || summary
 step build build_plugin || summary
 step info "$VENV/bin/vllm-moe-align" info
