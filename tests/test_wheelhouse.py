@@ -266,6 +266,25 @@ def test_offline_build(tmp_path: Path, mode: str) -> None:
     assert "already unpacked" in proc.stdout and (target2 / "beta.py").exists()
 
 
+@pytest.mark.skipif(not HAS_TAR_XZ, reason="needs tar and xz")
+def test_offline_build_resolves_dependencies(tmp_path: Path) -> None:
+    """Without --no-deps pip resolves the dependencies, and none is pruned."""
+    pytest.importorskip("packaging")
+    index = tmp_path / "index"
+    index.mkdir()
+    _wheel(index, "gamma", "1.0", ["beta>=2"], {"gamma.py": ""})
+    _wheel(index, "beta", "2.0", [], {"beta.py": ""})
+    work = tmp_path / "work"
+    assert cli.main(["build", "gamma", "--mode", "wheels", "--work", str(work), "--xz-opts", "-1",
+                     f"--pip-arg=--find-links={index}", "--pip-arg=--no-index"]) == 0
+    dest = tmp_path / "dest"
+    assert parts.unpack(work / "parts", dest) == ["part-00.tar.xz"]
+    assert sorted(p.name for p in dest.glob("*.whl")) == ["beta-2.0-py3-none-any.whl",
+                                                          "gamma-1.0-py3-none-any.whl"]
+    cmd = build.install_command(dest, "py")
+    assert "--no-deps" not in cmd and cmd[-1] == "gamma"
+
+
 def test_build_refuses_unpinned_no_deps(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         build.build(spec.Profile(requirements=["a>=1"], no_deps=True), build.BuildOptions(work=tmp_path))

@@ -116,12 +116,12 @@ def build(profile: Profile, opts: BuildOptions) -> int:
     for wheel in opts.wheels:
         shutil.copy2(wheel, wheels_dir / wheel.name)
     _run(download_command(profile, wheels_dir, opts))  # pip reuses wheels already in wheels_dir
-    if pins is not None:
+    if profile.no_deps and pins is not None:
         for name in prune(wheels_dir, pins):
             print(f"removed {name} (not pinned)")
     else:
-        print("note: not every requirement is a pin, so wheels of earlier builds stay in "
-              f"{wheels_dir} (delete it for a clean resolution)")
+        print(f"note: pip resolved the dependencies; wheels of earlier builds stay in {wheels_dir} "
+              "(delete it for a clean resolution)")
     wheels = sorted(wheels_dir.glob("*.whl"))
     print(f"{len(wheels)} wheels in {wheels_dir}")
 
