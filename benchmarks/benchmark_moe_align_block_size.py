@@ -9,8 +9,10 @@ Reference kernels (no vLLM needed): set VLLM_MOE_ALIGN_VLLM_OP_SO to vLLM's
 _moe_C .so and/or VLLM_MOE_ALIGN_SGLANG_SO to sgl_kernel's common_ops .so
 (benchmarks/fetch_reference_kernels.sh fetches both).
 
-    python benchmarks/benchmark_moe_align_block_size.py [--quick] [--first-call]
-    python benchmarks/benchmark_moe_align_block_size.py --variants   # options, limits
+    python -m benchmarks.benchmark_moe_align_block_size [--quick] [--first-call]
+    python -m benchmarks.benchmark_moe_align_block_size --variants   # options, limits
+
+(from the repository root, with the plugin installed or built in place).
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from vllm_moe_align_plugin import bench  # noqa: E402
+from vllm_moe_align_plugin import bench
+from vllm_moe_align_plugin.reference import moe_align_block_size_reference, random_expert_map
 
 FIRST_CALL_SNIPPET = """
 import time, torch
@@ -80,17 +81,14 @@ VARIANTS = {  # name: (expert_map, ignore_invalid_experts, return_scatter_idx)
 
 
 def variants_table() -> str:
-    """Graph us of the plugin per option, validated bit for bit first."""
+    """Graph us of the plugin per option, validated bit for bit first. The
+    expert map: about half the experts local (``random_expert_map``)."""
     from vllm_moe_align_plugin import moe_align_block_size
-    from vllm_moe_align_plugin.reference import moe_align_block_size_reference
 
-    lines = ["| tokens x topk, E, B | " + " | ".join(VARIANTS) + " | worst / plain |",
-             "|---" * (len(VARIANTS) + 2) + "|"]
+    body = []
     for case in VARIANT_CASES + LIMIT_CASES:
         e, b = case.num_experts, case.block_size
-        g = torch.Generator().manual_seed(case.numel)
-        emap_cpu = torch.where(torch.rand(e, generator=g) < 0.5,
-                               torch.randperm(e, generator=g), torch.tensor(-1)).to(torch.int32)
+        emap_cpu = random_expert_map(e, generator=torch.Generator().manual_seed(case.numel))
         emap = emap_cpu.cuda()
         inputs = bench.make_inputs(case, "cuda", 4 if case in VARIANT_CASES else 2)
         times = []
@@ -112,8 +110,8 @@ def variants_table() -> str:
             times.append(bench.time_graph_us([lambda x=x: call(x) for x in inputs]))
         cells = [f"{t:.2f}" for t in times] + ["-"] * (len(VARIANTS) - len(times))
         ratio = f"{max(times) / times[0]:.2f}" if len(times) > 1 else "-"
-        lines.append(f"| {case.label} | " + " | ".join(cells) + f" | {ratio} |")
-    return "\n".join(lines)
+        body.append([case.label, *cells, ratio])
+    return bench.markdown_table(["tokens x topk, E, B", *VARIANTS, "worst / plain"], body)
 
 
 def write_csv(rows: list[bench.Row], path: Path) -> None:

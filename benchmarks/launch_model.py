@@ -19,8 +19,8 @@ The model (int32 ids, no expert_map, no scatter_idx):
 - floor: launches x LAUNCH_US + compulsory bytes at HBM3 peak. Everything
   above the floor is latency: dependent memory round trips and barriers.
 
-Usage: python benchmarks/launch_model.py [--csv results/moe_align_vllm.csv]
-       [--out results/launch_model.md]
+Usage: python -m benchmarks.launch_model [--csv benchmarks/results/moe_align_vllm.csv]
+       [--out benchmarks/results/launch_model.md]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from vllm_moe_align_plugin import _ops
-from vllm_moe_align_plugin.bench import CASES, Case
+from vllm_moe_align_plugin.bench import CASES, Case, markdown_table
 from vllm_moe_align_plugin.contract import NEWEST
 
 # One kernel launch inside a CUDA graph on the H100 (../shared/reference/
@@ -103,26 +103,25 @@ def _kb(x: int) -> str:
     return f"{x / 1024:.0f}" if x >= 10 * 1024 else f"{x / 1024:.1f}"
 
 
+HEADERS = ("tokens x topk, E, B", "regime", "launches", "CTAs x threads", "compulsory KiB", "L2 KiB",
+           "shared atomics / CTA", "floor us", "plugin us", "above floor", "target us")
+
+
 def table(rows: list[ModelRow], times: dict[tuple[int, int, int, int], dict[str, float]]) -> str:
-    lines = [
-        "| tokens x topk, E, B | regime | launches | CTAs x threads | compulsory KiB | "
-        "L2 KiB | shared atomics / CTA | floor us | plugin us | above floor | target us |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    body = []
     for m in rows:
         c = m.case
         key = (c.num_tokens, c.top_k, c.num_experts, c.block_size)
         got: Optional[float] = times.get(key, {}).get("plugin")
         target = TARGETS_US.get(key)
-        lines.append(
-            f"| {c.label} | {m.plan.regime} | {m.plan.launches} | "
-            f"{m.plan.ctas} x {m.plan.threads} | {_kb(m.compulsory_bytes)} | {_kb(m.l2_bytes)} | "
-            f"{m.atomics_per_cta} | {m.floor_us:.2f} | "
-            f"{'-' if got is None else f'{got:.2f}'} | "
-            f"{'-' if got is None else f'{got - m.floor_us:.2f}'} | "
-            f"{'-' if target is None else f'{target:.1f}'} |"
-        )
-    return "\n".join(lines) + "\n"
+        body.append([
+            c.label, m.plan.regime, m.plan.launches, f"{m.plan.ctas} x {m.plan.threads}",
+            _kb(m.compulsory_bytes), _kb(m.l2_bytes), m.atomics_per_cta, f"{m.floor_us:.2f}",
+            "-" if got is None else f"{got:.2f}",
+            "-" if got is None else f"{got - m.floor_us:.2f}",
+            "-" if target is None else f"{target:.1f}",
+        ])
+    return markdown_table(HEADERS, body) + "\n"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
