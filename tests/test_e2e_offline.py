@@ -1,7 +1,8 @@
-"""The CPU-side parts of benchmarks/e2e_offline.py: model configs, prompts,
-LLM arguments, the child environment, the plugin-log check, the trace parser
-(on synthetic torch-profiler traces) and the report files. The GPU runs
-themselves need vLLM and GPUs (benchmarks/e2e_device.sh)."""
+"""The CPU-side parts of the end-to-end benchmark (benchmarks/e2e/): model
+configs, prompts, LLM arguments, the child environment, the plugin-log check,
+the align attribution and the trace parser (on synthetic torch-profiler
+traces), the report files, and the driver against a stand-in vLLM. The GPU
+runs themselves need vLLM and GPUs."""
 
 from __future__ import annotations
 
@@ -10,18 +11,24 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import load_script
 
-e2e: Any = load_script("benchmarks/e2e_offline.py")
+from benchmarks.e2e import attribution, child, environment, logs, models, offline, report, trace
 
 PLUGIN_KERNEL = "void vllm_moe_align::(anonymous namespace)::tiny_kernel<int>(int const*, Params)"
 VLLM_KERNEL = "void vllm::moe::moe_align_block_size_kernel<int>(int const*, int*, int*, int*, int)"
 VLLM_SORT = "void vllm::moe::count_and_sort_expert_tokens_kernel<int>(int const*, int*, int*)"
 GEMM = "fused_moe_kernel"
 OTHER = "void at::native::elementwise_kernel<128, 2>(int, ...)"
+# what torch launches for expert_map[expert_ids] (int32 index: cast to int64, then gather)
+CAST = ("void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda("
+        "at::TensorIteratorBase&)::{lambda()#3}::operator()() const::{lambda(int)#1}, "
+        "std::array<char*, 2ul>, 4>(int, ...)")
+GATHER = ("void at::native::index_elementwise_kernel<128, 4, at::native::gpu_index_kernel<"
+          "at::native::index_kernel_impl<at::native::OpaqueType<4> >(...)::{lambda(int)#1}>(long, ...)")
+FILL = ("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<int>, "
+        "std::array<char*, 1ul> >(int, at::native::FillFunctor<int>, std::array<char*, 1ul>)")
 
 
 class TraceBuilder:
@@ -36,10 +43,16 @@ class TraceBuilder:
         self.events.append({"ph": "X", "cat": "gpu_user_annotation", "name": name,
                             "pid": self.device, "tid": 7, "ts": ts + gpu_shift, "dur": dur})
 
+    def cpu_op(self, name: str, ts: float, dur: float) -> None:
+        """A CPU operator of the worker's main thread (kineto ``cpu_op``)."""
+        self.events.append({"ph": "X", "cat": "cpu_op", "name": name, "pid": self.pid,
+                            "tid": self.pid, "ts": ts, "dur": dur})
+
     def kernel(self, name: str, launch_ts: float, dur: float, *, graph_corr: int | None = None,
-               cat: str = "cuda_runtime", gpu_delay: float = 3.0, tid: int | None = None) -> None:
-        """A launch at launch_ts and its kernel; graph_corr: reuse a graph
-        launch's correlation id (kernels replayed from a CUDA graph)."""
+               cat: str = "cuda_runtime", gpu_delay: float = 3.0, tid: int | None = None,
+               stream: int = 7, gpu_cat: str = "kernel") -> None:
+        """A launch at launch_ts and its kernel on ``stream``; graph_corr: reuse
+        a graph launch's correlation id (kernels replayed from a CUDA graph)."""
         if graph_corr is None:
             self.corr += 1
             corr = self.corr
@@ -48,9 +61,9 @@ class TraceBuilder:
                                 "args": {"correlation": corr, "External id": corr}})
         else:
             corr = graph_corr
-        self.events.append({"ph": "X", "cat": "kernel", "name": name, "pid": self.device, "tid": 7,
-                            "ts": launch_ts + gpu_delay, "dur": dur,
-                            "args": {"correlation": corr, "device": self.device, "stream": 7}})
+        self.events.append({"ph": "X", "cat": gpu_cat, "name": name, "pid": self.device,
+                            "tid": stream, "ts": launch_ts + gpu_delay, "dur": dur,
+                            "args": {"correlation": corr, "device": self.device, "stream": stream}})
 
     def graph_launch(self, ts: float) -> int:
         self.corr += 1
@@ -104,21 +117,21 @@ def _worker_trace(align: str, *, layers: int = 2, decode_steps: int = 3) -> Trac
 
 
 def test_models_and_configs(tmp_path: Path) -> None:
-    for name, cfg in e2e.MODELS.items():
-        d = e2e.write_model(name, tmp_path / name)
+    for name, cfg in models.MODELS.items():
+        d = models.write_model(name, tmp_path / name)
         written = json.loads((d / "config.json").read_text())
         assert written == cfg
         assert written["torch_dtype"] == "bfloat16" and 2 <= written["num_hidden_layers"] <= 4
         assert 512 <= written["hidden_size"] <= 1024 and 8192 <= written["vocab_size"] <= 32000
-    q, m = e2e.MODELS["qwen3moe"], e2e.MODELS["mixtral"]
+    q, m = models.MODELS["qwen3moe"], models.MODELS["mixtral"]
     assert (q["num_experts"], q["num_experts_per_tok"]) == (128, 8)
     assert (m["num_local_experts"], m["num_experts_per_tok"]) == (8, 2)
 
 
 def test_configs_load_with_transformers(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    for name, cfg in e2e.MODELS.items():
-        d = e2e.write_model(name, tmp_path / name)
+    for name, cfg in models.MODELS.items():
+        d = models.write_model(name, tmp_path / name)
         loaded = transformers.AutoConfig.from_pretrained(str(d))
         assert loaded.model_type == cfg["model_type"]
         assert loaded.num_experts_per_tok == cfg["num_experts_per_tok"]
@@ -126,19 +139,19 @@ def test_configs_load_with_transformers(tmp_path: Path) -> None:
 
 
 def test_prompts_deterministic_and_in_range() -> None:
-    a = e2e.make_prompts(32, 128, 512, 16384, seed=0)
-    assert a == e2e.make_prompts(32, 128, 512, 16384, seed=0)
-    assert a != e2e.make_prompts(32, 128, 512, 16384, seed=1)
+    a = models.make_prompts(32, 128, 512, 16384, seed=0)
+    assert a == models.make_prompts(32, 128, 512, 16384, seed=0)
+    assert a != models.make_prompts(32, 128, 512, 16384, seed=1)
     lengths = sorted(len(p) for p in a)
     assert lengths[0] == 128 and lengths[-1] == 512 and len(a) == 32
     assert all(16 <= t < 16384 - 16 for p in a for t in p)
-    assert [len(p) for p in e2e.make_prompts(1, 7, 9, 100, 0)] == [7]
+    assert [len(p) for p in models.make_prompts(1, 7, 9, 100, 0)] == [7]
 
 
 def test_llm_kwargs() -> None:
-    spec = e2e.RunSpec(model="qwen3moe", model_dir="/m", variant="plugin", tp=2, ep=True,
+    spec = child.RunSpec(model="qwen3moe", model_dir="/m", variant="plugin", tp=2, ep=True,
                        enforce_eager=False, trace_dir="/t")
-    kw = e2e.llm_kwargs(spec)
+    kw = child.llm_kwargs(spec)
     assert kw["load_format"] == "dummy" and kw["skip_tokenizer_init"] is True
     assert kw["tensor_parallel_size"] == 2 and kw["enable_expert_parallel"] is True
     assert kw["attention_config"] == {"backend": "TRITON_ATTN"} and kw["moe_backend"] == "triton"
@@ -148,7 +161,7 @@ def test_llm_kwargs() -> None:
     assert kw["profiler_config"]["profiler"] == "torch"
     assert kw["profiler_config"]["torch_profiler_dir"] == "/t"
     assert 32 in kw["compilation_config"]["cudagraph_capture_sizes"]
-    eager = e2e.llm_kwargs(e2e.RunSpec(model="mixtral", model_dir="/m", variant="vllm", profile=False))
+    eager = child.llm_kwargs(child.RunSpec(model="mixtral", model_dir="/m", variant="vllm", profile=False))
     assert "compilation_config" not in eager and "profiler_config" not in eager
     assert eager["enforce_eager"] is True
 
@@ -160,14 +173,14 @@ def test_llm_kwargs_are_engine_args() -> None:
     import dataclasses
 
     fields = {f.name for f in dataclasses.fields(arg_utils.EngineArgs)}
-    spec = e2e.RunSpec(model="qwen3moe", model_dir="/m", variant="plugin", enforce_eager=False,
+    spec = child.RunSpec(model="qwen3moe", model_dir="/m", variant="plugin", enforce_eager=False,
                        trace_dir="/t")
-    assert set(e2e.llm_kwargs(spec)) - fields == set()
+    assert set(child.llm_kwargs(spec)) - fields == set()
 
 
 def test_child_env() -> None:
     base = {"PATH": "/bin", "VLLM_MOE_ALIGN_DISABLE": "1", "VLLM_PLUGINS": "x"}
-    off, on = e2e.child_env(base, "vllm"), e2e.child_env(base, "plugin")
+    off, on = environment.child_env(base, "vllm"), environment.child_env(base, "plugin")
     assert off["VLLM_PLUGINS"] == "" and on["VLLM_PLUGINS"] == "moe_align"
     for env in (off, on):
         assert "VLLM_MOE_ALIGN_DISABLE" not in env and env["PATH"] == "/bin"
@@ -192,37 +205,37 @@ def _log(pids: list[int], plugin: list[int], warn: int | None = None) -> str:
 
 
 def test_plugin_log_check() -> None:
-    ok = e2e.parse_plugin_log(_log([1, 2, 3, 4], [1, 2, 3, 4]))
-    assert ok.summary == "4/4" and e2e.check_plugin_log(ok, "plugin", tp=2) == []
-    missing = e2e.parse_plugin_log(_log([1, 2, 3, 4], [1, 2, 4]))
+    ok = logs.parse_plugin_log(_log([1, 2, 3, 4], [1, 2, 3, 4]))
+    assert ok.summary == "4/4" and logs.check_plugin_log(ok, "plugin", tp=2) == []
+    missing = logs.parse_plugin_log(_log([1, 2, 3, 4], [1, 2, 4]))
     assert missing.summary == "3/4"
-    assert any("process 3: 0 plugin lines" in p for p in e2e.check_plugin_log(missing, "plugin", 2))
-    twice = e2e.parse_plugin_log(_log([1, 2], [1, 2, 2]))
-    assert any("2 plugin lines" in p for p in e2e.check_plugin_log(twice, "plugin", 1))
-    few = e2e.parse_plugin_log(_log([1, 2], [1, 2]))
-    assert any("expected at least 4" in p for p in e2e.check_plugin_log(few, "plugin", 2))
-    warned = e2e.parse_plugin_log(_log([1, 2], [1], warn=2))
-    assert any("plugin warning" in p for p in e2e.check_plugin_log(warned, "plugin", 1))
-    base = e2e.parse_plugin_log(_log([1, 2], []))
-    assert e2e.check_plugin_log(base, "vllm", 1) == []
-    assert e2e.check_plugin_log(e2e.parse_plugin_log(_log([1, 2], [2])), "vllm", 1)
-    assert e2e.expected_processes(1) == 2 and e2e.expected_processes(2) == 4
+    assert any("process 3: 0 plugin lines" in p for p in logs.check_plugin_log(missing, "plugin", 2))
+    twice = logs.parse_plugin_log(_log([1, 2], [1, 2, 2]))
+    assert any("2 plugin lines" in p for p in logs.check_plugin_log(twice, "plugin", 1))
+    few = logs.parse_plugin_log(_log([1, 2], [1, 2]))
+    assert any("expected at least 4" in p for p in logs.check_plugin_log(few, "plugin", 2))
+    warned = logs.parse_plugin_log(_log([1, 2], [1], warn=2))
+    assert any("plugin warning" in p for p in logs.check_plugin_log(warned, "plugin", 1))
+    base = logs.parse_plugin_log(_log([1, 2], []))
+    assert logs.check_plugin_log(base, "vllm", 1) == []
+    assert logs.check_plugin_log(logs.parse_plugin_log(_log([1, 2], [2])), "vllm", 1)
+    assert logs.expected_processes(1) == 2 and logs.expected_processes(2) == 4
 
 
 def test_classify_step() -> None:
-    assert e2e.classify_step("execute_context_32(10240)_generation_0(0)") == "prefill"
-    assert e2e.classify_step("execute_context_0(0)_generation_32(32)") == "decode"
-    assert e2e.classify_step("execute_context_2(100)_generation_30(30)") == "mixed"
-    assert e2e.classify_step("execute_330_context_0(sq0sk0sqsq0sqsk0)_generation_4(sq4sk9)") == "decode"
-    assert e2e.classify_step("execute_10_context_1(sq10sk10sqsq100sqsk100)_generation_0(sq0)") == "prefill"
-    assert e2e.classify_step("capture_32_FULL") is None
-    assert e2e.step_tokens("execute_context_32(10240)_generation_0(0)") == 10240
-    assert e2e.step_tokens("execute_context_2(100)_generation_30(30)") == 130
-    assert e2e.step_tokens("execute_10_context_1(sq10sk10sqsq100sqsk100)_generation_0(sq0)") == 10
-    assert e2e.step_tokens("capture_32_FULL") == 0
-    assert e2e.align_owner(PLUGIN_KERNEL) == "plugin"
-    assert e2e.align_owner(VLLM_KERNEL) == "vllm" and e2e.align_owner(VLLM_SORT) == "vllm"
-    assert e2e.align_owner(GEMM) is None and e2e.align_owner(OTHER) is None
+    assert trace.classify_step("execute_context_32(10240)_generation_0(0)") == "prefill"
+    assert trace.classify_step("execute_context_0(0)_generation_32(32)") == "decode"
+    assert trace.classify_step("execute_context_2(100)_generation_30(30)") == "mixed"
+    assert trace.classify_step("execute_330_context_0(sq0sk0sqsq0sqsk0)_generation_4(sq4sk9)") == "decode"
+    assert trace.classify_step("execute_10_context_1(sq10sk10sqsq100sqsk100)_generation_0(sq0)") == "prefill"
+    assert trace.classify_step("capture_32_FULL") is None
+    assert trace.step_tokens("execute_context_32(10240)_generation_0(0)") == 10240
+    assert trace.step_tokens("execute_context_2(100)_generation_30(30)") == 130
+    assert trace.step_tokens("execute_10_context_1(sq10sk10sqsq100sqsk100)_generation_0(sq0)") == 10
+    assert trace.step_tokens("capture_32_FULL") == 0
+    assert attribution.align_owner(PLUGIN_KERNEL) == "plugin"
+    assert attribution.align_owner(VLLM_KERNEL) == "vllm" and attribution.align_owner(VLLM_SORT) == "vllm"
+    assert attribution.align_owner(GEMM) is None and attribution.align_owner(OTHER) is None
 
 
 @pytest.mark.parametrize("align", ["plugin", "vllm"])
@@ -233,7 +246,7 @@ def test_trace_parser(tmp_path: Path, align: str, drop: tuple[str, ...]) -> None
     copies of the step annotations."""
     path = _worker_trace(align).write(tmp_path / "dp0_pp0_tp0_dcp0_ep0_rank0.123.pt.trace.json.gz",
                                       drop=drop)
-    s = e2e.analyze_trace(path)
+    s = trace.analyze_trace(path)
     assert s.attribution == ("launch" if not drop else "gpu_annotation")
     per_align = 1 if align == "plugin" else 2
     prefill, decode = s.per_step("prefill"), s.per_step("decode")
@@ -247,13 +260,13 @@ def test_trace_parser(tmp_path: Path, align: str, drop: tuple[str, ...]) -> None
     assert decode["moe_gemm_launches"] == 4
     assert s.unattributed_align_us == pytest.approx(9.0)
     assert s.align_kernels == {align: 2 * per_align * 4 + 1}
-    summary = e2e.summarize_traces([s, e2e.analyze_trace(path)])
+    summary = trace.summarize_traces([s, trace.analyze_trace(path)])
     assert summary["workers"] == 2 and summary["decode_steps"] == 3
     assert summary["decode_align_us"] == pytest.approx(2 * per_align * 2.0)
     assert summary["prefill_tokens"] == 1000 and summary["decode_tokens"] == 4
-    assert e2e.check_kernels(summary, align) == []
+    assert trace.check_kernels(summary, align) == []
     other = "vllm" if align == "plugin" else "plugin"
-    assert e2e.check_kernels(summary, other)
+    assert trace.check_kernels(summary, other)
 
 
 def test_trace_parser_plain_json_and_other_threads(tmp_path: Path) -> None:
@@ -263,11 +276,130 @@ def test_trace_parser_plain_json_and_other_threads(tmp_path: Path) -> None:
     t.step("execute_context_1(10)_generation_0(0)", 0.0, 100.0)
     t.kernel(PLUGIN_KERNEL, 10.0, 4.0, tid=999)
     t.kernel(PLUGIN_KERNEL, 200.0, 4.0)  # after the step
-    s = e2e.analyze_trace(t.write(tmp_path / "w.json"))
+    s = trace.analyze_trace(t.write(tmp_path / "w.json"))
     assert s.per_step("prefill")["align_us"] == pytest.approx(4.0)
     assert s.unattributed_align_us == pytest.approx(4.0)
-    assert e2e.find_traces(tmp_path) == [tmp_path / "w.json"]
-    assert e2e.check_kernels(e2e.summarize_traces([]), "plugin") == ["no trace file found"]
+    assert trace.find_traces(tmp_path) == [tmp_path / "w.json"]
+    assert trace.check_kernels(trace.summarize_traces([]), "plugin") == ["no trace file found"]
+
+
+def _owners(names: list[str], stream_of: dict[int, int] | None = None) -> str:
+    """align_owners over kernels named ``names`` in this order (stream 7 unless
+    ``stream_of`` says otherwise), known by name only: one letter per kernel,
+    v (vLLM's call), p (the plugin's), - (neither)."""
+    gpu = [{"name": n, "ts": 10.0 * i, "dur": 1.0, "pid": 0, "tid": (stream_of or {}).get(i, 7),
+            "cat": "kernel"} for i, n in enumerate(names)]
+    owners = attribution.align_owners(gpu, attribution.kernel_roles(gpu, {}))
+    return "".join({"vllm": "v", "plugin": "p", None: "-"}[o] for o in owners)
+
+
+@pytest.mark.parametrize("names,expected", [
+    # expert parallel: vLLM's op, then the gather expert_map[expert_ids] (cast, gather)
+    ([VLLM_KERNEL, VLLM_SORT, CAST, GATHER, GEMM], "vvvv-"),
+    ([VLLM_KERNEL, GATHER, GEMM], "vv-"),
+    # without expert_map: the op only
+    ([OTHER, VLLM_KERNEL, VLLM_SORT, GEMM, GEMM], "-vv--"),
+    # older functions' output fills before the op, the op's scratch fill between its kernels
+    ([OTHER, FILL, FILL, VLLM_KERNEL, FILL, VLLM_SORT, GEMM], "-vvvvv-"),
+    ([FILL, FILL, FILL, FILL, VLLM_KERNEL], "-vvvv"),  # at most MAX_FILLS_BEFORE
+    # anything in between ends the call
+    ([VLLM_KERNEL, GEMM, CAST, GATHER], "v---"),
+    ([VLLM_KERNEL, OTHER, GATHER], "v--"),
+    ([VLLM_KERNEL, FILL, GATHER], "v--"),
+    ([FILL, OTHER, VLLM_KERNEL], "--v"),
+    # one indexing operation; a cast alone is none
+    ([VLLM_KERNEL, GATHER, GATHER], "vv-"),
+    ([VLLM_KERNEL, CAST, GATHER, CAST, GATHER], "vvv--"),
+    ([VLLM_KERNEL, CAST, GEMM], "v--"),
+    # the plugin: its own kernels, never a neighbour
+    ([FILL, PLUGIN_KERNEL, CAST, GATHER, PLUGIN_KERNEL, GATHER], "-p--p-"),
+])
+def test_align_calls_by_name(names: list[str], expected: str) -> None:
+    assert attribution.MAX_FILLS_BEFORE == 3
+    assert _owners(names) == expected
+
+
+def test_align_calls_stay_on_their_stream() -> None:
+    # a gather of another stream right after in time is not the function's
+    assert _owners([VLLM_KERNEL, GATHER, GATHER], stream_of={1: 8}) == "v-v"
+    assert _owners([FILL, VLLM_KERNEL], stream_of={0: 3}) == "-v"
+
+
+def test_roles_from_cpu_operators() -> None:
+    """Eager traces: the launching operator decides (nested ones: the align
+    op first), whatever the kernel's name; launches outside them: the name."""
+    t = TraceBuilder()
+    t.cpu_op("_moe_C::moe_align_block_size", 0.0, 50.0)
+    t.cpu_op("aten::zeros", 1.0, 5.0)  # the op zero-fills its scratch
+    t.kernel("void some_new_scratch_init<int>(int*)", 2.0, 1.0)
+    t.kernel("void vllm::moe::some_renamed_align_kernel<int>(...)", 10.0, 1.0)
+    t.cpu_op("aten::index", 60.0, 20.0)
+    t.kernel(CAST, 62.0, 1.0)
+    t.kernel(GATHER, 64.0, 1.0)
+    t.cpu_op("aten::fill_", 90.0, 5.0)
+    t.kernel("void at::native::vectorized_elementwise_kernel<4, ...>", 91.0, 1.0)
+    t.kernel(GATHER, 100.0, 1.0)  # no operator around it
+    by_op = attribution.op_roles(t.events)
+    gpu = [e for e in t.events if e["cat"] == "kernel"]
+    roles = attribution.kernel_roles(gpu, by_op)
+    assert [r.kind for r in roles] == ["vllm", "vllm", "index", "index", "fill", "index"]
+    assert roles[2].op == roles[3].op is not None and roles[5].op is None
+    assert attribution.align_owners(gpu, roles) == ["vllm"] * 4 + [None, None]
+
+
+def _ep_trace(eager: bool) -> TraceBuilder:
+    """Expert parallel, one prefill step, two MoE layers: vLLM's function
+    (the op: a scratch zero-fill and two kernels; then expert_map[expert_ids]:
+    cast and gather), the GEMMs, then an unrelated gather. ``eager``: launches
+    inside CPU operators; else replayed from a CUDA graph (names only)."""
+    t = TraceBuilder()
+    t.step("execute_context_4(1000)_generation_0(0)", 0.0, 1000.0)
+    graph = None if eager else t.graph_launch(5.0)
+    x = 10.0
+    for _ in range(2):
+        if eager:
+            t.cpu_op("_moe_C::moe_align_block_size", x - 1, 3 * 12 - 2)
+            t.cpu_op("aten::zeros", x - 0.5, 3.0)
+        for name, dur in ((FILL, 1.0), (VLLM_KERNEL, 10.0), (VLLM_SORT, 5.0)):
+            t.kernel(name, x, dur, graph_corr=graph)
+            x += 12
+        if eager:
+            t.cpu_op("aten::index", x - 1, 2 * 8 - 2)
+        for name, dur in ((CAST, 2.0), (GATHER, 3.0)):
+            t.kernel(name, x, dur, graph_corr=graph)
+            x += 8
+        t.kernel(GEMM, x, 100.0, graph_corr=graph)
+        x += 110
+        if eager:
+            t.cpu_op("aten::index", x - 1, 5.0)
+        t.kernel(GATHER, x, 4.0, graph_corr=graph)  # after the GEMM: not the align's
+        x += 10
+    return t
+
+
+@pytest.mark.parametrize("eager", [True, False])
+def test_expert_parallel_counts_the_whole_align_step(tmp_path: Path, eager: bool) -> None:
+    s = trace.analyze_trace(_ep_trace(eager).write(tmp_path / "ep.json"))
+    prefill = s.per_step("prefill")
+    assert prefill["align_us"] == pytest.approx(2 * (1 + 10 + 5 + 2 + 3))
+    assert prefill["align_launches"] == 2 * 5
+    assert prefill["kernel_us"] == pytest.approx(2 * (1 + 10 + 5 + 2 + 3 + 100 + 4))
+    assert s.unattributed_align_us == 0
+    helpers = {CAST: 2, GATHER: 2} if eager else {FILL: 2, CAST: 2, GATHER: 2}
+    assert s.align_helpers == helpers
+    assert s.align_kernels == {"vllm": 6 if eager else 4}
+    summary = trace.summarize_traces([s])
+    assert summary["align_helpers"] == helpers and trace.check_kernels(summary, "vllm") == []
+
+
+def test_memsets_are_gpu_time(tmp_path: Path) -> None:
+    t = TraceBuilder()
+    t.step("execute_context_1(10)_generation_0(0)", 0.0, 100.0)
+    t.kernel("Memset (Device)", 5.0, 2.0, gpu_cat="gpu_memset")
+    t.kernel(VLLM_KERNEL, 10.0, 4.0)
+    t.kernel("Memset (Device)", 20.0, 3.0, gpu_cat="gpu_memset")  # after the op: not its
+    prefill = trace.analyze_trace(t.write(tmp_path / "m.json")).per_step("prefill")
+    assert prefill["align_us"] == pytest.approx(6.0) and prefill["kernel_us"] == pytest.approx(9.0)
 
 
 def test_report_files(tmp_path: Path) -> None:
@@ -280,36 +412,36 @@ def test_report_files(tmp_path: Path) -> None:
                       "engine_prefill_ms": 45.0, "engine_decode_ms_per_step": 4.5, "init_s": 30.0}
             traces = {"prefill_align_us": align, "prefill_kernel_us": 1000.0,
                       "decode_align_us": align / 4, "decode_kernel_us": 500.0}
-            log = e2e.parse_plugin_log(_log([1, 2], [1, 2] if variant == "plugin" else []))
-            rows.append(e2e.make_row(result, traces, log, True))
-    md = e2e.markdown(rows, "header")
+            log = logs.parse_plugin_log(_log([1, 2], [1, 2] if variant == "plugin" else []))
+            rows.append(report.make_row(result, traces, log, True))
+    md = report.markdown(rows, "header")
     assert "| qwen3moe | plugin |" in md and "40.0 -> 10.0 (4.00x)" in md and "4.0%" in md
-    e2e.write_csv(rows, tmp_path / "r.csv")
+    report.write_csv(rows, tmp_path / "r.csv")
     lines = (tmp_path / "r.csv").read_text().splitlines()
-    assert lines[0].split(",") == list(e2e.COLUMNS) and len(lines) == 5
+    assert lines[0].split(",") == list(report.COLUMNS) and len(lines) == 5
     pytest.importorskip("matplotlib")
-    assert e2e.write_png(rows, tmp_path / "r.png", "title")
+    assert report.write_png(rows, tmp_path / "r.png", "title")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_parse_args() -> None:
-    a = e2e.parse_args([])
+    a = offline.parse_args([])
     assert (a.model, a.tp, a.ep, a.enforce_eager, a.profile) == ("both", 1, False, True, True)
-    b = e2e.parse_args(["--model", "mixtral", "--tp", "2", "--ep", "--no-enforce-eager",
+    b = offline.parse_args(["--model", "mixtral", "--tp", "2", "--ep", "--no-enforce-eager",
                         "--no-profile", "--out", "x"])
     assert (b.model, b.tp, b.ep, b.enforce_eager, b.profile, str(b.out)) == \
         ("mixtral", 2, True, False, False, "x")
     with pytest.raises(SystemExit):
-        e2e.parse_args(["--max-tokens", "1"])
+        offline.parse_args(["--max-tokens", "1"])
     with pytest.raises(SystemExit):
-        e2e.parse_args(["--model", "llama"])
+        offline.parse_args(["--model", "llama"])
 
 
 # A stand-in for vLLM (a module named ``vllm`` on PYTHONPATH) that behaves like
 # an offline run on the outside: a driver and an "engine core" process that
 # both log through a logger with VLLM_LOGGING_PREFIX and, when VLLM_PLUGINS
 # allows it, the plugin's line; greedy-like token ids; per-request metrics; a
-# worker trace written at stop_profile. It lets the driver of e2e_offline.py
+# worker trace written at stop_profile. It lets the offline driver
 # (children, process groups, logs, traces, reports, exit status) run on CPU.
 FAKE_VLLM = r'''
 import gzip, json, logging, os, subprocess, sys, time
@@ -411,7 +543,7 @@ def _fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str, env:
     out = tmp_path / "out"
     args = ["--out", str(out), "--work", str(tmp_path / "work"), "--prompts", "4", "--max-tokens", "8",
             "--repeats", "2", "--timeout", "60", *extra]
-    return e2e.main(args), out
+    return offline.main(args), out
 
 
 def test_driver_end_to_end_with_a_fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -433,7 +565,7 @@ def test_driver_end_to_end_with_a_fake_vllm(tmp_path: Path, monkeypatch: pytest.
     assert (out / "e2e_offline.md").read_text().count("| qwen3moe |") >= 3
     # every child's process group is gone: the fake engine cores slept 600 s
     for log in (out / "e2e_offline_logs").glob("*.log"):
-        for pid in e2e.parse_plugin_log(log.read_text()).pids:
+        for pid in logs.parse_plugin_log(log.read_text()).pids:
             assert not _alive(pid), pid
     # --append: rerun one model, keep the other's rows
     code, _ = _fake_run(tmp_path, monkeypatch, "--model", "mixtral", "--append")
