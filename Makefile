@@ -8,7 +8,7 @@ VLLM_VERSION ?= 0.33.0
 DEV_DEPS := pytest hypothesis ruff matplotlib ninja wheel "setuptools>=64"
 DEPS_STAMP := $(VENV)/.deps-vllm-$(VLLM_VERSION)
 
-.PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu stress-gpu bench-gpu lint install deps clean
+.PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu stress-gpu bench-gpu lint install deps clean FORCE
 
 demo: install
 	$(VENV)/bin/vllm-moe-align info
@@ -29,9 +29,22 @@ $(DEPS_STAMP):
 deps: $(DEPS_STAMP)
 
 # Builds the plugin (CPU kernel, and CUDA kernel when torch and nvcc allow)
-# into the environment; ninja rebuilds only what changed.
-install: $(DEPS_STAMP)
+# into the environment as an editable install. pip rebuilds every kernel on
+# each run, so it runs only when what the build reads changed: csrc/,
+# setup.py, pyproject.toml, the environment (DEPS_STAMP), or the compiled
+# library is missing. Python changes need no rebuild (editable install).
+INSTALL_STAMP := $(VENV)/.plugin-build
+BUILD_INPUTS := setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
+BUILT_LIB := $(wildcard vllm_moe_align_plugin/_C*.so)
+
+install: $(INSTALL_STAMP)
+
+$(INSTALL_STAMP): $(DEPS_STAMP) $(BUILD_INPUTS) $(if $(BUILT_LIB),,FORCE)
+	@echo "building the plugin's CPU and CUDA kernels (first time: a few minutes on 2 cores) ..."
 	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+FORCE:
 
 # GPU machine (torch installed, no network): build in place with the
 # machine's torch and nvcc, no downloads.
@@ -52,11 +65,14 @@ demo-gpu: build-inplace
 # compute-sanitizer over a grid that covers every CUDA code path. initcheck
 # runs without torch's caching allocator, so every buffer is a fresh
 # allocation and a read of a never-written byte cannot hide behind a reused one.
+# PYTHONPATH=.: the grid imports the plugin built in place in this checkout.
+SANITIZE := PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} compute-sanitizer --error-exitcode 1
+GRID := $(PYTHON) tests/sanitizer_grid.py
 sanitize-gpu: build-inplace
-	compute-sanitizer --tool memcheck --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
-	compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
-	PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool initcheck --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
-	compute-sanitizer --tool synccheck --error-exitcode 1 $(PYTHON) tests/sanitizer_grid.py
+	$(SANITIZE) --tool memcheck $(GRID)
+	$(SANITIZE) --tool racecheck --racecheck-report all $(GRID)
+	PYTORCH_NO_CUDA_MEMORY_CACHING=1 $(SANITIZE) --tool initcheck $(GRID)
+	$(SANITIZE) --tool synccheck $(GRID)
 
 # Reliability stress: STRESS_FUZZ_CASES fuzz cases on CUDA (each also run by the
 # CPU op and the reference), STRESS_HUGE_CASES cases of up to 2^24 routes, then
@@ -77,4 +93,4 @@ lint:
 	$(VPY) -m ruff check vllm_moe_align_plugin tests benchmarks setup.py
 
 clean:
-	rm -rf build *.egg-info vllm_moe_align_plugin/_C*.so
+	rm -rf build *.egg-info vllm_moe_align_plugin/_C*.so $(INSTALL_STAMP)

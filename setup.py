@@ -86,7 +86,8 @@ def _extension():
     from torch.utils import cpp_extension
 
     build_cuda = _want_cuda(torch.version.cuda, cuda_home)
-    sources = ["csrc/bindings.cpp", "csrc/cpu/moe_align_cpu.cpp"]
+    sources = ["csrc/schema.cpp", "csrc/checks.cpp", "csrc/align_alloc.cpp",
+               "csrc/cuda_host.cpp", "csrc/cpu/align_cpu.cpp"]
     cxx_flags = ["-O3"]  # torch adds the -std its headers need
     kwargs: dict = {}
     if not build_cuda:
@@ -98,7 +99,8 @@ def _extension():
     archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()
     # One pp-number token (no spaces or quotes to survive the shell): 7.5_9.0a
     cxx_flags.append("-DVLLM_MOE_ALIGN_CUDA_ARCHS=" + "_".join(archs))
-    sources += ["csrc/cuda/moe_align_cuda.cpp", "csrc/cuda/moe_align_kernels.cu"]
+    sources += ["csrc/cuda/align_cuda.cpp", "csrc/cuda/plan.cpp", "csrc/cuda/tiny.cu",
+                "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu"]
     extra_includes = []
     cuda_include = Path(cuda_home) / "include"
     if not (cuda_include / "cublas_v2.h").exists():

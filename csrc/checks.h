@@ -1,13 +1,13 @@
-// Shared declarations of the moe_align_block_size op: argument checks and the
-// per-backend entry points. The schema itself lives in bindings.cpp.
+// Argument checks of every op, shared by both backends: the limits, the
+// validated description of one call (AlignProblem), and the checks that throw
+// c10 errors naming the offending argument (torch turns c10::ValueError into
+// ValueError and c10::TypeError into TypeError).
 #pragma once
 
-#include <torch/library.h>
 #include <ATen/ATen.h>
 
 #include <cstdint>
 #include <optional>
-#include <vector>
 
 namespace vllm_moe_align {
 
@@ -33,42 +33,38 @@ struct AlignProblem {
   bool has_scatter_idx;
 };
 
+// Largest num_tokens_post_pad any input of this shape can produce: buffers of
+// at least this size are enough for the op never to write out of bounds.
+int64_t max_padded_routes(int64_t numel, int64_t num_experts, int64_t block_size);
+
+// The ids' dtype (the signed integer types and uint8, which every backend
+// reads) and count (so every index fits in int32), checked before anything
+// is allocated.
+void check_topk_ids(const at::Tensor& topk_ids);
+
 // The limits on num_experts and block_size (ValueError naming the argument),
-// shared by the op's checks and every other entry point that takes them.
+// shared by every entry point that takes them.
 void check_experts_and_block_size(int64_t num_experts, int64_t block_size);
 
-// Validates the out-variant's arguments (dtypes, devices, sizes, limits) with
-// errors that name the offending argument, and returns the problem description.
+// The allocating variant's output size: at least max_padded_routes, and an
+// int32 index.
+void check_max_num_tokens_padded(int64_t max_num_tokens_padded, int64_t numel,
+                                 int64_t num_experts, int64_t block_size);
+
+// Validates the out-variant's arguments (dtypes, devices, sizes, limits) and
+// returns the problem description.
 AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
-                              int64_t block_size,
-                              const at::Tensor& sorted_token_ids,
+                              int64_t block_size, const at::Tensor& sorted_token_ids,
                               const at::Tensor& expert_ids,
                               const at::Tensor& num_tokens_post_pad,
                               const std::optional<at::Tensor>& expert_map,
                               const std::optional<at::Tensor>& scatter_idx,
-                              bool ignore_invalid_experts,
-                              int64_t expert_ids_tail);
+                              bool ignore_invalid_experts, int64_t expert_ids_tail);
 
-// Largest num_tokens_post_pad any input of this shape can produce: buffers of
-// at least this size are enough for the op never to write out of bounds.
-int64_t max_padded_routes(int64_t numel, int64_t num_experts,
-                          int64_t block_size);
-
-#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
-// CUDA builds: loads the CUDA kernels on `device` ahead of the first call
-// (csrc/cuda/moe_align_cuda.cpp). Throws c10::Error on a CUDA error.
-void preload_cuda_kernels(int64_t device);
-
-// CUDA builds: the launch plan the CUDA backend would use for these sizes on a
-// GPU with `num_sms` SMs and `smem_optin_bytes` of opt-in shared memory per
-// block. Host code only (no GPU needed): for tests and the cost model in
-// benchmarks/. Fields, in order: regime (0 tiny, 1 spread, 2 tiled with the
-// prefix in each CTA, 3 tiled with the scan kernel), kernel launches, CTAs per
-// launch, routes per tile, threads per CTA, histogram warps, dynamic shared
-// memory bytes, scratch ints, fits (1 or 0).
-std::vector<int64_t> describe_cuda_plan(int64_t numel, int64_t num_experts, int64_t block_size,
-                                        int64_t sorted_size, bool map_while_counting,
-                                        int64_t num_sms, int64_t smem_optin_bytes);
-#endif
+// The sizes cuda_launch_plan is asked about: the op's limits, and a GPU of
+// 1 to 4096 SMs with an int32 number of opt-in shared-memory bytes.
+void check_launch_plan_args(int64_t numel, int64_t num_experts, int64_t block_size,
+                            int64_t sorted_size, int64_t num_sms,
+                            int64_t smem_optin_bytes);
 
 }  // namespace vllm_moe_align

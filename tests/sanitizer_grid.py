@@ -1,20 +1,18 @@
 """Runs the CUDA op once on a grid covering every code path (tiny, spread,
 tiled with the prefix in each CTA, tiled with the scan kernel; expert_map both
 ways; invalid ids; scatter_idx; int64 ids) and checks each result, for
-`compute-sanitizer --tool memcheck|racecheck python tests/sanitizer_grid.py`
-(make sanitize-gpu). Not collected by pytest (no test_ prefix)."""
+`PYTHONPATH=. compute-sanitizer --tool memcheck|racecheck|initcheck|synccheck
+python tests/sanitizer_grid.py` from the repository root (make sanitize-gpu).
+Not collected by pytest (no test_ prefix)."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from vllm_moe_align_plugin import moe_align_block_size  # noqa: E402
-from vllm_moe_align_plugin.reference import moe_align_block_size_reference as ref  # noqa: E402
+from vllm_moe_align_plugin import moe_align_block_size
+from vllm_moe_align_plugin.reference import moe_align_block_size_reference as ref
 
 CASES = [  # numel, num_experts, block_size
     (0, 8, 4), (1, 8, 1), (5, 256, 16), (33, 4096, 1024),         # tiny (one lane per route / two)

@@ -1,6 +1,6 @@
 """Host code of the CUDA build, without a GPU (so in CI too): the CUDA backend's
-launch plan (plan_launch in csrc/cuda/moe_align_kernels.cu) and the kernel
-preload's error path."""
+launch plan (plan_launch in csrc/cuda/plan.cpp, asked through the op
+cuda_launch_plan), the archs of the build and the kernel preload's error path."""
 
 from __future__ import annotations
 
@@ -121,7 +121,17 @@ def test_preload_without_a_gpu_is_a_runtime_error() -> None:
     with pytest.raises(RuntimeError):
         _ops.preload_cuda_kernels(0)
     with pytest.raises(TypeError):
-        _ops._C.preload_cuda_kernels("0")  # type: ignore[attr-defined]
+        _ops.preload_cuda_kernels("0")  # type: ignore[arg-type]
+
+
+def test_the_ops_answer_without_python_glue() -> None:
+    ops = torch.ops.vllm_moe_align
+    assert ops.cuda_launch_plan(8, 16, 16, 128, False, 132, 232448)[0] == 0  # tiny
+    with pytest.raises(ValueError, match="num_sms"):
+        ops.cuda_launch_plan(8, 16, 16, 128, False, 0, 232448)
+    archs = _ops.cuda_archs()
+    assert archs and archs == ops.cuda_archs().split()
+    assert all(a[0].isdigit() and "." in a for a in archs)
 
 
 def test_launch_model_table(tmp_path: Path) -> None:

@@ -1,16 +1,19 @@
-"""Loads the compiled op library and gives both ops fake (meta) kernels, so
+"""Loads the compiled op library and gives its ops fake (meta) kernels, so
 ``torch.compile`` can trace callers and ``torch.library.opcheck`` can check them.
 
-Ops (schemas in csrc/bindings.cpp):
+Ops (schemas in csrc/schema.cpp):
 
 - ``torch.ops.vllm_moe_align.moe_align_block_size_out`` writes into caller
   buffers, in vLLM's op-level argument order.
 - ``torch.ops.vllm_moe_align.moe_align_block_size`` allocates and returns
   ``(sorted_token_ids, expert_ids, num_tokens_post_pad, scatter_idx)``.
+- ``cuda_launch_plan``, ``preload_cuda_kernels``, ``cuda_archs``: questions
+  about the CUDA backend, wrapped below.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,7 +21,7 @@ import torch
 
 LOAD_ERROR: Optional[BaseException] = None
 try:
-    from . import _C  # registers the ops
+    from . import _C  # noqa: F401 - an empty module; loading it registers the ops
 except ImportError as exc:  # not built, or built against another torch
     LOAD_ERROR = exc
 
@@ -47,6 +50,21 @@ def has_backend(device_type: str) -> bool:
     )
 
 
+_OPS = torch.ops.vllm_moe_align
+
+
+def _check_devices(topk_ids: torch.Tensor, **tensors: Optional[torch.Tensor]) -> None:
+    """The C++ ops' device check (csrc/checks.cpp), in the same words: every
+    tensor argument is on topk_ids' device. The fake kernels run it because a
+    meta tensor among real ones sends the call to them, not to a backend."""
+    for name, t in tensors.items():
+        if t is not None and t.device != topk_ids.device:
+            raise ValueError(
+                f"{name} must be on the same device as topk_ids ({topk_ids.device}), "
+                f"got {t.device}"
+            )
+
+
 if LOAD_ERROR is None:
 
     @torch.library.register_fake("vllm_moe_align::moe_align_block_size")
@@ -60,6 +78,8 @@ if LOAD_ERROR is None:
         expert_ids_tail: int = -1,
         return_scatter_idx: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        _check_devices(topk_ids, expert_map=expert_map)
+
         def new(*shape: int) -> torch.Tensor:
             return topk_ids.new_empty(shape, dtype=torch.int32)
 
@@ -80,17 +100,42 @@ if LOAD_ERROR is None:
         ignore_invalid_experts: bool = False,
         expert_ids_tail: int = -1,
     ) -> None:
-        return None
+        _check_devices(
+            topk_ids,
+            sorted_token_ids=sorted_token_ids,
+            expert_ids=expert_ids,
+            num_tokens_post_pad=num_tokens_post_pad,
+            expert_map=expert_map,
+            scatter_idx=scatter_idx,
+        )
+
+
+def _as_int(name: str, value: object) -> int:
+    """``value`` as a Python int (anything with ``__index__``), else TypeError."""
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})") from None
+
+
+def cuda_archs() -> list[str]:
+    """The CUDA archs this build's kernels were compiled for (e.g.
+    ``["8.0", "9.0", "9.0a"]``); empty for a CPU-only build or when the
+    compiled ops failed to load."""
+    if LOAD_ERROR is not None:
+        return []
+    return _OPS.cuda_archs().split()
 
 
 def preload_cuda_kernels(device: Optional[int] = None) -> None:
     """Loads the CUDA kernels on ``device`` (default: the current one) ahead of
-    the first call. CUDA loads a library's kernels when one is first used; on
-    the H100 that made the first call of a process ~1 ms instead of ~0.2 ms.
-    Raises RuntimeError on a CUDA error, NotImplementedError without CUDA
-    kernels in this build."""
+    the first call. CUDA loads a library's kernels when one is first used,
+    which makes the first call of a process several times slower than the
+    next. Raises RuntimeError on a CUDA error (no GPU, no kernel image for
+    it), NotImplementedError without CUDA kernels in this build."""
     require()
-    _C.preload_cuda_kernels(torch.cuda.current_device() if device is None else device)
+    index = torch.cuda.current_device() if device is None else _as_int("device", device)
+    _OPS.preload_cuda_kernels(index)
 
 
 # The H100's values (and the defaults of cuda_launch_plan): SMs, and the
@@ -104,7 +149,7 @@ REGIMES = ("tiny", "spread", "tiled, prefix in each CTA", "tiled, scan kernel")
 @dataclass(frozen=True)
 class CudaLaunchPlan:
     """What the CUDA backend launches for one call (``plan_launch`` in
-    csrc/cuda/moe_align_kernels.cu decides it; this only reports it)."""
+    csrc/cuda/plan.cpp decides it; this only reports it)."""
 
     regime: str
     launches: int  # kernels per call
@@ -130,8 +175,10 @@ def cuda_launch_plan(
     ``num_sms`` SMs (host code: no GPU needed). ValueError names a bad
     argument; NotImplementedError without CUDA kernels in this build."""
     require()
-    v = _C.cuda_launch_plan(numel, num_experts, block_size, sorted_size,
-                            map_while_counting, num_sms, smem_optin_bytes)
+    sizes = {"numel": numel, "num_experts": num_experts, "block_size": block_size,
+             "sorted_size": sorted_size, "num_sms": num_sms, "smem_optin_bytes": smem_optin_bytes}
+    n, e, b, size, sms, smem = (_as_int(name, value) for name, value in sizes.items())
+    v = _OPS.cuda_launch_plan(n, e, b, size, bool(map_while_counting), sms, smem)
     return CudaLaunchPlan(REGIMES[v[0]], *v[1:8], fits=bool(v[8]))
 
 

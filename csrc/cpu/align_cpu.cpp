@@ -1,7 +1,9 @@
 // CPU kernel: a stable counting sort of the routes by expert, in four phases
 // (count, scan, fill, scatter). Sequential: the CPU path exists for
 // correctness (tests, CPU-only vLLM builds), not speed.
-#include "../moe_align.h"
+#include "../checks.h"
+
+#include <torch/library.h>
 
 #include <vector>
 

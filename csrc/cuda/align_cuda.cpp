@@ -1,11 +1,15 @@
-// CUDA backend of the out-variant: validates, turns tensors into kernel
+// CUDA kernel of the out-variant: validates, turns tensors into kernel
 // parameters, allocates the (uninitialised) scratch, and launches on the
-// current stream of topk_ids' device. The kernels are in moe_align_kernels.cu.
-#include "../moe_align.h"
-#include "moe_align_kernels.h"
+// current stream of topk_ids' device. The launch sizes come from plan_launch
+// (plan.cpp); the kernels are in tiny.cu, spread.cu and tiled.cu.
+#include "../checks.h"
+#include "kernels.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <string>
 
 namespace vllm_moe_align {
 namespace {
@@ -62,33 +66,6 @@ void align_out_cuda(const at::Tensor& topk_ids, int64_t num_experts, int64_t blo
 }
 
 }  // namespace
-
-void preload_cuda_kernels(int64_t device) {
-  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
-  C10_CUDA_CHECK(preload_kernels());
-}
-
-std::vector<int64_t> describe_cuda_plan(int64_t numel, int64_t num_experts, int64_t block_size,
-                                        int64_t sorted_size, bool map_while_counting,
-                                        int64_t num_sms, int64_t smem_optin_bytes) {
-  TORCH_CHECK_VALUE(numel >= 0 && numel <= kMaxRoutes, "numel must be in [0, ",
-                    std::to_string(kMaxRoutes), "], got ", std::to_string(numel));
-  check_experts_and_block_size(num_experts, block_size);
-  TORCH_CHECK_VALUE(sorted_size >= 0 && sorted_size <= INT32_MAX,
-                    "sorted_size must be in [0, 2^31), got ", std::to_string(sorted_size));
-  TORCH_CHECK_VALUE(num_sms >= 1 && num_sms <= 4096, "num_sms must be in [1, 4096], got ",
-                    std::to_string(num_sms));
-  TORCH_CHECK_VALUE(smem_optin_bytes >= 0 && smem_optin_bytes <= INT32_MAX,
-                    "smem_optin_bytes must be in [0, 2^31), got ",
-                    std::to_string(smem_optin_bytes));
-  const LaunchPlan l = plan_launch(static_cast<int>(numel), static_cast<int>(num_experts),
-                                   static_cast<int>(block_size), static_cast<int>(sorted_size),
-                                   map_while_counting, static_cast<int>(num_sms),
-                                   static_cast<int>(smem_optin_bytes));
-  return {static_cast<int64_t>(l.regime), kernel_launches(l.regime), l.num_tiles, l.tile_routes,
-          l.threads, l.hist_warps, static_cast<int64_t>(l.smem_bytes),
-          static_cast<int64_t>(l.scratch_ints), l.fits ? 1 : 0};
-}
 
 TORCH_LIBRARY_IMPL(vllm_moe_align, CUDA, m) {
   m.impl("moe_align_block_size_out", &align_out_cuda);

@@ -1,11 +1,12 @@
-// Interface between the CUDA kernels (moe_align_kernels.cu, plain CUDA: no
+// Interface between the CUDA kernels (the .cu files here: plain CUDA, no
 // torch headers, so nvcc's per-arch device passes stay fast) and the torch
-// binding (moe_align_cuda.cpp).
+// binding (align_cuda.cpp, ../cuda_host.cpp).
 #pragma once
+
+#include "plan.h"
 
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
 
 namespace vllm_moe_align {
@@ -30,37 +31,41 @@ struct KernelParams {
   bool map_out;         // expert_ids = expert_map[expert_ids]
 };
 
-enum class Regime { kTiny, kSpread, kTiledPrefixHere, kTiledScan };
-
-// Kernels launch_align enqueues for a regime (tiny, spread: one; tiled: count
-// and scatter, plus the scan kernel for kTiledScan).
-constexpr int kernel_launches(Regime r) {
-  return r == Regime::kTiledScan ? 3 : r == Regime::kTiledPrefixHere ? 2 : 1;
-}
-
-// The launch sizes of one call: chosen by plan_launch, the one place where
-// they are decided.
-struct LaunchPlan {
-  Regime regime;
-  int num_tiles;        // CTAs of the tiny, spread and tiled kernels
-  int tile_routes;      // routes a CTA owns (spread: 32, 64 or 128)
-  int hist_warps;
-  int threads;          // per CTA, sized to the input
-  size_t smem_bytes;    // dynamic shared memory of the spread/scatter kernel
-  size_t scratch_ints;  // device scratch the caller allocates (uninitialised)
-  bool fits;            // false: num_experts too large for this GPU's smem
-};
-
-LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, bool map_in,
-                       int num_sms, int smem_optin_bytes);
-
-// Loads every kernel of this library on the current device (CUDA loads
-// modules lazily: the first launch of the first kernel cost ~1 ms on the H100,
-// later first launches ~0.1 ms). Queries only: no launch, no allocation.
-cudaError_t preload_kernels();
+// Per regime (tiny.cu, spread.cu, tiled.cu): launch_* enqueues the regime's
+// kernels for `plan` on `stream` and returns the first launch error;
+// preload_* loads the regime's kernels on the current device.
+cudaError_t launch_tiny(const KernelParams& p, const LaunchPlan& plan, int device,
+                        int smem_optin_bytes, cudaStream_t stream);
+cudaError_t launch_spread(const KernelParams& p, const LaunchPlan& plan, int device,
+                          int smem_optin_bytes, cudaStream_t stream);
+cudaError_t launch_tiled(const KernelParams& p, const LaunchPlan& plan, int device,
+                         int smem_optin_bytes, cudaStream_t stream);
+cudaError_t preload_tiny();
+cudaError_t preload_spread();
+cudaError_t preload_tiled();
 
 // Enqueues the kernels of `plan` on `stream`; returns the first launch error.
-cudaError_t launch_align(const KernelParams& p, const LaunchPlan& plan, int device,
-                         int smem_optin_bytes, cudaStream_t stream);
+inline cudaError_t launch_align(const KernelParams& p, const LaunchPlan& plan, int device,
+                                int smem_optin_bytes, cudaStream_t stream) {
+  switch (plan.regime) {
+    case Regime::kTiny:
+      return launch_tiny(p, plan, device, smem_optin_bytes, stream);
+    case Regime::kSpread:
+      return launch_spread(p, plan, device, smem_optin_bytes, stream);
+    default:
+      return launch_tiled(p, plan, device, smem_optin_bytes, stream);
+  }
+}
+
+// Loads every kernel of this library on the current device. CUDA loads
+// kernels lazily, on first use, and that first load costs far more than a
+// launch; preloading moves it out of the first call. Queries only: no launch,
+// no allocation.
+inline cudaError_t preload_kernels() {
+  cudaError_t err = preload_tiny();
+  if (err == cudaSuccess) err = preload_spread();
+  if (err == cudaSuccess) err = preload_tiled();
+  return err;
+}
 
 }  // namespace vllm_moe_align

@@ -1,0 +1,275 @@
+// The CUDA kernels compute a stable counting sort of the routes by expert,
+// every output element written by the kernels themselves (no memset, no fill
+// launch), in four named phases:
+//
+//   count    histograms of the routes per expert (shared memory)
+//   scan     padded per-expert totals -> segment starts (block-wide scan)
+//   fill     padding slots of sorted_ids, expert_ids, num_tokens_post_pad
+//   scatter  each route goes to  segment start + routes of its expert before
+//            it  (ranks among equal experts in a 32-route group come from
+//            ballots, lower lanes first, so segments ascend)
+//
+// Size regimes, chosen by plan_launch (plan.cpp): tiny (tiny.cu), spread
+// (spread.cu), tiled (tiled.cu); each file describes its kernels.
+//
+// This header: device helpers shared by the regimes, the parameters the
+// kernels read (Params, derived once on the host by to_params), and the host
+// helpers that launch them. Everything here has internal linkage: each kernel
+// file gets its own copy.
+#pragma once
+
+#include "kernels.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+namespace vllm_moe_align {
+namespace {
+
+constexpr int kWarps = kThreads / 32;
+
+// Tiled, prefix in each CTA: tile rows a thread loads before it adds any
+// (tile_prefix_here in tiled.cu; to_params sizes the thread groups by it).
+constexpr int kPrefixInFlight = 8;
+
+// Division by a divisor fixed for the whole launch, by multiply and shift
+// (Granlund-Montgomery). GPUs have no integer divide instruction: a division
+// by a run-time value compiles to ~25 dependent instructions, which sit on
+// the critical path of every phase that maps slots to blocks or experts.
+// Valid for 0 <= n < 2^31.
+struct FastDiv {
+  uint32_t d, m, s;
+  static FastDiv make(uint32_t d) {
+    uint32_t l = 0;
+    while ((uint64_t{1} << l) < d) ++l;
+    const uint64_t m = ((uint64_t{1} << 32) * ((uint64_t{1} << l) - d)) / d + 1;
+    return {d, static_cast<uint32_t>(m), l};
+  }
+  __device__ __forceinline__ int div(int n) const {
+    if (s == 0) return n;  // d == 1
+    const uint32_t un = static_cast<uint32_t>(n);
+    const uint32_t t = __umulhi(un, m);
+    return static_cast<int>((t + ((un - t) >> 1)) >> (s - 1));
+  }
+};
+
+// What the kernels read: the call's parameters, the launch plan's sizes and
+// everything derived from them once on the host (so the kernels divide by
+// run-time values only through FastDiv).
+struct Params : KernelParams {
+  int32_t* tile_hist;  // tiled: [num_tiles][E] counts, then tile prefixes
+  int32_t* totals;     // tiled with scan kernel: [E] routes per expert
+  int hist_warps;      // warps with a histogram row (shared memory bound)
+  int tile_routes;     // routes per tile
+  int num_tiles;
+  int warp_routes;          // routes per histogram warp (a multiple of 32)
+  int experts_per_thread;   // ceil(E / blockDim.x), for the expert scan
+  int row_groups;           // warp_prefixes: thread groups per expert
+  int rows_per_group;       //   and histogram rows per group
+  int prefix_cols;          // tile_prefix_here: columns of 4 experts (E / 4), or E
+  int tile_groups;          //   and thread groups per column
+  FastDiv div_prefix_cols;  //   / prefix_cols
+  // spread: lanes per expert when filling segments, and its log2 (both
+  // passed, so the kernel does not derive one from the other).
+  int spread_group;
+  int spread_group_log2;
+  FastDiv div_block;        // / block_size
+  FastDiv div_experts;      // / num_experts
+};
+
+// Bin of a route: its expert (local id when mapping while counting), or E
+// when it is dropped (id out of range, or mapped to -1).
+// `map` is p.map or a copy of it (shared memory).
+template <typename IdT>
+__device__ __forceinline__ int bin_of(IdT raw, const Params& p, const int* map) {
+  const long long id = static_cast<long long>(raw);
+  if (id < 0 || id >= p.num_experts) return p.num_experts;
+  if (!p.map_in) return static_cast<int>(id);
+  const int local = map[id];
+  return (local >= 0 && local < p.num_experts) ? local : p.num_experts;
+}
+
+template <typename IdT>
+__device__ __forceinline__ int bin_of(IdT raw, const Params& p) {
+  return bin_of(raw, p, p.map);
+}
+
+__device__ __forceinline__ int warp_inclusive_scan(int v) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int u = __shfl_up_sync(0xffffffffu, v, d);
+    if (lane >= d) v += u;
+  }
+  return v;
+}
+
+__device__ __forceinline__ bool wide_keys(int E) { return E >= 512; }
+
+// rank[r]: routes before route (r, lane) with the same key; count[r]: routes
+// with its key. One ballot per key bit and route group, all independent.
+template <int kBits, int R>
+__device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], int (&count)[R]) {
+  const unsigned lower = (1u << (threadIdx.x & 31)) - 1u;
+  unsigned set[R][kBits];
+#pragma unroll
+  for (int g = 0; g < R; ++g)
+#pragma unroll
+    for (int b = 0; b < kBits; ++b) set[g][b] = __ballot_sync(0xffffffffu, (key[g] >> b) & 1);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    rank[r] = 0;
+    count[r] = 0;
+#pragma unroll
+    for (int g = 0; g < R; ++g) {
+      unsigned peers = 0xffffffffu;
+#pragma unroll
+      for (int b = 0; b < kBits; ++b) peers &= ((key[r] >> b) & 1) ? set[g][b] : ~set[g][b];
+      count[r] += __popc(peers);
+      if (g < r) rank[r] += __popc(peers);
+      if (g == r) rank[r] += __popc(peers & lower);
+    }
+  }
+}
+
+// scan: seg[e] = sum over e' < e of round_up(cnt[e'], B); seg[E] = total.
+// Thread t owns experts [t*per, t*per + per). Caller syncs before and after.
+__device__ void scan_segments(const int* cnt, int* seg, const Params& p) {
+  __shared__ int warp_total[kWarps];
+  const int E = p.num_experts, B = p.block_size;
+  const int per = p.experts_per_thread;
+  const int e0 = min(E, static_cast<int>(threadIdx.x) * per);
+  const int e1 = min(E, e0 + per);
+  int local = 0;
+  for (int e = e0; e < e1; ++e) local += p.div_block.div(cnt[e] + B - 1) * B;
+  const int incl = warp_inclusive_scan(local);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 31) warp_total[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    const int v = lane < static_cast<int>(blockDim.x >> 5) ? warp_total[lane] : 0;
+    warp_total[lane] = warp_inclusive_scan(v);
+  }
+  __syncthreads();
+  int offset = incl - local + (warp > 0 ? warp_total[warp - 1] : 0);
+  for (int e = e0; e < e1; ++e) {
+    seg[e] = offset;
+    offset += p.div_block.div(cnt[e] + B - 1) * B;
+  }
+  if (threadIdx.x == blockDim.x - 1) seg[E] = offset;
+}
+
+// Sets out[lo, hi) to `value`: this thread's share (gthread of gstride), with
+// 16-byte stores between a scalar head and tail.
+__device__ __forceinline__ void fill_range(int* out, int lo, int hi, int value, int gthread,
+                                           int gstride) {
+  if (lo >= hi) return;
+  const int head = min(hi, lo + static_cast<int>(
+                               (16 - reinterpret_cast<uintptr_t>(out + lo) % 16) % 16 / 4));
+  if (lo + gthread < head) out[lo + gthread] = value;
+  const int nvec = (hi - head) / 4;
+  int4* vout = reinterpret_cast<int4*>(out + head);
+  const int4 v4 = make_int4(value, value, value, value);
+  for (int k = gthread; k < nvec; k += gstride) vout[k] = v4;
+  for (int k = head + nvec * 4 + gthread; k < hi; k += gstride) out[k] = value;
+}
+
+// The expert_ids value of the blocks past the used ones (the contract's tail,
+// mapped like every other entry when the map applies to the output).
+__device__ __forceinline__ int tail_expert(const Params& p) {
+  const int tail = p.expert_ids_tail;
+  if (!p.map_out) return tail;
+  return __ldg(p.map + (tail >= 0 ? tail : tail + p.num_experts));
+}
+
+__device__ __forceinline__ void zero_ints(int* a, int count) {
+  int4* a4 = reinterpret_cast<int4*>(a);
+  for (int k = threadIdx.x; k < count / 4; k += blockDim.x) a4[k] = make_int4(0, 0, 0, 0);
+  for (int k = count / 4 * 4 + threadIdx.x; k < count; k += blockDim.x) a[k] = 0;
+}
+
+// ---------------------------------------------------------------------------
+// Host side: the kernels' parameters, and launching.
+// ---------------------------------------------------------------------------
+// The parameters of one call's kernels: the call's, the plan's sizes, and the
+// splits of work derived from them.
+Params to_params(const KernelParams& k, const LaunchPlan& plan) {
+  Params p{};
+  static_cast<KernelParams&>(p) = k;
+  p.tile_hist = k.scratch;
+  p.totals = k.scratch ? k.scratch + static_cast<size_t>(plan.num_tiles) * k.num_experts
+                       : nullptr;
+  p.hist_warps = plan.hist_warps;
+  p.tile_routes = plan.tile_routes;
+  p.num_tiles = plan.num_tiles;
+  const int E = k.num_experts, W = plan.hist_warps;
+  p.warp_routes = std::max(32, ((plan.tile_routes + W - 1) / W + 31) & ~31);
+  const int nt = plan.threads;
+  p.experts_per_thread = (E + nt - 1) / nt;
+  p.row_groups = E >= nt ? 1 : std::min(W, nt / E);
+  p.rows_per_group = (W + p.row_groups - 1) / p.row_groups;
+  // 16-byte loads of 4 experts need rows of a multiple of 4 ints and an
+  // aligned scratch (torch's allocator aligns to 512 bytes).
+  const bool vec4 = E % 4 == 0 && reinterpret_cast<uintptr_t>(k.scratch) % 16 == 0;
+  p.prefix_cols = vec4 ? E / 4 : E;
+  // Groups beyond one per kPrefixInFlight tiles only add shared-memory
+  // atomics, on few addresses when E is small.
+  p.tile_groups = std::max(1, std::min(nt / p.prefix_cols,
+                                       (plan.num_tiles + kPrefixInFlight - 1) / kPrefixInFlight));
+  p.div_prefix_cols = FastDiv::make(static_cast<uint32_t>(p.prefix_cols));
+  p.spread_group_log2 = spread_group_log2(k.block_size);
+  p.spread_group = 1 << p.spread_group_log2;
+  p.div_block = FastDiv::make(static_cast<uint32_t>(k.block_size));
+  p.div_experts = FastDiv::make(static_cast<uint32_t>(E));
+  return p;
+}
+
+// Calls f(ids) with the routes typed as they are in memory (int32 or int64).
+template <typename F>
+cudaError_t with_typed_ids(const KernelParams& k, F f) {
+  if (k.ids_int64) return f(static_cast<const int64_t*>(k.ids));
+  return f(static_cast<const int32_t*>(k.ids));
+}
+
+// Lets kKernel use all the dynamic shared memory a block may opt into; the
+// attribute is set once per kernel and device (one flag set per kernel: the
+// template parameter is the kernel itself).
+template <auto kKernel>
+cudaError_t allow_smem(int device, int smem_optin_bytes) {
+  static std::atomic<uint64_t> done{0};  // bit d: set on device d
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if (done.load(std::memory_order_relaxed) & bit) return cudaSuccess;
+  const cudaError_t err = cudaFuncSetAttribute(
+      kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin_bytes - kStaticSmemBytes);
+  if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_relaxed);
+  return err;
+}
+
+// Launches kKernel<<<plan.num_tiles, plan.threads, plan.smem_bytes, stream>>>,
+// first letting it use opt-in shared memory when the plan needs more than a
+// kernel may use without opting in.
+template <auto kKernel, typename... Args>
+cudaError_t launch_with_smem(const LaunchPlan& plan, int device, int smem_optin_bytes,
+                             cudaStream_t stream, const Args&... args) {
+  if (plan.smem_bytes > kDefaultSmemBytes) {
+    const cudaError_t err = allow_smem<kKernel>(device, smem_optin_bytes);
+    if (err != cudaSuccess) return err;
+  }
+  kKernel<<<plan.num_tiles, plan.threads, plan.smem_bytes, stream>>>(args...);
+  return cudaGetLastError();
+}
+
+// Loads kKernels on the current device (querying a kernel's attributes loads
+// it).
+template <auto... kKernels>
+cudaError_t query_all() {
+  cudaFuncAttributes attr;
+  cudaError_t err = cudaSuccess;
+  // Left to right; stops at the first error.
+  ((err == cudaSuccess ? (err = cudaFuncGetAttributes(&attr, kKernels)) : err), ...);
+  return err;
+}
+
+}  // namespace
+}  // namespace vllm_moe_align

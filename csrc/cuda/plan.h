@@ -1,0 +1,77 @@
+// The CUDA backend's launch plan: what plan_launch (plan.cpp, the one place
+// launch sizes are chosen) decides for one call, and the sizes the planner
+// and the kernels must agree on. Plain C++: included by host code and by the
+// kernels.
+#pragma once
+
+#include <cstddef>
+
+namespace vllm_moe_align {
+
+// Threads per CTA of the tiled kernels, and the most any kernel uses. The
+// other kernels take fewer for small inputs (LaunchPlan::threads); device
+// code therefore strides by blockDim.x.
+constexpr int kThreads = 1024;
+
+// Tiny regime: each lane holds up to kTinyRoutesPerLane routes in registers,
+// so one warp sees every route of a call of at most kTinyMaxRoutes.
+constexpr int kTinyRoutesPerLane = 2;
+constexpr int kTinyMaxRoutes = 32 * kTinyRoutesPerLane;
+
+// Spread regime: every thread of a CTA loads this many routes, all in flight,
+// so a CTA of kThreads threads holds up to kSpreadRoutesPerThread * kThreads.
+constexpr int kSpreadRoutesPerThread = 8;
+
+// Static shared memory of any kernel (the block scan's warp totals, the scan
+// kernel's table), kept out of the dynamic budget.
+constexpr int kStaticSmemBytes = 8 * 1024;
+
+// Dynamic shared memory a kernel may use without opting in.
+constexpr size_t kDefaultSmemBytes = 48 * 1024 - kStaticSmemBytes;
+
+enum class Regime { kTiny, kSpread, kTiledPrefixHere, kTiledScan };
+
+// Kernels launch_align enqueues for a regime (tiny, spread: one; tiled: count
+// and scatter, plus the scan kernel for kTiledScan).
+constexpr int kernel_launches(Regime r) {
+  return r == Regime::kTiledScan ? 3 : r == Regime::kTiledPrefixHere ? 2 : 1;
+}
+
+// The launch sizes of one call.
+struct LaunchPlan {
+  Regime regime;
+  int num_tiles;        // CTAs of the tiny, spread and tiled kernels
+  int tile_routes;      // routes a CTA owns (spread: 32 or 64)
+  int hist_warps;       // tiled: warps with a histogram row
+  int threads;          // per CTA, sized to the input
+  size_t smem_bytes;    // dynamic shared memory of the spread/scatter kernel
+  size_t scratch_ints;  // device scratch the caller allocates (uninitialised)
+  bool fits;            // false: num_experts too large for this GPU's smem
+};
+
+// Shared memory of the tiled scatter kernel, in ints:
+// hist[hist_warps][E] | seg[E + 1] | cnt[E] | bins[tile_routes]
+// (hist first: 16-byte aligned, zeroed with vector stores).
+constexpr int smem_ints(int E, int hist_warps, int tile_routes) {
+  return 2 * E + 1 + hist_warps * E + tile_routes;
+}
+
+// Shared memory of the spread kernel, in ints: cnt[E] | before[E] | seg[E + 1]
+// | map[E] (a copy of expert_map when it applies while counting).
+constexpr int spread_smem_ints(int E, bool map_in) { return 3 * E + 1 + (map_in ? E : 0); }
+
+// Spread, segment fill: log2 of the lanes per expert, the power of two >=
+// block_size - 1 (a segment's padding) capped at a warp; 0 when B is 1.
+inline int spread_group_log2(int block_size) {
+  int g = 0;
+  while (g < 5 && (1 << g) < block_size - 1) ++g;
+  return g;
+}
+
+// The plan for numel routes, num_experts experts and blocks of block_size,
+// sorted_size output slots, on a GPU with num_sms SMs and smem_optin_bytes of
+// opt-in shared memory per block. Host code only (no GPU needed).
+LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, bool map_in,
+                       int num_sms, int smem_optin_bytes);
+
+}  // namespace vllm_moe_align

@@ -1,0 +1,148 @@
+// Spread regime: small batches and small prefills (kTinyMaxRoutes + 1 up to
+// kSpreadMaxRoutes routes), one launch over many CTAs.
+//
+// CTA c owns the tile of 32 * R consecutive routes starting at c * 32 * R.
+// Every CTA counts ALL the routes itself (the ids are a few KB and come from
+// L2 after the first CTA touches them): per expert the total, and the routes
+// before its tile. So no CTA waits for another - no second launch, no grid
+// barrier - and each works the whole layout out from its own counts:
+//   load     every route (kSpreadRoutesPerThread a thread, all in flight);
+//            warp 0 also loads the tile's routes
+//   count    shared-memory atomics: cnt[e] for all routes, before[e] for the
+//            routes before the tile; warp 0 ranks the tile's routes among
+//            equal experts with ballots meanwhile (as the tiny kernel does)
+//   scan     padded totals -> seg[] (block scan)
+//   scatter  warp 0: route i goes to seg[e] + before[e] + rank in the tile
+//   fill     lane group g of the grid (groups of up to 32 lanes, sized to
+//            the block's padding): padding slots and expert ids of experts
+//            g, g + groups, ...; every thread: its share of the tail
+// The writes of different CTAs never overlap, so nothing has to be ordered.
+// (Ranking every route in one CTA instead puts all the work on one SM,
+// behind several barriers: slower at these sizes.)
+#include "common.cuh"
+
+namespace vllm_moe_align {
+namespace {
+
+// Launch bounds (kThreads, 1): as for the tiny kernel (tiny.cu).
+template <typename IdT, int R>
+__global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restrict__ ids, Params p) {
+  extern __shared__ __align__(16) int smem[];
+  const int E = p.num_experts, n = p.numel;
+  int* cnt = smem;
+  int* before = cnt + E;
+  int* seg = before + E;
+  int* map = seg + E + 1;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lo = blockIdx.x * 32 * R;  // this CTA's tile
+  // load
+  IdT v[kSpreadRoutesPerThread];
+#pragma unroll
+  for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
+    const int i = threadIdx.x + u * blockDim.x;
+    v[u] = i < n ? ids[i] : IdT(0);
+  }
+  IdT own[R];
+  if (warp == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int i = lo + r * 32 + lane;
+      own[r] = i < n ? ids[i] : IdT(0);
+    }
+  }
+  // The map is looked up once per route and CTA, so it is copied to shared
+  // memory alongside the id loads instead of being read from global memory
+  // after them.
+  if (p.map_in)
+    for (int e = threadIdx.x; e < E; e += blockDim.x) map[e] = __ldg(p.map + e);
+  zero_ints(cnt, 2 * E);
+  __syncthreads();
+  // count
+#pragma unroll
+  for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
+    const int i = threadIdx.x + u * blockDim.x;
+    if (i >= n) break;
+    const int e = bin_of(v[u], p, map);
+    if (e < E) {
+      atomicAdd(&cnt[e], 1);
+      if (i < lo) atomicAdd(&before[e], 1);
+    }
+  }
+  int key[R], rank[R], count[R];
+  if (warp == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) key[r] = lo + r * 32 + lane < n ? bin_of(own[r], p, map) : E;
+    if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
+    else tiny_ranks<9>(key, rank, count);
+  }
+  __syncthreads();
+  // scan
+  scan_segments(cnt, seg, p);
+  __syncthreads();
+  // scatter: this CTA's routes
+  if (warp == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int i = lo + r * 32 + lane;
+      if (i >= n) break;
+      const bool counted = key[r] < E;
+      if (counted) {
+        const int pos = seg[key[r]] + before[key[r]] + rank[r];
+        if (pos < p.sorted_size) p.sorted_ids[pos] = i;  // always true; a guard
+      }
+      if (p.scatter_idx) p.scatter_idx[i] = counted ? i : -1;
+    }
+  }
+  // fill: inside the segments, one expert per group of G lanes at a time
+  // (G = p.spread_group, a power of two <= 32 covering a block's padding)
+  const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
+  const int G = p.spread_group, j = gthread & (G - 1);
+  const int groups = gstride >> p.spread_group_log2;
+  for (int e = gthread >> p.spread_group_log2; e < E; e += groups) {
+    const int s = seg[e], t = min(seg[e + 1], p.sorted_size);  // (min: a guard)
+    for (int x = s + cnt[e] + j; x < t; x += G) p.sorted_ids[x] = n;
+    const int b_end = min(p.div_block.div(t), p.expert_ids_size);
+    int b = p.div_block.div(s) + j;
+    if (b < b_end) {
+      const int owner = p.map_out ? __ldg(p.map + e) : e;
+      for (; b < b_end; b += G) p.expert_ids[b] = owner;
+    }
+  }
+  // fill: past the last segment
+  const int total = seg[E];
+  fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
+  fill_range(p.expert_ids, p.div_block.div(total), p.expert_ids_size, tail_expert(p), gthread,
+             gstride);
+  if (gthread == 0) *p.post_pad = total;
+}
+
+template <typename IdT>
+cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, int device,
+                         int smem_optin_bytes, cudaStream_t stream) {
+  if (l.tile_routes == 32)
+    return launch_with_smem<spread_kernel<IdT, 1>>(l, device, smem_optin_bytes, stream, ids, p);
+  return launch_with_smem<spread_kernel<IdT, 2>>(l, device, smem_optin_bytes, stream, ids, p);
+}
+
+template <typename IdT>
+cudaError_t preload_typed() {
+  return query_all<spread_kernel<IdT, 1>, spread_kernel<IdT, 2>>();
+}
+
+}  // namespace
+
+cudaError_t launch_spread(const KernelParams& k, const LaunchPlan& plan, int device,
+                          int smem_optin_bytes, cudaStream_t stream) {
+  const Params p = to_params(k, plan);
+  return with_typed_ids(k, [&](auto ids) {
+    return launch_typed(ids, p, plan, device, smem_optin_bytes, stream);
+  });
+}
+
+cudaError_t preload_spread() {
+  cudaError_t err = preload_typed<int32_t>();
+  if (err == cudaSuccess) err = preload_typed<int64_t>();
+  return err;
+}
+
+}  // namespace vllm_moe_align

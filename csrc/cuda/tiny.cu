@@ -1,0 +1,155 @@
+// Tiny regime: at most kTinyMaxRoutes routes (decode batches), one launch.
+//
+// Every warp of every CTA loads all the routes (R <= kTinyRoutesPerLane a
+// lane) and works the whole layout out in registers: no shared memory, no
+// barrier, one global load on the critical path (two with a map applied while
+// counting). The warps then split the writes, which never overlap, so nothing
+// has to be ordered:
+//   all warps  padding past the last segment (16-byte stores), expert_ids
+//              past the used blocks, and a share of each segment's padding
+//              and expert ids
+//   warp 0     the routes, num_tokens_post_pad, scatter_idx
+#include "common.cuh"
+
+namespace vllm_moe_align {
+namespace {
+
+// A padded segment of <= kTinyMaxRoutes routes is < 2048 slots (block_size
+// <= 1024), so (key, padded size) pack into one int for the shuffles.
+constexpr int kTinyPadBits = 11;
+// Map entries a lane holds in registers (maps of up to 256 experts).
+constexpr int kTinyMapRegs = 8;
+
+// Launch bounds (kThreads, 1) on the tiny and spread kernels: with the
+// block size alone the compiler held them to 32 registers and spilled; the
+// occupancy that would buy is of no use to launches of one CTA per SM.
+template <typename IdT, int R>
+__global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict__ ids, Params p) {
+  const int lane = threadIdx.x & 31;
+  const int E = p.num_experts, B = p.block_size, n = p.numel;
+  // load
+  IdT raw[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) raw[r] = r * 32 + lane < n ? ids[r * 32 + lane] : IdT(0);
+  // Mapping while counting: a map of up to kTinyMapRegs * 32 entries is
+  // loaded into registers alongside the ids (lane l holds entries l, l + 32,
+  // ...) and looked up with shuffles, so the lookup is not a second global
+  // round trip after the ids. (A shared-memory copy needs a barrier and is
+  // slower than both this and a lookup in global memory.)
+  const bool map_regs = p.map_in && E <= 32 * kTinyMapRegs;  // warp-uniform
+  int mreg[kTinyMapRegs];
+  if (map_regs) {
+#pragma unroll
+    for (int k = 0; k < kTinyMapRegs; ++k)
+      mreg[k] = k * 32 + lane < E ? __ldg(p.map + k * 32 + lane) : -1;
+  }
+  int key[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const bool here = r * 32 + lane < n;
+    if (!map_regs) {
+      key[r] = here ? bin_of(raw[r], p) : E;
+      continue;
+    }
+    const long long id = static_cast<long long>(raw[r]);
+    const bool valid = here && id >= 0 && id < E;
+    const int x = valid ? static_cast<int>(id) : 0;
+    int local = -1;
+#pragma unroll
+    for (int k = 0; k < kTinyMapRegs; ++k) {
+      const int m = __shfl_sync(0xffffffffu, mreg[k], x & 31);
+      if ((x >> 5) == k) local = m;
+    }
+    key[r] = valid && local >= 0 && local < E ? local : E;
+  }
+  // count
+  int rank[R], count[R];
+  if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
+  else tiny_ranks<9>(key, rank, count);
+  // scan: a segment's start is the padded size of every smaller key's segment
+  int padded[R], pack[R], total = 0;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const bool leader = key[r] < E && rank[r] == 0;
+    padded[r] = leader ? p.div_block.div(count[r] + B - 1) * B : 0;
+    pack[r] = (key[r] << kTinyPadBits) | padded[r];
+    total += padded[r];
+  }
+  int start[R] = {};
+#pragma unroll
+  for (int src = 0; src < 32; ++src)
+#pragma unroll
+    for (int g = 0; g < R; ++g) {
+      const int v = __shfl_sync(0xffffffffu, pack[g], src);
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        start[r] += (v >> kTinyPadBits) < key[r] ? v & ((1 << kTinyPadBits) - 1) : 0;
+    }
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) total += __shfl_xor_sync(0xffffffffu, total, d);
+  const int used = p.div_block.div(total);
+  // fill: past the last segment, all CTAs
+  const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
+  fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
+  fill_range(p.expert_ids, used, p.expert_ids_size, tail_expert(p), gthread, gstride);
+  // fill: inside each segment. Every warp knows every segment (lane order),
+  // so global warp w takes the slots and blocks w, w + warps, ... of each
+  // segment: no loop over segments, and the CTAs share the work.
+  const int gwarp = gthread >> 5, gwarps = gstride >> 5;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (padded[r] == 0) continue;
+    // (the bounds always hold, by the output sizes; they are guards)
+    const int x_end = min(start[r] + padded[r], p.sorted_size);
+    for (int x = start[r] + count[r] + gwarp; x < x_end; x += gwarps) p.sorted_ids[x] = n;
+    const int b0 = p.div_block.div(start[r]);
+    const int b_end = min(b0 + p.div_block.div(padded[r]), p.expert_ids_size);
+    if (b0 + gwarp < b_end) {
+      const int owner = p.map_out ? __ldg(p.map + key[r]) : key[r];
+      for (int b = b0 + gwarp; b < b_end; b += gwarps) p.expert_ids[b] = owner;
+    }
+  }
+  // scatter: the routes, by global warp 0
+  if (gwarp != 0) return;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int i = r * 32 + lane;
+    if (i >= n) continue;
+    const int pos = start[r] + rank[r];
+    if (key[r] < E && pos < p.sorted_size) p.sorted_ids[pos] = i;
+    if (p.scatter_idx) p.scatter_idx[i] = key[r] < E ? i : -1;
+  }
+  if (lane == 0) *p.post_pad = total;
+}
+
+// Up to 32 routes, one route a lane (R = 1): half the ballots and shuffles.
+template <typename IdT>
+cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l,
+                         cudaStream_t stream) {
+  if (p.numel <= 32)
+    tiny_kernel<IdT, 1><<<l.num_tiles, l.threads, 0, stream>>>(ids, p);
+  else
+    tiny_kernel<IdT, kTinyRoutesPerLane><<<l.num_tiles, l.threads, 0, stream>>>(ids, p);
+  return cudaGetLastError();
+}
+
+template <typename IdT>
+cudaError_t preload_typed() {
+  return query_all<tiny_kernel<IdT, 1>, tiny_kernel<IdT, kTinyRoutesPerLane>>();
+}
+
+}  // namespace
+
+cudaError_t launch_tiny(const KernelParams& k, const LaunchPlan& plan, int, int,
+                        cudaStream_t stream) {
+  const Params p = to_params(k, plan);
+  return with_typed_ids(k, [&](auto ids) { return launch_typed(ids, p, plan, stream); });
+}
+
+cudaError_t preload_tiny() {
+  cudaError_t err = preload_typed<int32_t>();
+  if (err == cudaSuccess) err = preload_typed<int64_t>();
+  return err;
+}
+
+}  // namespace vllm_moe_align
