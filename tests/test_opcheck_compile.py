@@ -42,3 +42,14 @@ def test_compile_fullgraph(device: str) -> None:
         ids = random_routes(numel, 64, top_k=8, seed=numel, device=device)
         emap = random_expert_map(64, device=device)
         assert_same(compiled(ids, emap), reference(ids.cpu(), 16, 64, emap.cpu()), "compiled")
+
+
+def test_one_library_defines_every_op() -> None:
+    from vllm_moe_align_plugin import _C, _ops
+
+    assert [n for n in vars(_C) if not n.startswith("__")] == []  # loading it is its only job
+    for name in ("moe_align_block_size_out", "moe_align_block_size", "cuda_launch_plan",
+                 "preload_cuda_kernels", "cuda_archs"):
+        assert getattr(OPS, name).default._schema.name == f"vllm_moe_align::{name}"
+    archs = _ops.cuda_archs()
+    assert isinstance(archs, list) and bool(archs) == _ops.has_backend("cuda")
