@@ -196,10 +196,10 @@ def _log(pids: list[int], plugin: list[int], warn: int | None = None) -> str:
     for pid in pids:
         lines.append(f"(EngineCore pid={pid}) [pid={pid}] INFO 11-26 19:14:27 [core.py:1] starting")
     for pid in plugin:
-        lines.append(f"[pid={pid}] INFO 11-26 19:14:27 [vllm_plugin.py:144] vllm-moe-align-plugin "
-                     "0.1.0: moe_align_block_size replaced for vLLM 0.26.0 (vllm 0.17-0.30 contract)")
+        lines.append(f"[pid={pid}] INFO 11-26 19:14:27 [runtime.py:125] vllm-moe-align-plugin "
+                     "0.1.0 on for vLLM 0.26.0 (vllm 0.17-0.30 contract): ...")
     if warn is not None:
-        lines.append(f"[pid={warn}] WARNING 11-26 19:14:27 [vllm_plugin.py:99] vllm-moe-align-plugin "
+        lines.append(f"[pid={warn}] WARNING 11-26 19:14:27 [runtime.py:83] vllm-moe-align-plugin "
                      "not enabled (ImportError: x)")
     return "\n".join(lines)
 
@@ -455,8 +455,7 @@ logging.getLogger("vllm").setLevel(logging.INFO)
 logging.getLogger("vllm").propagate = False
 if "moe_align" in os.environ.get("VLLM_PLUGINS", "moe_align").split(","):
     logging.getLogger("vllm.moe_align_plugin").info(
-        "vllm-moe-align-plugin 0.1.0: moe_align_block_size replaced for vLLM 0.26.0 "
-        "(vllm 0.17-0.30 contract)")
+        "vllm-moe-align-plugin 0.1.0 on for vLLM 0.26.0 (vllm 0.17-0.30 contract): ...")
 logging.getLogger("vllm").info("fake vllm %s imported", __version__)
 PLUGIN = "moe_align" in os.environ.get("VLLM_PLUGINS", "").split(",")
 

@@ -113,7 +113,7 @@ def _random_case(rng: random.Random) -> dict:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .api import drop_in_for
-    from .reference import moe_align_block_size_reference
+    from .reference import moe_align_block_size_reference, random_expert_map
 
     _ops.require()
     rng = random.Random(args.seed)
@@ -126,10 +126,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         E, B, n = c["num_experts"], c["block_size"], c["numel"]
         ids = torch.randint(-1 if c["invalid"] else 0, E + (1 if c["invalid"] else 0), (n,),
                             generator=g).to(c["dtype"])
-        emap = None
-        if c["map_mode"] != "none":
-            emap = torch.where(torch.rand(E, generator=g) < 0.5,
-                               torch.randperm(E, generator=g), torch.tensor(-1)).to(torch.int32)
+        emap = None if c["map_mode"] == "none" else random_expert_map(E, generator=g)
         contract = c["contract"]
         ignore = c["map_mode"] == "while_counting" and contract.has_ignore_invalid_experts
         want = moe_align_block_size_reference(ids, B, E, emap, c["pad"], ignore, contract=contract)

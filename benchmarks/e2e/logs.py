@@ -1,7 +1,7 @@
 """What a run's output says about the plugin, per vLLM process.
 
-The plugin logs one "moe_align_block_size replaced" line in every process it
-patches (driver or API server, engine core, each worker). The runs add a
+The plugin logs one "vllm-moe-align-plugin <version> on for vLLM <version>"
+line in every process it patches (driver or API server, engine core, each worker). The runs add a
 ``[pid=N]`` prefix to vLLM's log format (``environment.PID_PREFIX``), so the
 lines can be counted per process.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-PLUGIN_LINE = "moe_align_block_size replaced"  # the plugin's register() log line
+PLUGIN_LINE = " on for vLLM "  # in the plugin's register() log line
 PLUGIN_NAME = "vllm-moe-align-plugin"
 PID_RE = re.compile(r"\[pid=(\d+)\] (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
@@ -22,7 +22,7 @@ class PluginLog:
 
     pids: list[int] = field(default_factory=list)  # every pid with a vLLM log line
     plugin_lines: dict[int, int] = field(default_factory=dict)  # pid -> count
-    warnings: list[str] = field(default_factory=list)  # plugin lines that are not "replaced"
+    warnings: list[str] = field(default_factory=list)  # plugin lines that are not "on for vLLM"
 
     @property
     def summary(self) -> str:
@@ -32,7 +32,7 @@ class PluginLog:
 
 def parse_plugin_log(text: str) -> PluginLog:
     """Counts, per pid (from the ``[pid=N]`` prefix), the plugin's
-    "replaced" lines; collects the plugin's other lines (warnings)."""
+    "on for vLLM" lines; collects the plugin's other lines (warnings)."""
     log = PluginLog()
     seen: dict[int, None] = {}
     for line in text.splitlines():
