@@ -102,10 +102,10 @@ def main() -> None:
         print(json.dumps(child(args.child)))
         return
     results = run(args.processes)
-    print(summary(results))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "first_call.json").write_text(json.dumps(results, indent=1))
+    print(summary(results))
 
 
 if __name__ == "__main__":
