@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, subprocess.CalledProcessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.cmd == "build":
         opts = build_mod.BuildOptions(
             work=args.work, parts_dir=args.parts, part_mib=args.part_size, xz_opts=args.xz_opts.split(),
