@@ -158,16 +158,16 @@ def test_plan_parts() -> None:
         parts.plan_parts({"x": 1}, {"x": 60.0 * MIB}, 58.0 * MIB)
 
 
-def _carry_one_by_one(made: list[tuple[str, int, int]], out: Path, dest: Path, tmp_path: Path) -> None:
+def _unpack_one_by_one(made: list[tuple[str, int, int]], out: Path, dest: Path, tmp_path: Path) -> None:
     """Unpacks the parts one at a time, as when each arrives on its own."""
-    carried = tmp_path / "carried"
-    carried.mkdir()
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
     for k, (name, _, _) in enumerate(made):
-        for old in carried.glob("*"):
+        for old in arrived.glob("*"):
             old.unlink()
-        shutil.copy(out / name, carried / name)
-        assert parts.unpack(carried, dest) == [name]
-        assert parts.unpack(carried, dest) == []  # idempotent
+        shutil.copy(out / name, arrived / name)
+        assert parts.unpack(arrived, dest) == [name]
+        assert parts.unpack(arrived, dest) == []  # idempotent
         have, missing = parts.status(dest)
         assert len(have) == k + 1 and len(missing) == len(made) - k - 1
 
@@ -189,7 +189,7 @@ def test_pack_unpack_round_trip(tmp_path: Path) -> None:
     work.mkdir()
     made = parts.pack(site, out, part_mib=0.2, xz_opts=["-1"], work=work, manifest={"profile": "t"})
     assert len(made) >= 3 and all(size <= 0.2 * MIB for _, size, _ in made)
-    _carry_one_by_one(made, out, dest, tmp_path)
+    _unpack_one_by_one(made, out, dest, tmp_path)
     for rel, data in files.items():
         assert (dest / rel).read_bytes() == data
     assert os.access(dest / "pkg0/exe.sh", os.X_OK)
