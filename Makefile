@@ -87,7 +87,7 @@ stress-gpu: build-inplace
 		$(PYTHON) -m pytest -q -rsx -s tests/test_runtime_cuda.py tests/test_limits.py
 
 bench-gpu: build-inplace
-	$(PYTHON) benchmarks/benchmark_moe_align_block_size.py $(BENCH_ARGS)
+	$(PYTHON) -m benchmarks.benchmark_moe_align_block_size $(BENCH_ARGS)
 
 lint:
 	$(VPY) -m ruff check vllm_moe_align_plugin tests benchmarks setup.py
