@@ -5,7 +5,8 @@ CUDA kernels, no code for the GPU's architecture, a ROCm/HIP torch, another
 device type, no compiled op at all), the installed replacement hands the call,
 unchanged, to the function it replaced, and logs one warning per device. The
 cases that need hardware this machine lacks are simulated by replacing what
-the decision reads; the routing itself runs for real on CPU tensors.
+the decision reads and by making the op fail the way the dispatcher does for a
+backend it has no kernel for; the routing itself runs for real on CPU tensors.
 """
 
 from __future__ import annotations
@@ -118,12 +119,21 @@ class Recorder:
         post_pad.copy_(want[2])
 
 
+def no_kernel(*args: Any, **kwargs: Any) -> None:
+    raise NotImplementedError("Could not run 'vllm_moe_align::moe_align_block_size' with "
+                              "arguments from the 'CPU' backend")
+
+
 def simulate_unsupported_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU as a device the build has no kernels for: the op fails as the
+    dispatcher fails, and the decision says so."""
     real = devices.unsupported_reason
     monkeypatch.setattr(
         devices, "unsupported_reason",
         lambda d: "simulated: no kernel here" if d.type == "cpu" else real(d),
     )
+    monkeypatch.setattr(api, "_ALIGN", no_kernel)
+    monkeypatch.setattr(api, "_ALIGN_OUT", no_kernel)
 
 
 @pytest.mark.parametrize("contract", ALL, ids=[c.name for c in ALL])
@@ -185,20 +195,49 @@ def test_a_non_tensor_reaches_the_plugin_checks() -> None:
         fn([1, 2, 3], 16, 8)
 
 
-def test_decision_is_cached_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decision_is_made_once_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    simulate_unsupported_cpu(monkeypatch)
     asked: list[torch.device] = []
-    real = devices.unsupported_reason
+    simulated = devices.unsupported_reason
 
     def counting(d: torch.device) -> Any:
         asked.append(d)
-        return real(d)
+        return simulated(d)
 
     monkeypatch.setattr(devices, "unsupported_reason", counting)
-    fn = api.drop_in_for(NEWEST, fallback=Recorder().python)
+    vllm = Recorder()
+    fn = api.drop_in_for(NEWEST, fallback=vllm.python)
     ids = random_routes(10, 4, seed=0)
     for _ in range(5):
         fn(ids, 4, 4)
-    assert asked == [torch.device("cpu")]
+    assert asked == [torch.device("cpu")] and len(vllm.calls) == 5
+    assert devices.ELSEWHERE == {torch.device("cpu")}
+
+
+def test_a_supported_device_is_never_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The normal path: the op runs, nothing is decided, nothing is looked up."""
+    def never(d: torch.device) -> None:
+        raise AssertionError("decided a device although the op ran")
+
+    monkeypatch.setattr(devices, "unsupported_reason", never)
+    fn = api.drop_in_for(NEWEST, fallback=Recorder().python)
+    ids = random_routes(100, 16, seed=2)
+    assert_same(fn(ids, 8, 16), reference(ids, 8, 16))
+    assert devices.ELSEWHERE == set()
+
+
+def test_an_op_error_on_a_supported_device_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure that is not a missing kernel (say, out of memory) is the
+    caller's: vLLM's function is not tried."""
+    def oom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(api, "_ALIGN", oom)
+    vllm = Recorder()
+    fn = api.drop_in_for(NEWEST, fallback=vllm.python)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fn(random_routes(10, 4, seed=0), 4, 4)
+    assert vllm.calls == []
 
 
 def test_without_a_fallback_there_is_no_device_check() -> None:

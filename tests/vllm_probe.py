@@ -84,10 +84,14 @@ def main() -> None:
         import vllm_moe_align_plugin.vllm.runtime as vp
 
         vp.running_vllm_version = lambda: "0.99.0"
-    if scenario == "cpu_unsupported":  # as a GPU the build has no kernels for would be
-        from vllm_moe_align_plugin import devices
+    if scenario == "cpu_unsupported":  # as a device the build has no kernels for
+        from vllm_moe_align_plugin import api, devices
+
+        def no_kernel(*args: object) -> None:
+            raise NotImplementedError("no kernel for this backend (simulated)")
 
         devices.unsupported_reason = lambda device: "simulated: no kernels for this device"
+        api._ALIGN = api._ALIGN_OUT = no_kernel
     if scenario == "import_first":
         importlib.import_module(BINDERS[0])
     if scenario != "no_logging":  # vLLM's entry points configure logging too

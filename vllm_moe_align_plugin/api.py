@@ -7,10 +7,14 @@ the vLLM integration to install. Each call checks its arguments in Python
 (cheap ``isinstance`` tests) and makes exactly one call into C++, which
 allocates the outputs and runs the kernel.
 
-Given a ``fallback`` (vLLM's own function), the built function first asks
-``devices.plugin_runs_on`` whether the plugin has a working kernel for
-``topk_ids``'s device (decided once per device and cached) and hands the call,
-unchanged, to ``fallback`` where it has none.
+Given a ``fallback`` (vLLM's own function), the built function hands a call
+to ``fallback``, unchanged, when the plugin has no working kernel for
+``topk_ids``'s device. Where it has one (every device, in a build that matches
+the machine) this costs nothing per call: the op simply runs. When the op
+fails with NotImplementedError or RuntimeError, ``devices`` decides (once per
+device, cached, one warning) whether the device is one the plugin cannot
+serve: then this call and every later one on that device go to ``fallback``;
+otherwise the error is the caller's and is raised.
 """
 
 from __future__ import annotations
@@ -244,7 +248,7 @@ def _build(
 ) -> Callable[..., Any]:
     """A function with exactly ``parameters(contract, kind)`` whose body calls
     ``_align`` / ``_align_out`` (parameters the line lacks get their default),
-    after routing devices the plugin cannot serve to ``fallback``."""
+    or ``fallback`` on devices the plugin cannot serve (module docstring)."""
     params = parameters(contract, kind)
     have = {p.name for p in params}
     signature, forward = [], []
@@ -254,14 +258,26 @@ def _build(
         signature.append(p.name if p.default is REQUIRED else f"{p.name}={p.default!r}")
         forward.append(f"{p.name}={p.name}" if p.keyword_only else p.name)
     inner = [p.name if p.name in have else repr(p.default) for p in PARAMETERS[kind]]
+    call_impl = f"_impl(_contract, {', '.join(inner)})"
+    call_fallback = f"_fallback({', '.join(forward)})"
     lines = [f"def moe_align_block_size({', '.join(signature)}):"]
-    if fallback is not None:
+    if fallback is None:
+        lines.append(f"    return {call_impl}")
+    else:
         lines += [
-            "    if not _runs_here(topk_ids):",
-            f"        return _fallback({', '.join(forward)})",
+            # empty (falsy) until a device is found that the plugin cannot serve
+            "    if _elsewhere and _served_elsewhere(topk_ids):",
+            f"        return {call_fallback}",
+            "    try:",
+            f"        return {call_impl}",
+            "    except (NotImplementedError, RuntimeError):",
+            "        if _runs_here(topk_ids):",
+            "            raise",
+            f"    return {call_fallback}",
         ]
-    lines.append(f"    return _impl(_contract, {', '.join(inner)})")
     namespace: dict[str, Any] = {
+        "_elsewhere": devices.ELSEWHERE,
+        "_served_elsewhere": devices.served_elsewhere,
         "_runs_here": devices.plugin_runs_on_tensor,
         "_fallback": fallback,
         "_impl": _align if kind == PYTHON else _align_out,

@@ -3,10 +3,12 @@
 A build may lack the CUDA kernels (no ``nvcc`` at build time), hold no code
 for the GPU's architecture, or meet a torch whose ``"cuda"`` is ROCm/HIP or a
 device type it has no kernel for. The vLLM integration routes such calls to
-vLLM's own function instead of failing inside vLLM's forward pass: it asks
-``plugin_runs_on_tensor`` on every call (one dict lookup once decided), and
-the first call on a device it cannot serve logs one warning saying why and how
-to fix it.
+vLLM's own function instead of failing inside vLLM's forward pass
+(``api._build``): when the op fails it asks ``plugin_runs_on_tensor``, which
+decides for the device once (one warning saying why and how to fix it) and,
+for a device the plugin cannot serve, adds it to ``ELSEWHERE``, which later
+calls check first. A process whose every device runs the plugin never pays
+more than the truth test of an empty set.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ _lock = threading.Lock()
 #: device -> True (the plugin runs there) or False (vLLM's function does)
 _decided: dict[torch.device, bool] = {}
 _reasons: dict[torch.device, str] = {}
+#: the devices decided not to run the plugin (their calls go to vLLM's function)
+ELSEWHERE: set[torch.device] = set()
 
 _REBUILD = ("install a build with CUDA kernels for this GPU (set CUDA_HOME to a CUDA toolkit, "
             "or TORCH_CUDA_ARCH_LIST to include {arch}, and reinstall)")
@@ -43,8 +47,9 @@ def _cuda_reason(device: torch.device) -> Optional[str]:
     except Exception as exc:  # noqa: BLE001 - any failure means: not here
         major, minor = torch.cuda.get_device_capability(index)
         archs = ", ".join(_ops.cuda_archs()) or "unknown"
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return (f"the plugin's CUDA kernels do not load on {torch.cuda.get_device_name(index)} "
-                f"(sm_{major}{minor}; built for {archs}): {exc}; "
+                f"(sm_{major}{minor}; built for {archs}): {error}; "
                 + _REBUILD.format(arch=f"{major}.{minor}"))
     return None
 
@@ -73,12 +78,18 @@ def _decide(device: torch.device) -> bool:
             reason = f"could not check the device ({type(exc).__name__}: {exc})"
         if reason is not None:
             _reasons[device] = reason
+            ELSEWHERE.add(device)
             logger.warning(
                 "vllm-moe-align-plugin: moe_align_block_size on %s runs vLLM's own function: %s",
                 device, reason,
             )
         _decided[device] = reason is None
         return reason is None
+
+
+def served_elsewhere(tensor: object) -> bool:
+    """True when ``tensor`` is on a device already decided not to run the plugin."""
+    return isinstance(tensor, torch.Tensor) and tensor.device in ELSEWHERE
 
 
 def plugin_runs_on_tensor(tensor: object) -> bool:
@@ -105,3 +116,4 @@ def forget() -> None:
     with _lock:
         _decided.clear()
         _reasons.clear()
+        ELSEWHERE.clear()
