@@ -90,7 +90,7 @@ bench-gpu: build-inplace
 	$(PYTHON) -m benchmarks.benchmark_moe_align_block_size $(BENCH_ARGS)
 
 lint:
-	$(VPY) -m ruff check vllm_moe_align_plugin tests benchmarks setup.py
+	$(VPY) -m ruff check vllm_moe_align_plugin tests benchmarks tools patches setup.py
 
 clean:
 	rm -rf build *.egg-info vllm_moe_align_plugin/_C*.so $(INSTALL_STAMP)

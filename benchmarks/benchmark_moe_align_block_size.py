@@ -64,8 +64,8 @@ def first_call_us(name: str, runs: int = 3) -> list[float]:
     return out
 
 
-# The plugin's options and limits, timed against its plain call (issue #3: an
-# expert_map either way or scatter_idx may cost at most 10% more).
+# The plugin's options and limits, timed against its plain call (the target: an
+# expert_map either way or scatter_idx costs at most 10% more).
 VARIANT_CASES = [bench.Case(1, 8, 256, 16), bench.Case(256, 8, 256, 16),
                  bench.Case(4096, 2, 64, 128), bench.Case(16384, 8, 256, 128),
                  bench.Case(65536, 8, 256, 128)]

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Fetches the compiled moe_align_block_size of vLLM and SGLang from their
-# official PyPI wheels into .refs/ (ignored by git), for machines without
-# network or without vLLM (the H100 box). Run it on a machine with PyPI access.
+# official PyPI wheels into .refs/ (ignored by git), for GPU machines without
+# network or without vLLM. Run it on a machine with PyPI access.
 #
 #   .refs/vllm-0.26.0/_moe_C_stable_libtorch.abi3.so   torch.ops._moe_C (torch >= 2.11)
 #   .refs/sglang-kernel-0.4.5/common_ops.abi3.so        torch.ops.sgl_kernel (torch == 2.11.0, sm90)
 #
-# They are too large to carry to the GPU together (64 MiB per run): carry one
-# folder per benchmark run.
+# Both compress well with xz (about 40 and 12 MB) for copying to such a machine;
+# the benchmark and the differential test take their paths from
+# VLLM_MOE_ALIGN_VLLM_OP_SO and VLLM_MOE_ALIGN_SGLANG_SO.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -35,12 +35,12 @@ from vllm_moe_align_plugin import _ops
 from vllm_moe_align_plugin.bench import CASES, Case, markdown_table
 from vllm_moe_align_plugin.contract import NEWEST
 
-# One kernel launch inside a CUDA graph on the H100 (../shared/reference/
-# anchors-h100.md: an empty kernel measured the same way as the benchmark).
+# One kernel launch inside a CUDA graph on the H100 (an empty kernel, measured
+# the same way as the benchmark).
 LAUNCH_US = 0.90
 # H100 SXM HBM3 peak bandwidth, bytes per microsecond.
 HBM_BYTES_PER_US = 3.35e6
-# Issue #3's targets (us per call, graph time), where the issue sets one.
+# The kernel's targets (us per call, graph time), for the shapes that have one.
 TARGETS_US = {
     (1, 8, 256, 16): 2.0, (256, 8, 256, 16): 2.5, (256, 10, 512, 16): 2.5,
     (4096, 2, 64, 128): 2.5, (4096, 8, 128, 64): 4.0, (4096, 10, 512, 64): 5.0,

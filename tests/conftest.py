@@ -1,12 +1,7 @@
-"""Shared test helpers: devices, random routes, poisoned buffers, exact compare,
-loading the repository's scripts."""
+"""Shared test helpers: devices, random routes, poisoned buffers, exact compare."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Optional
 
 import pytest
@@ -17,19 +12,6 @@ from vllm_moe_align_plugin import _ops, reference
 HAS_CUDA = torch.cuda.is_available() and _ops.has_backend("cuda")
 DEVICES = ["cpu"] + (["cuda"] if HAS_CUDA else [])
 POISON = -777_777  # a value no output slot may keep
-REPO = Path(__file__).resolve().parent.parent
-
-
-def load_script(relpath: str) -> ModuleType:
-    """Imports a script of the repository (e.g. "benchmarks/e2e_offline.py") as
-    a module named after its file."""
-    path = REPO / relpath
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module  # dataclasses resolve their module
-    spec.loader.exec_module(module)
-    return module
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

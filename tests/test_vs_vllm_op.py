@@ -1,8 +1,11 @@
 """Differential test against vLLM's own compiled op (CUDA only).
 
 Runs when vLLM's op is at hand: vLLM installed, or VLLM_MOE_ALIGN_VLLM_OP_SO naming
-the `_moe_C` library of a vLLM wheel (as on the H100 box, see
-benchmarks/fetch_reference_kernels.sh). Both ops write into buffers of the same sizes;
+the `_moe_C` library of a vLLM wheel (for a GPU machine without vLLM, see
+benchmarks/fetch_reference_kernels.sh). The op's vLLM version decides which cases
+apply: VLLM_MOE_ALIGN_VLLM_OP_VERSION, else a `vllm-X.Y.Z` folder in the library's
+path, else the installed vLLM; an op that loads with no known version fails the run.
+Both ops write into buffers of the same sizes;
 num_tokens_post_pad and the whole expert_ids must be equal, each expert segment of
 sorted_token_ids must hold the same routes (vLLM's order inside a segment is not
 deterministic), and the padding must be identical.
@@ -24,24 +27,34 @@ from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vll
 pytestmark = pytest.mark.cuda
 
 
-def _vllm_op_version() -> tuple[int, int, int] | None:
-    """Version of the vLLM op that bench._load_vllm_op loads, or None."""
+VERSION_ENV = "VLLM_MOE_ALIGN_VLLM_OP_VERSION"
+
+
+def _vllm_op_version() -> tuple[bool, tuple[int, int, int] | None]:
+    """(vLLM's op loaded, its vLLM version or None when unknown)."""
     if not torch.cuda.is_available():
-        return None
+        return False, None
     try:
         if bench._load_vllm_op() is None:
-            return None
+            return False, None
         torch.ops._moe_C.moe_align_block_size  # noqa: B018
     except Exception:
-        return None
-    path = os.environ.get(bench.VLLM_SO_ENV, "")
-    m = re.search(r"vllm-(\d+\.\d+\.\d+)", path)
-    version = m.group(1) if m else installed_vllm_version()
-    return parse_version(version) if version else None
+        return False, None
+    m = re.search(r"vllm-(\d+\.\d+\.\d+)", os.environ.get(bench.VLLM_SO_ENV, ""))
+    version = os.environ.get(VERSION_ENV) or (m.group(1) if m else installed_vllm_version())
+    return True, parse_version(version) if version else None
 
 
-VERSION = _vllm_op_version()
+LOADED, VERSION = _vllm_op_version()
 needs_op = pytest.mark.skipif(VERSION is None, reason="vLLM's compiled op and a GPU are needed")
+
+
+@pytest.mark.skipif(not LOADED, reason="vLLM's compiled op and a GPU are needed")
+def test_the_ops_vllm_version_is_known() -> None:
+    assert VERSION is not None, (
+        f"vLLM's op loaded from {os.environ.get(bench.VLLM_SO_ENV)!r} but its vLLM version is "
+        f"unknown: set {VERSION_ENV}=X.Y.Z (which cases apply depends on it)")
+
 
 # numel, num_experts, block_size: decode, prefill, both paths of vLLM's kernel
 SHAPES = [(8, 256, 16), (80, 64, 16), (2048, 256, 16), (2560, 512, 16), (8192, 64, 128),

@@ -51,7 +51,7 @@ class Case:
         return f"{self.num_tokens}x{self.top_k}, {self.num_experts}, {self.block_size}"
 
 
-# The anchors' grid (shared/reference/anchors-h100.md): decode to large prefill.
+# The shapes every comparison uses: decode to large prefill.
 CASES = [
     Case(1, 8, 256, 16), Case(8, 8, 128, 16), Case(32, 8, 128, 16), Case(64, 8, 256, 16),
     Case(256, 8, 256, 16), Case(1, 2, 8, 16), Case(1, 10, 512, 16), Case(256, 10, 512, 16),

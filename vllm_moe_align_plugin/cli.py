@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import logging
 import random
 import sys
 from typing import Optional
@@ -21,6 +22,7 @@ import torch
 
 from . import __version__, _ops, devices
 from .contract import ALL, NEWEST, contract_for_vllm
+from .log import logger
 from .vllm.env import DISABLE_ENV, PLUGIN_NAME, off_reason, running_vllm_version
 from .vllm.runtime import DEFINING_MODULE, NAME, OPS_MODULE
 
@@ -73,8 +75,13 @@ def cmd_info(_: argparse.Namespace) -> int:
     if not torch.cuda.is_available() and torch.version.cuda:
         print("GPU                   none visible")
     print("per device:")
-    for device in _visible_devices():
-        print(f"  {_device_line(device)}")
+    quiet = logger.level
+    logger.setLevel(logging.ERROR)  # the warning would repeat what the line says
+    try:
+        for device in _visible_devices():
+            print(f"  {_device_line(device)}")
+    finally:
+        logger.setLevel(quiet)
     if vllm_version is None:
         print(f"contract              {NEWEST.name} (standalone: the newest)")
         print("enabled               no (vLLM is not installed; the function works standalone)")
