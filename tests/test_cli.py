@@ -92,3 +92,16 @@ def test_info_honours_the_off_switches(capsys: pytest.CaptureFixture[str],
         assert "yes" in line and "vllm._custom_ops.moe_align_block_size" in line, line
     else:
         assert "no (" in line and why in line, line
+
+
+def test_bench_table_has_units_and_explains_a_dash() -> None:
+    from vllm_moe_align_plugin import bench
+
+    small, large = bench.Case(1, 8, 256, 16), bench.Case(1 << 17, 8, 256, 128)
+    rows = [bench.Row(small, "plugin", 1.9, 13.0), bench.Row(small, "torch reference", None, 150.0),
+            bench.Row(large, "plugin", 19.5, 22.0)]
+    table = bench.format_table(rows, "cuda")
+    header = table.splitlines()[0]
+    assert "plugin, graph / eager us" in header and "torch reference, eager us per call" in header
+    assert "| - |" in table and "-: not timed; the torch reference runs only up to" in table
+    assert "-: not timed" not in bench.format_table(rows[:2], "cuda")

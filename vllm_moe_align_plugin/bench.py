@@ -60,6 +60,8 @@ CASES = [
     Case(16384, 4, 128, 128), Case(16384, 8, 256, 128), Case(32768, 8, 128, 128),
     Case(65536, 8, 256, 128),
 ]
+#: the largest input the torch reference is timed on (it is slow)
+REFERENCE_MAX_NUMEL = 1 << 17
 QUICK_CASES = [Case(1, 8, 256, 16), Case(256, 8, 256, 16), Case(4096, 2, 64, 128),
                Case(16384, 8, 256, 128)]
 
@@ -284,7 +286,7 @@ class Row:
 
 
 def run(cases: list[Case], device: str, impls: list[Impl], n_inputs: int = 4,
-        eager_calls: int = 2000, reference_max_numel: int = 1 << 17) -> list[Row]:
+        eager_calls: int = 2000, reference_max_numel: int = REFERENCE_MAX_NUMEL) -> list[Row]:
     """Validates then times every implementation on every case."""
     rows = []
     for case in cases:
@@ -322,12 +324,18 @@ def markdown_table(headers: Sequence[object], rows: Sequence[Sequence[object]],
     return "\n".join(lines)
 
 
-def format_table(rows: list[Row], device: str) -> str:
-    """Markdown: one row per case, one column per implementation."""
+def format_table(rows: list[Row], device: str,
+                 reference_max_numel: int = REFERENCE_MAX_NUMEL) -> str:
+    """Markdown: one row per case, one column per implementation, the unit in
+    each column's header; a note under the table says what a "-" means."""
     impls = list(dict.fromkeys(r.impl for r in rows))
     cases = list(dict.fromkeys(r.case for r in rows))
-    unit = "graph us / eager us" if device == "cuda" else "us per call"
     by_key = {(r.case, r.impl): r for r in rows}
+    graphed = {r.impl for r in rows if r.graph_us is not None}
+    headers = ["tokens x topk, E, B"] + [
+        f"{name}, graph / eager us" if name in graphed
+        else f"{name}, {'eager ' if device == 'cuda' else ''}us per call" for name in impls
+    ]
     body = []
     for case in cases:
         cells = [case.label]
@@ -340,4 +348,8 @@ def format_table(rows: list[Row], device: str) -> str:
             else:
                 cells.append(f"{r.eager_us:.1f}")
         body.append(cells)
-    return f"{unit}\n\n" + markdown_table(["tokens x topk, E, B", *impls], body)
+    table = markdown_table(headers, body)
+    if any(cell == "-" for row in body for cell in row):
+        table += (f"\n\n-: not timed; the torch reference runs only up to {reference_max_numel} "
+                  "routes (it is an exactness oracle, far slower than the kernels).")
+    return table
