@@ -5,6 +5,7 @@ Environment:
   VLLM_MOE_ALIGN_CUDA=1|0   force the CUDA kernel on (fail if impossible) or off
   TORCH_CUDA_ARCH_LIST      archs to build for; default: those of the installed
                             torch, plus 9.0a (Hopper)
+  VLLM_MOE_ALIGN_LINEINFO=1 keep source-line tables in the CUDA code (for ncu)
   MAX_JOBS                  parallel compile jobs (torch's ninja build)
 """
 
@@ -19,6 +20,14 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent.resolve()
 CUDA_ENV = "VLLM_MOE_ALIGN_CUDA"
+# Source-line tables for profilers. Off by default: the same machine code, but
+# CUDA reads the larger module when it loads it, which made a process's first
+# call slower (measured: benchmarks/RESULTS.md, first call by build flags).
+LINEINFO_ENV = "VLLM_MOE_ALIGN_LINEINFO"
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _find_cuda_home() -> str | None:
@@ -114,7 +123,7 @@ def _extension():
         "vllm_moe_align_plugin._C", sources,
         extra_compile_args={
             "cxx": cxx_flags,
-            "nvcc": ["-O3", "-lineinfo", "--threads=0"],
+            "nvcc": ["-O3", "--threads=0"] + (["-lineinfo"] if _env_on(LINEINFO_ENV) else []),
         },
         **kwargs,
     )
