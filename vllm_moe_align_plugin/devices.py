@@ -13,15 +13,13 @@ more than the truth test of an empty set.
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Optional
 
 import torch
 
 from . import _ops
-
-logger = logging.getLogger("vllm.moe_align_plugin")
+from .log import logger
 
 _lock = threading.Lock()
 #: device -> True (the plugin runs there) or False (vLLM's function does)
