@@ -7,7 +7,7 @@ one guarded block to each of two vLLM files:
   of the file, rebinding the module's ``moe_align_block_size``;
 - ``vllm/_custom_ops.py``: right after the op-level ``moe_align_block_size``.
 
-Each block imports ``vllm_moe_align_plugin.static_patch`` and, when that import
+Each block imports ``vllm_moe_align_plugin.vllm.source_hook`` and, when that import
 fails, does nothing, so a patched vLLM without this package behaves as before.
 
 Rules (every refusal raises :class:`PatchError` with a message naming the file
