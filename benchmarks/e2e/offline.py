@@ -22,7 +22,7 @@ Checked (exit status 1 if not):
 
 - the generated token ids are identical between the two runs (greedy);
 - in the ``plugin`` run every vLLM process (driver, engine core, each worker)
-  logged the plugin's "moe_align_block_size replaced" line once; in the
+  logged the plugin's "... on for vLLM ..." line once; in the
   ``vllm`` run none did (``logs``);
 - with profiling on, the ``plugin`` run's traces hold the plugin's kernels and
   none of vLLM's align kernels, and the ``vllm`` run's the reverse.

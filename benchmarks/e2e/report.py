@@ -1,6 +1,7 @@
 """Report files of a run set: one row per (model, variant), as markdown, CSV
-and a bar chart. ``fmt``, ``arrow``, ``write_csv`` and ``write_png`` take any
-rows and columns; ``COLUMNS``, ``make_row`` and ``markdown`` are the offline
+and a bar chart. ``fmt``, ``arrow``, ``write_csv``, ``write_png`` and
+``write_interval_png`` take any rows and columns (the serving benchmark
+uses them too); ``COLUMNS``, ``make_row`` and ``markdown`` are the offline
 benchmark's report."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from vllm_moe_align_plugin.bench import markdown_table
 
@@ -151,6 +152,51 @@ def write_png(rows: list[dict[str, Any]], path: Path, title: str,
         ax.set_xticklabels(models)
         ax.set_title(label, fontsize=9)
     axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+class Bar(NamedTuple):
+    """One bar of ``write_interval_png``: its label, height and interval
+    (``low``/``high`` None: no whisker)."""
+
+    label: str
+    value: Optional[float]
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+
+def write_interval_png(panels: Sequence[tuple[str, Sequence[Bar]]], path: Path, title: str,
+                       ylabel: str = "") -> bool:
+    """One panel per (panel title, bars): bars with interval whiskers, each
+    panel on its own scale. False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 0.8, 3.8), squeeze=False)
+    colors = ("#8c8c8c", "#1f77b4", "#2ca02c", "#d62728")
+    for ax, (name, bars) in zip(axes[0], panels):
+        xs = list(range(len(bars)))
+        heights = [b.value or 0.0 for b in bars]
+        errs = [[max(b.value - b.low, 0.0) if b.value is not None and b.low is not None else 0.0
+                 for b in bars],
+                [max(b.high - b.value, 0.0) if b.value is not None and b.high is not None else 0.0
+                 for b in bars]]
+        ax.bar(xs, heights, 0.6, yerr=errs, capsize=6,
+               color=[colors[i % len(colors)] for i in xs])
+        ax.set_xticks(xs)
+        ax.set_xticklabels([b.label for b in bars], fontsize=8)
+        ax.set_title(name, fontsize=9)
+        if ylabel:
+            ax.set_ylabel(ylabel, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -206,10 +206,11 @@ def find_traces(trace_dir: Path) -> list[Path]:
 
 
 def summarize_traces(traces: list[TraceSummary]) -> dict[str, Any]:
-    """Per-step align time, GPU time and launches, averaged over the
-    workers (each worker runs the align of its own MoE layers' shard)."""
+    """Per-step align time, GPU time and launches of the prefill-only,
+    decode-only and mixed steps, averaged over the workers (each worker runs
+    the align of its own MoE layers' shard); keys ``<kind>_<quantity>``."""
     out: dict[str, Any] = {"workers": len(traces)}
-    for kind in ("prefill", "decode"):
+    for kind in ("prefill", "decode", "mixed"):
         per = [t.per_step(kind) for t in traces]
         per = [p for p in per if p]
         if not per:

@@ -1,0 +1,188 @@
+"""The command lines and environments of a serving run (vLLM 0.26 options).
+
+Both ``vllm serve`` and ``vllm bench serve`` run as ``python -m
+vllm.entrypoints.cli.main ...`` (the module behind the ``vllm`` console
+script), so they work where vLLM is on ``PYTHONPATH`` without its scripts.
+
+The server keeps vLLM's defaults (V1 engine, torch.compile and CUDA graphs,
+chunked prefill, prefix caching, vLLM's choice of attention and MoE
+backends); the harness sets only what it must: the model directory with
+``--load-format dummy``, name, host and port, the parallel layout, and, where
+asked, ``--gpu-memory-utilization`` (two servers on one GPU),
+``--cudagraph-capture-sizes`` (a shorter list: faster start-up), the torch
+profiler (``--profiler-config``; vLLM 0.26 has no VLLM_TORCH_PROFILER_DIR) and
+``--disable-custom-all-reduce``. Everything set is listed in the report.
+
+The arms differ in their environment only (``server_env``): ``vllm`` has no
+general plugin loaded (``VLLM_PLUGINS=""``) or, with baseline mode
+``disable-env``, the plugin loaded but switched off (VLLM_MOE_ALIGN_DISABLE=1);
+``plugin`` has this plugin only (``VLLM_PLUGINS=moe_align``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from benchmarks.e2e import environment
+
+ARMS = environment.VARIANTS  # ("vllm", "plugin"): baseline first
+ARM_LABELS = {"vllm": "baseline", "plugin": "plugin"}
+BASELINE_MODES = ("plugins-off", "disable-env")
+CLI_MODULE = "vllm.entrypoints.cli.main"
+DISABLE_ENV = "VLLM_MOE_ALIGN_DISABLE"
+# CUDA-graph batch sizes of ``--capture-sizes short``: powers of two (plus
+# the concurrency levels) instead of vLLM's default of every multiple of 8
+# up to 256 and of 16 up to 512 (about 50 sizes)
+SHORT_CAPTURE = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One ``vllm serve`` process tree: everything that makes its command line."""
+
+    arm: str
+    model: str  # served model name (a key of models.FULL_MODELS)
+    model_dir: Path
+    port: int
+    tp: int = 1
+    ep: bool = False
+    host: str = "127.0.0.1"
+    gpu_memory_utilization: Optional[float] = None  # None: vLLM's default
+    capture_sizes: Optional[tuple[int, ...]] = None  # None: vLLM's default
+    profile_dir: Optional[Path] = None  # torch profiler traces (workers) go here
+    custom_all_reduce: bool = True
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def capture_sizes(choice: str, concurrency: Sequence[int]) -> Optional[tuple[int, ...]]:
+    """``--capture-sizes`` value -> the sizes to pass (None: vLLM's default).
+    ``short``: ``SHORT_CAPTURE`` plus every concurrency level up to 512;
+    otherwise a comma-separated list of sizes."""
+    if choice == "default":
+        return None
+    if choice == "short":
+        return tuple(sorted({*SHORT_CAPTURE, *(c for c in concurrency if c <= 512)}))
+    try:
+        sizes = tuple(sorted({int(x) for x in choice.split(",") if x.strip()}))
+    except ValueError:
+        raise ValueError(f"--capture-sizes: 'default', 'short' or sizes like 1,2,4 (got {choice!r})") \
+            from None
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"--capture-sizes: sizes must be >= 1 (got {choice!r})")
+    return sizes
+
+
+def profiler_config(trace_dir: Path) -> dict[str, object]:
+    """vLLM's torch profiler for the workers (one gzipped trace per worker
+    and start/stop), no stacks or shapes, no API-server trace."""
+    return {"profiler": "torch", "torch_profiler_dir": str(trace_dir),
+            "torch_profiler_with_stack": False, "torch_profiler_record_shapes": False,
+            "torch_profiler_dump_cuda_time_total": False, "torch_profiler_use_gzip": True,
+            "ignore_frontend": True}
+
+
+def serve_command(spec: ServerSpec, python: str) -> list[str]:
+    """``vllm serve`` for ``spec``."""
+    cmd = [python, "-m", CLI_MODULE, "serve", str(spec.model_dir),
+           "--served-model-name", spec.model, "--host", spec.host, "--port", str(spec.port),
+           "--load-format", "dummy"]
+    if spec.tp > 1:
+        cmd += ["--tensor-parallel-size", str(spec.tp)]
+    if spec.ep:
+        cmd += ["--enable-expert-parallel"]
+    if spec.gpu_memory_utilization is not None:
+        cmd += ["--gpu-memory-utilization", f"{spec.gpu_memory_utilization:g}"]
+    if spec.capture_sizes is not None:
+        cmd += ["--cudagraph-capture-sizes", *map(str, spec.capture_sizes)]
+    if spec.profile_dir is not None:
+        cmd += ["--profiler-config", json.dumps(profiler_config(spec.profile_dir))]
+    if not spec.custom_all_reduce:
+        cmd += ["--disable-custom-all-reduce"]
+    return cmd + list(spec.extra_args)
+
+
+def non_defaults(spec: ServerSpec) -> list[str]:
+    """The server options a report must mention: what differs from vLLM's
+    defaults besides the model, the dummy weights, name, host and port."""
+    notes = []
+    if spec.gpu_memory_utilization is not None:
+        notes.append(f"--gpu-memory-utilization {spec.gpu_memory_utilization:g}")
+    if spec.capture_sizes is not None:
+        notes.append("--cudagraph-capture-sizes " + " ".join(map(str, spec.capture_sizes))
+                     + " (shortened to save start-up time; vLLM's default captures about 50 sizes)")
+    if spec.profile_dir is not None:
+        notes.append("--profiler-config (torch profiler, started only for the profiled loads)")
+    if not spec.custom_all_reduce:
+        notes.append("--disable-custom-all-reduce")
+    if spec.extra_args:
+        notes.append(" ".join(spec.extra_args))
+    return notes
+
+
+def server_env(base: dict[str, str], arm: str, baseline_mode: str = "plugins-off") -> dict[str, str]:
+    """The environment of an arm's server: ``environment.child_env`` (pid in
+    every log line, spawned workers, no network, NVLink multicast off) with
+    the plugin switched as ``baseline_mode`` says."""
+    if arm not in ARMS or baseline_mode not in BASELINE_MODES:
+        raise ValueError(f"arm {arm!r} / baseline mode {baseline_mode!r}")
+    env = environment.child_env(base, arm)
+    if baseline_mode == "disable-env":
+        env["VLLM_PLUGINS"] = environment.VLLM_PLUGINS_VALUE["plugin"]
+        if arm == "vllm":
+            env[DISABLE_ENV] = "1"
+    return env
+
+
+def client_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment of ``vllm bench serve`` and other client processes:
+    no general plugins (the client runs no model), no network."""
+    env = {k: v for k, v in base.items() if k != DISABLE_ENV}
+    env.update({"VLLM_PLUGINS": "", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One ``vllm bench serve`` run against a server."""
+
+    server: ServerSpec
+    concurrency: int
+    num_prompts: int
+    input_len: int
+    output_len: int
+    seed: int
+    result_file: Path
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+def bench_command(b: BenchSpec, python: str) -> list[str]:
+    """``vllm bench serve``: the random dataset (fixed lengths, seed
+    ``b.seed``), ``b.num_prompts`` requests all queued at once
+    (request rate inf) with at most ``b.concurrency`` in flight, greedy,
+    EOS ignored (every request generates ``output_len`` tokens), streamed
+    through ``/v1/completions``; the result JSON to ``b.result_file``."""
+    s = b.server
+    cmd = [python, "-m", CLI_MODULE, "bench", "serve",
+           "--backend", "openai", "--endpoint", "/v1/completions",
+           "--host", s.host, "--port", str(s.port),
+           "--model", str(s.model_dir), "--served-model-name", s.model,
+           "--tokenizer", str(s.model_dir),
+           "--dataset-name", "random", "--random-input-len", str(b.input_len),
+           "--random-output-len", str(b.output_len), "--random-range-ratio", "0.0",
+           "--num-prompts", str(b.num_prompts), "--max-concurrency", str(b.concurrency),
+           "--request-rate", "inf", "--seed", str(b.seed), "--ignore-eos", "--temperature", "0",
+           "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
+           "--disable-tqdm", "--save-result", "--result-dir", str(b.result_file.parent),
+           "--result-filename", b.result_file.name]
+    if b.metadata:
+        cmd += ["--metadata", *(f"{k}={v}" for k, v in b.metadata)]
+    return cmd

@@ -1,0 +1,340 @@
+"""The serving A/B run of one model: servers, paired rounds, checks, reports.
+
+Strategies (``options.choose_strategy``):
+
+- ``restart``: in each round each arm gets a fresh server (start, warm-up,
+  checks, one load per concurrency level, stop), arms in the round's order;
+- ``both-up``: one server per arm, both up at once on the same GPUs (half the
+  memory each, ports P and P+1; started one after the other so vLLM's memory
+  profiling of one does not see the other starting); in each round, per
+  concurrency level, the arms' loads run back to back in the round's order.
+
+Round order: ``abab`` puts the baseline first in every round, ``abba``
+alternates the first arm between rounds. Every finished load, server check
+and profile row is appended to its file at once (``state``), a progress line
+is printed (and appended to ``progress.log``), and the report files are
+rewritten after every round, so a run cut short keeps what it finished;
+``--resume`` continues it (the arm-rounds not yet complete), ``--time-budget``
+stops before a server start or round that would not fit. With ``--profile``,
+each arm's server of the last round runs one profiled load per concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from benchmarks.e2e import environment
+from benchmarks.e2e.models import model_config, write_model
+
+from . import checks, cli_check, jobs, options, report, state, summary
+from .commands import (
+    ARM_LABELS,
+    ARMS,
+    BenchSpec,
+    ServerSpec,
+    bench_command,
+    client_env,
+    serve_command,
+    server_env,
+)
+from .results import JobRecord
+from .server import Server, ServerError
+from .tokenizer import write_model_tokenizer
+
+
+class BudgetReached(Exception):
+    """The next step would not fit ``--time-budget``."""
+
+
+def stem_name(model: str, tp: int) -> str:
+    """``serve_<model>`` plus ``_tp<N>`` for tensor parallel runs."""
+    return f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "")
+
+
+def round_order(rnd: int, order: str) -> tuple[str, ...]:
+    """The arms of round ``rnd`` (1-based) in the order they run."""
+    return tuple(reversed(ARMS)) if order == "abba" and rnd % 2 == 0 else ARMS
+
+
+def installed_vllm(python: str) -> str:
+    """``vLLM <version>`` installed for ``python`` (its metadata; vLLM is
+    not imported), ``vLLM ?`` when that fails."""
+    code = "import importlib.metadata as m; print(m.version('vllm'))"
+    try:
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+        return f"vLLM {out.stdout.strip()}" if out.returncode == 0 and out.stdout.strip() else "vLLM ?"
+    except (OSError, subprocess.SubprocessError):
+        return "vLLM ?"
+
+
+class ModelRun:
+    """One model's run (see the module docstring)."""
+
+    def __init__(self, args: argparse.Namespace, model: str, work: Path) -> None:
+        self.args, self.model, self.cfg = args, model, model_config(model)
+        self.stem = args.out / stem_name(model, args.tp)
+        self.log_dir = args.out / (stem_name(model, args.tp) + "_logs")
+        self.work = work / model
+        self.strategy, self.util, self.why = options.choose_strategy(model, args, options.gpu_memory_gib())
+        self.records: list[JobRecord] = []
+        self.checks: list[checks.ServerCheck] = []
+        self.profile_rows: list[dict[str, Any]] = []
+        self.problems: list[str] = []
+        self.reference: Optional[Any] = None  # the first baseline server's greedy tokens
+        self.vllm_line = installed_vllm(args.python)
+        self.t0 = time.monotonic()
+        self.costs: dict[str, float] = {}  # seconds of the last server start / arm-run / round
+
+    # ------------------------------------------------------------------ pieces
+    def spec(self, arm: str, tag: str) -> ServerSpec:
+        a = self.args
+        return ServerSpec(arm=arm, model=self.model, model_dir=self.work / "model",
+                          port=a.port + ARMS.index(arm), tp=a.tp, ep=a.ep,
+                          gpu_memory_utilization=self.util, capture_sizes=a.capture,
+                          profile_dir=self.work / "traces" / tag / "live" if a.profile else None,
+                          custom_all_reduce=a.custom_all_reduce, extra_args=tuple(a.serve_arg))
+
+    def load(self, rnd: int, level: int, c: int, output_len: Optional[int] = None,
+             prompts: Optional[int] = None) -> jobs.Load:
+        a = self.args
+        return jobs.Load(c, prompts or options.num_prompts(a, c), a.input_len,
+                         output_len or a.output_len, options.bench_seed(a, rnd, level))
+
+    def say(self, msg: str) -> None:
+        line = f"[{self.model} {time.monotonic() - self.t0:6.0f}s] {msg}"
+        print(line, flush=True)
+        with open(self.log_dir / "progress.log", "a") as f:
+            f.write(line + "\n")
+
+    def budget(self, *steps: str) -> None:
+        """Raises ``BudgetReached`` when the known cost of ``steps`` would
+        end the run past ``--time-budget``."""
+        if self.args.time_budget:
+            need = sum(self.costs.get(s, 0.0) for s in steps)
+            if time.monotonic() - self.t0 + need > self.args.time_budget:
+                raise BudgetReached(f"time budget: {' + '.join(steps)} (about {need:.0f} s) does not fit")
+
+    def start(self, arm: str, tag: str) -> Server:
+        """Starts, waits for, warms up and checks one server."""
+        a, t0 = self.args, time.monotonic()
+        spec = self.spec(arm, tag)
+        if spec.profile_dir is not None:
+            spec.profile_dir.mkdir(parents=True, exist_ok=True)
+        server = Server(spec, tag, self.log_dir / f"server-{tag}.log",
+                        server_env(dict(os.environ), arm, a.baseline), a.python, options.ROOT)
+        self.say(f"starting the {ARM_LABELS[arm]} server (log server-{tag}.log), port {spec.port}: "
+                 + " ".join(server.command[2:]))
+        server.start()
+        try:
+            took = server.wait_ready(a.start_timeout, progress=lambda s: self.say(
+                f"  ... {tag} still starting ({s:.0f} s)"))
+            self.say(f"{tag} ready after {took:.0f} s; warming up")
+            warm = [self.load(0, i, c, a.warmup_output_len, max(c, 4)) for i, c in enumerate(a.concurrency)]
+            self.problems += jobs.warm_up(server, warm, self.log_dir, a.python, a.bench_timeout)
+            greedy = checks.GreedySpec(a.greedy_prompts, max_tokens=a.greedy_tokens)
+            check = jobs.check_server(server, greedy, int(self.cfg["vocab_size"]), a.tp,
+                                      self.reference, self.log_dir)
+        except BaseException:
+            server.stop()
+            raise
+        if self.reference is None and arm == "vllm" and check.tokens is not None:
+            self.reference, check.reference = check.tokens, True
+        self.checks.append(check)
+        state.save_check(self.log_dir, check)
+        self.problems += check_problems(check)
+        verdict = "OK" if not check.plugin_problems else "PROBLEM"
+        self.say(f"{tag} checks: plugin line {check.processes} {verdict}; "
+                 f"greedy tokens {check.tokens_verdict}")
+        self.costs["start"] = time.monotonic() - t0
+        return server
+
+    def measure(self, server: Server, rnd: int, level: int, c: int) -> JobRecord:
+        load = self.load(rnd, level, c)
+        rec = JobRecord(model=self.model, round=rnd, arm=server.spec.arm, concurrency=c,
+                        num_prompts=load.num_prompts, seed=load.seed, server=server.tag)
+        path = self.log_dir / f"bench-r{rnd}-{server.spec.arm}-c{c}.json"
+        rec = jobs.run_load(server, load, path, self.args.python, self.args.bench_timeout, rec)
+        self.records = [r for r in self.records if (r.round, r.arm, r.concurrency) != (rnd, rec.arm, c)]
+        self.records.append(rec)
+        state.append(self.log_dir / state.ROUNDS, rec.__dict__)
+        head = f"round {rnd} {ARM_LABELS[rec.arm]:>8} c={c:<4}"
+        if rec.ok:
+            self.say(f"{head} {rec.output_tok_s:10.1f} tok/s  TTFT {rec.median_ttft_ms:9.2f} ms  "
+                     f"TPOT {rec.median_tpot_ms:7.2f} ms  ({rec.duration_s:.0f} s, "
+                     f"{rec.num_prompts} requests)")
+        else:
+            self.problems.append(f"round {rnd} {rec.arm} c={c}: {rec.error}")
+            self.say(f"{head} FAILED: {rec.error}")
+        return rec
+
+    def profile(self, server: Server) -> None:
+        a = self.args
+        self.say(f"profiling {server.tag}")
+        loads = [self.load(a.rounds + 1, i, c, a.profile_output_len, max(c, 4))
+                 for i, c in enumerate(a.concurrency)]
+        rows, problems = jobs.profile_server(server, loads, self.work / "traces" / server.tag,
+                                             self.log_dir, a.python, a.bench_timeout, a.tp)
+        self.profile_rows = [r for r in self.profile_rows if r["arm"] != server.spec.arm] + rows
+        for row in rows:
+            state.append(self.log_dir / state.PROFILE, row)
+        self.problems += problems
+
+    def needs_profile(self, arm: str) -> bool:
+        return self.args.profile and not any(r["arm"] == arm for r in self.profile_rows)
+
+    def done(self, rnd: int, arm: str) -> bool:
+        return state.arm_round_done(self.records, rnd, arm, self.args.concurrency)
+
+    def round_done(self, rnd: int) -> None:
+        cs = summary.cells(self.records)
+        parts = [f"c={c} {x.interval.point:.3f}" for c in self.args.concurrency
+                 if (x := summary.find(cs, c, summary.RATIO_ARM, "output_tok_s")) and x.interval]
+        self.say(f"round {rnd}/{self.args.rounds} done; tok/s plugin/baseline so far: "
+                 + (", ".join(parts) or "-"))
+        self.write_report()
+
+    # ------------------------------------------------------------------ strategies
+    def run_restart(self) -> None:
+        a = self.args
+        for rnd in range(1, a.rounds + 1):
+            for arm in round_order(rnd, a.order):
+                last = rnd == a.rounds
+                if self.done(rnd, arm) and not (last and self.needs_profile(arm)):
+                    continue
+                self.budget("start", "arm")
+                t0, server = time.monotonic(), self.start(arm, f"r{rnd}-{arm}")
+                try:
+                    for level, c in enumerate(a.concurrency):
+                        if not self.done(rnd, arm):
+                            self.measure(server, rnd, level, c)
+                    self.costs["arm"] = time.monotonic() - t0 - self.costs["start"]
+                    if last and self.needs_profile(arm):
+                        self.profile(server)
+                finally:
+                    server.stop()
+            self.round_done(rnd)
+
+    def run_both_up(self) -> None:
+        a = self.args
+        todo = [rnd for rnd in range(1, a.rounds + 1) if not all(self.done(rnd, arm) for arm in ARMS)]
+        if not todo and not any(self.needs_profile(arm) for arm in ARMS):
+            return
+        servers: dict[str, Server] = {}
+        earlier = len(self.checks) // 2  # server pairs of runs this one resumes
+        try:
+            for arm in ARMS:
+                self.budget("start", "start", "round")
+                servers[arm] = self.start(arm, f"{arm}-{earlier + 1}" if earlier else arm)
+            for rnd in todo:
+                self.budget("round")
+                t0 = time.monotonic()
+                for level, c in enumerate(a.concurrency):
+                    for arm in round_order(rnd, a.order):
+                        self.measure(servers[arm], rnd, level, c)
+                self.costs["round"] = time.monotonic() - t0
+                self.round_done(rnd)
+            for arm in ARMS:
+                if self.needs_profile(arm):
+                    self.profile(servers[arm])
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    # ------------------------------------------------------------------ report and run
+    def plan(self) -> list[str]:
+        """What ``run`` would do: strategy, rounds, files, the servers' and
+        the first round's last load's command lines, and whether the
+        installed vLLM accepts them."""
+        a = self.args
+        lines = [f"{self.model}: strategy {self.why}; {a.rounds} rounds, order {a.order}, "
+                 f"concurrency {a.concurrency}; results {self.stem}.md/.csv/.png, logs {self.log_dir}"]
+        for arm in ARMS:
+            env = server_env({}, arm, a.baseline)
+            switch = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("VLLM_PLUGINS", "VLLM_MOE_ALIGN_DISABLE")
+                              if k in env)
+            cmd = serve_command(self.spec(arm, f"r1-{arm}"), a.python)
+            lines.append(f"  {ARM_LABELS[arm]} server: {switch} {shlex.join(cmd)}")
+        lines.append(f"  client, round 1, c={a.concurrency[-1]}: {shlex.join(self.bench_argv())}")
+        if a.cli_check:
+            try:
+                self.check_commands()
+                lines.append(f"  these options parse with the installed {self.vllm_line}")
+            except cli_check.CommandError as exc:
+                lines.append(f"  PROBLEM: {exc}")
+        return lines
+
+    def bench_argv(self) -> list[str]:
+        a = self.args
+        load = self.load(1, len(a.concurrency) - 1, a.concurrency[-1])
+        result = self.log_dir / f"bench-r1-vllm-c{load.concurrency}.json"
+        bench = BenchSpec(self.spec("vllm", "r1-vllm"), load.concurrency, load.num_prompts,
+                          load.input_len, load.output_len, load.seed, result, (("ab_arm", "vllm"),))
+        return bench_command(bench, a.python)
+
+    def check_commands(self) -> None:
+        """Both arms' server commands and a client command through the
+        installed vLLM's parsers (``cli_check``); raises ``CommandError``."""
+        argvs = [serve_command(self.spec(arm, "check"), self.args.python)[3:] for arm in ARMS]
+        argvs.append(self.bench_argv()[3:])
+        cli_check.parse_with_vllm(self.args.python, argvs, ["model_tag"], client_env(dict(os.environ)))
+
+    def write_report(self) -> str:
+        a = self.args
+        title = (f"vLLM serving, plugin vs vLLM's moe_align_block_size: {self.model}"
+                 + (f", tp={a.tp}{' ep' if a.ep else ''}" if a.tp > 1 else ""))
+        done = summary.rounds_done(self.records, a.concurrency)
+        lines = report.setting_lines(a, self.model, self.cfg, environment.device_name(), self.vllm_line,
+                                     self.why, done, self.spec("plugin", "x"))
+        setting = {"model": self.model, "tp": a.tp, "ep": a.ep, "strategy": self.strategy}
+        return report.write_all(self.stem, title, lines, setting, self.checks, summary.cells(self.records),
+                                a.concurrency, self.profile_rows, self.problems)
+
+    def resume(self) -> None:
+        """Reads what an earlier run of the same setting finished."""
+        self.records = state.latest_records(self.log_dir)
+        self.checks = state.load_checks(self.log_dir)
+        self.reference = state.reference_tokens(self.checks)
+        self.profile_rows = state.load_profile_rows(self.log_dir)
+        for check in self.checks:
+            self.problems += check_problems(check)
+        self.say(f"resuming: {len(self.records)} loads, {len(self.checks)} server starts done before")
+
+    def run(self) -> list[str]:
+        """The whole run; returns the problems found (empty: all checks passed)."""
+        if self.args.resume and self.log_dir.exists():
+            self.resume()
+        else:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+            self.log_dir.mkdir(parents=True)
+        write_model_tokenizer(write_model(self.model, self.work / "model"), self.cfg)
+        self.say(f"strategy {self.why}; logs in {self.log_dir}")
+        try:
+            if self.args.cli_check:
+                self.check_commands()
+                self.say(f"the server and client options parse with the installed {self.vllm_line}")
+            self.run_restart() if self.strategy == "restart" else self.run_both_up()
+        except BudgetReached as exc:
+            self.problems.append(f"stopped: {exc}; continue with --resume")
+            self.say(f"STOPPED: {exc}; continue with the same options and --resume")
+        except (ServerError, cli_check.CommandError) as exc:
+            first, *rest = str(exc).splitlines()
+            self.problems.append(first + (f" ... {rest[-1].strip()}" if rest else ""))
+            self.say(f"STOPPED: {exc}")
+        finally:
+            done = summary.rounds_done(self.records, self.args.concurrency)
+            if done < self.args.rounds:
+                self.problems.append(f"{done} of {self.args.rounds} rounds complete")
+            self.write_report()
+        return self.problems
+
+
+def check_problems(check: checks.ServerCheck) -> list[str]:
+    out = [f"{check.tag}: {p}" for p in check.plugin_problems or []]
+    return out + ([f"{check.tag}: greedy tokens: {check.token_problem}"] if check.token_problem else [])

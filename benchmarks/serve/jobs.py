@@ -1,0 +1,141 @@
+"""What the harness does with a running server: loads, warm-up, checks, profiles.
+
+- ``run_load``: one ``vllm bench serve`` in its own process group (killed
+  with everything it started when it ends or times out), its output to a log
+  file, its result JSON read into a ``results.JobRecord``.
+- ``warm_up``: every concurrency level once with short outputs, not
+  recorded (Triton's JIT compiles the fused-MoE kernels per batch-size
+  bucket at first use; CUDA graphs and torch.compile are ready at start-up).
+- ``check_server``: the greedy request and the plugin-line check
+  (``checks``).
+- ``profile_server``: per concurrency one short load between
+  ``/start_profile`` and ``/stop_profile``, its traces summarized
+  (``profiling``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from benchmarks.e2e import environment, trace
+
+from . import checks, profiling, results
+from .commands import BenchSpec, bench_command, client_env
+from .server import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Load:
+    """A load's shape: requests, lengths, concurrency, seed."""
+
+    concurrency: int
+    num_prompts: int
+    input_len: int
+    output_len: int
+    seed: int
+
+
+def run_load(server: Server, load: Load, result_file: Path, python: str, timeout: float,
+             record: results.JobRecord) -> results.JobRecord:
+    """Runs one ``vllm bench serve`` against ``server``; fills ``record``
+    (``ok`` False with ``error`` set when it failed). Its output goes to
+    ``result_file`` with suffix ``.log``."""
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    result_file.unlink(missing_ok=True)
+    spec = BenchSpec(server.spec, load.concurrency, load.num_prompts, load.input_len,
+                     load.output_len, load.seed, result_file,
+                     (("ab_arm", record.arm), ("ab_round", str(record.round)),
+                      ("ab_server", server.tag)))
+    log_path = result_file.with_suffix(".log")
+    record.started = time.time()
+    code = environment.run_in_group(bench_command(spec, python), client_env(dict(os.environ)),
+                                    log_path, ROOT, timeout)
+    record.result_file = str(result_file)
+    if code != 0 or not result_file.exists():
+        why = "timed out" if code is None else f"exit status {code}"
+        tail = log_path.read_text(errors="replace").splitlines()[-5:] if log_path.exists() else []
+        record.ok, record.error = False, f"vllm bench serve {why}: " + " | ".join(tail)
+        return record
+    try:
+        return results.fill(record, results.read_result(result_file), load.num_prompts, load.output_len)
+    except (ValueError, OSError) as exc:
+        record.ok, record.error = False, f"unreadable result: {exc}"
+        return record
+
+
+def warm_up(server: Server, loads: list[Load], log_dir: Path, python: str,
+            timeout: float) -> list[str]:
+    """One short load per concurrency level; returns problems (failed loads)."""
+    problems = []
+    for load in loads:
+        rec = results.JobRecord(model=server.spec.model, round=0, arm=server.spec.arm,
+                                concurrency=load.concurrency, num_prompts=load.num_prompts,
+                                seed=load.seed, server=server.tag)
+        path = log_dir / f"warmup-{server.tag}-c{load.concurrency}.json"
+        rec = run_load(server, load, path, python, timeout, rec)
+        if not rec.ok:
+            problems.append(f"{server.tag}: warm-up at concurrency {load.concurrency}: {rec.error}")
+    return problems
+
+
+def check_server(server: Server, greedy: checks.GreedySpec, vocab_size: int, tp: int,
+                 reference: Optional[Any], log_dir: Path) -> checks.ServerCheck:
+    """Greedy tokens (compared with ``reference`` when given) and the
+    plugin line of ``server``; the tokens go to ``greedy-<tag>.json``."""
+    result = checks.ServerCheck(server.tag, server.spec.arm, ready_s=server.ready_s)
+    prompts = greedy.token_prompts(vocab_size)
+    try:
+        answer = server.post("/v1/completions", checks.completion_payload(
+            server.spec.model, prompts, greedy.max_tokens), timeout=600.0)
+        result.tokens = checks.tokens_from_response(answer, len(prompts))
+        (log_dir / f"greedy-{server.tag}.json").write_text(json.dumps(result.tokens))
+        if reference is not None:
+            result.token_problem = checks.compare_tokens(reference, result.tokens)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        result.token_problem = f"greedy request failed: {exc}"
+    result.processes, result.plugin_problems = checks.plugin_check(server.log_text(), server.spec.arm, tp)
+    return result
+
+
+def profile_server(server: Server, loads: list[Load], dest: Path, log_dir: Path, python: str,
+                   timeout: float, tp: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """One profiled load per entry of ``loads``; (profile rows, problems)."""
+    assert server.spec.profile_dir is not None, "server started without a profiler"
+    rows, problems = [], []
+    for load in loads:
+        c = load.concurrency
+        try:
+            server.post("/start_profile", {}, timeout=300.0)
+        except (urllib.error.URLError, OSError) as exc:
+            problems.append(f"{server.tag}: /start_profile failed: {exc}")
+            break
+        rec = results.JobRecord(model=server.spec.model, round=0, arm=server.spec.arm,
+                                concurrency=c, num_prompts=load.num_prompts, seed=load.seed,
+                                server=server.tag)
+        rec = run_load(server, load, log_dir / f"profile-{server.tag}-c{c}.json", python, timeout, rec)
+        try:
+            server.post("/stop_profile", {}, timeout=900.0)
+        except (urllib.error.URLError, OSError) as exc:
+            problems.append(f"{server.tag}: /stop_profile failed: {exc}")
+            break
+        if not rec.ok:
+            problems.append(f"{server.tag}: profiled load at concurrency {c}: {rec.error}")
+        t0 = time.monotonic()
+        paths = profiling.collect(server.spec.profile_dir, dest / f"c{c}", expected=tp)
+        summary, workers = profiling.summarize(paths)
+        profiling.write_detail(log_dir / f"profile-{server.tag}-c{c}.traces.json", summary, workers)
+        found = [f"{server.tag} c={c}: {p}" for p in trace.check_kernels(summary, server.spec.arm)]
+        if len(paths) < tp:
+            found.append(f"{server.tag} c={c}: {len(paths)} trace files, expected {tp} "
+                         f"(waited {time.monotonic() - t0:.0f} s)")
+        problems += found
+        rows.append(profiling.profile_row(server.spec.model, server.spec.arm, c, summary, found))
+    return rows, problems

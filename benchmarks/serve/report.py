@@ -1,0 +1,178 @@
+"""The serving benchmark's report: markdown, CSV and chart of one model's run.
+
+``serve_<model>[_tp<N>].md``: setting, checks (greedy tokens, plugin line per
+server start), per arm and concurrency the median and 95% interval of output
+tokens/s, TTFT and TPOT over the rounds, the plugin/baseline ratios with their
+95% intervals and verdicts, and the profiled align time per engine step.
+``.csv``: the same numbers in long format (``summary.CSV_COLUMNS``).
+``.png``: output tokens/s per arm with interval bars, one panel per
+concurrency. Tables come from ``vllm_moe_align_plugin.bench.markdown_table``,
+the CSV and chart writers from ``benchmarks.e2e.report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Optional
+
+from benchmarks.e2e.models import moe_shape, param_count
+from benchmarks.e2e.report import Bar, fmt, write_csv, write_interval_png
+from vllm_moe_align_plugin.bench import markdown_table
+
+from .checks import ServerCheck
+from .commands import ARM_LABELS, ARMS, ServerSpec, non_defaults
+from .profiling import STEP_KINDS
+from .results import METRICS
+from .stats import Interval
+from .summary import CSV_COLUMNS, RATIO_ARM, Cell, csv_rows, find
+
+STATS_NOTE = (
+    "Each round runs both arms on the same load (same prompts: the seed is the same for both "
+    "arms of a round and differs between rounds and levels, so prefix caching never reuses an "
+    "earlier round's prompts). Per arm: median over the rounds and, in brackets, the 95% "
+    "t-interval of the mean over the rounds (with fewer than 6 rounds no distribution-free "
+    "interval for a median reaches 95%). Ratio plugin/baseline: geometric mean of the per-round "
+    "ratios with the 95% t-interval of the paired log-ratios, back-transformed; 'no significant "
+    "difference' where that interval contains 1. TTFT and TPOT per round: the medians over that "
+    "round's requests as `vllm bench serve` reports them (`median_ttft_ms`, `median_tpot_ms`); "
+    "output tok/s: its `output_throughput`.")
+PROFILE_NOTE = (
+    "align: GPU time of the align calls inside each engine step's `execute_*` annotation, mean "
+    "over steps and workers (the plugin's kernels `vllm_moe_align::*`; vLLM's op kernels with the "
+    "fills and the `expert_map[expert_ids]` gather its function launches next to them); share: of "
+    "all GPU time in those steps; tokens/step: scheduled tokens per step (routes per align call = "
+    "tokens x top-k). mixed: steps with prefill and decode requests (chunked prefill).")
+
+
+def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device: str,
+                  vllm: str, strategy_why: str, rounds_done: int, spec: ServerSpec) -> list[str]:
+    """The report's header list: machine, model shape, layout, server
+    settings (every non-default option), load, arms."""
+    experts, topk = moe_shape(cfg)
+    baseline = ("`VLLM_PLUGINS=\"\"` (no general plugin)" if a.baseline == "plugins-off"
+                else "`VLLM_PLUGINS=moe_align VLLM_MOE_ALIGN_DISABLE=1` (plugin loaded, off)")
+    return [
+        f"{device}; {vllm}",
+        f"model: {model} shape ({cfg['architectures'][0]}, {cfg['num_hidden_layers']} layers, "
+        f"{experts} experts, top-{topk}, {param_count(cfg) / 1e9:.1f}B parameters), bf16, dummy "
+        "weights (`--load-format dummy`), word-level tokenizer of the model's vocabulary",
+        f"parallel: tp={a.tp}{', expert parallel' if a.ep else ''}; strategy: {strategy_why}; "
+        f"rounds: {rounds_done} of {a.rounds} complete, order {a.order}",
+        "server: `vllm serve` with vLLM's defaults (torch.compile + CUDA graphs, chunked prefill, "
+        "prefix caching, vLLM's choice of backends); non-default: "
+        + ("; ".join(non_defaults(spec)) or "none"),
+        f"load: `vllm bench serve` random dataset, {a.input_len} input / {a.output_len} output "
+        "tokens, EOS ignored, temperature 0, all requests queued at once with at most c in flight; "
+        f"requests per load: max({a.min_prompts}, {a.prompts_per_concurrency} x c); every server "
+        f"start first runs each level once with {a.warmup_output_len} output tokens (not measured)",
+        f"arms: baseline {baseline}, plugin `VLLM_PLUGINS=moe_align`; nothing else differs",
+    ]
+
+
+def fmt_interval(iv: Optional[Interval], digits: int = 1) -> str:
+    """``median [low, high]`` (``-`` without values, no brackets without an interval)."""
+    if iv is None:
+        return "-"
+    text = f"{iv.point:.{digits}f}"
+    if iv.low is not None and iv.high is not None:
+        text += f" [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
+    return text
+
+
+def _digits(metric: str) -> int:
+    return 1 if metric == "output_tok_s" else 2
+
+
+def arm_table(cs: list[Cell], concurrency: list[int]) -> str:
+    rows = []
+    for c in concurrency:
+        for arm in ARMS:
+            got = [find(cs, c, arm, m) for m, _, _ in METRICS]
+            n = max((x.interval.n for x in got if x and x.interval), default=0)
+            rows.append([c, ARM_LABELS[arm], n]
+                        + [fmt_interval(x.interval if x else None, _digits(m))
+                           for x, (m, _, _) in zip(got, METRICS)])
+    return markdown_table(["concurrency", "arm", "rounds"] + [f"{label} [95% CI]" for _, label, _ in METRICS],
+                          rows, "rlr" + "r" * len(METRICS))
+
+
+def ratio_table(cs: list[Cell], concurrency: list[int]) -> str:
+    rows = []
+    for c in concurrency:
+        row: list[Any] = [c]
+        for metric, _, _ in METRICS:
+            x = find(cs, c, RATIO_ARM, metric)
+            row += [fmt_interval(x.interval if x else None, 3), x.verdict if x else "-"]
+        rows.append(row)
+    headers = ["concurrency"]
+    for _, label, higher in METRICS:
+        headers += [f"{label}: plugin/baseline [95% CI] ({'>' if higher else '<'} 1 is better)", "verdict"]
+    return markdown_table(headers, rows, "r" + "rl" * len(METRICS))
+
+
+def checks_table(checks: list[ServerCheck]) -> str:
+    rows = [[c.tag, ARM_LABELS[c.arm], fmt(c.ready_s, 0), c.processes,
+             "; ".join(c.plugin_problems or []) or "ok", c.tokens_verdict]
+            for c in checks]
+    return markdown_table(["server start", "arm", "ready after s", "plugin line / processes",
+                           "plugin line check", "greedy tokens vs first baseline"], rows)
+
+
+def profile_table(rows: list[dict[str, Any]]) -> str:
+    headers = ["concurrency", "arm"]
+    for kind in STEP_KINDS:
+        headers += [f"{kind}: steps", f"{kind}: tokens/step", f"{kind}: align us/step",
+                    f"{kind}: share"]
+    body = []
+    for r in rows:
+        cells: list[Any] = [r["concurrency"], ARM_LABELS.get(r["arm"], r["arm"])]
+        for kind in STEP_KINDS:
+            cells += [fmt(r.get(f"{kind}_steps")), fmt(r.get(f"{kind}_tokens"), 0),
+                      fmt(r.get(f"{kind}_align_us"), 1), fmt(r.get(f"{kind}_align_share"), -1)]
+        body.append(cells)
+    return markdown_table(headers, body)
+
+
+def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs: list[Cell],
+             concurrency: list[int], profile_rows: list[dict[str, Any]],
+             problems: list[str]) -> str:
+    """The whole report."""
+    parts = [f"# {title}", "", *[f"- {line}" for line in setting_lines], "",
+             "## Checks", "", checks_table(checks) if checks else "(no server started)", ""]
+    if problems:
+        parts += ["Problems:", "", *[f"- {p}" for p in problems], ""]
+    parts += ["## Per arm", "", arm_table(cs, concurrency), "",
+              "## Plugin / baseline", "", ratio_table(cs, concurrency), "", STATS_NOTE, ""]
+    if profile_rows:
+        parts += ["## Align step, profiled loads (one per arm and concurrency)", "",
+                  profile_table(profile_rows), "", PROFILE_NOTE, ""]
+    return "\n".join(parts)
+
+
+def chart(cs: list[Cell], concurrency: list[int], path: Path, title: str) -> bool:
+    """Output tokens/s per arm with 95% interval bars, one panel per concurrency."""
+    panels = []
+    for c in concurrency:
+        bars = []
+        for arm in ARMS:
+            x = find(cs, c, arm, "output_tok_s")
+            iv = x.interval if x else None
+            bars.append(Bar(ARM_LABELS[arm], iv.point if iv else None, iv.low if iv else None,
+                            iv.high if iv else None))
+        ratio = find(cs, c, RATIO_ARM, "output_tok_s")
+        note = f"\nratio {fmt_interval(ratio.interval, 3)}" if ratio and ratio.interval else ""
+        panels.append((f"concurrency {c}{note}", bars))
+    return write_interval_png(panels, path, title + "\nbars: median over rounds; whiskers: 95% CI",
+                              "output tokens/s")
+
+
+def write_all(stem: Path, title: str, setting_lines: list[str], setting: dict[str, Any],
+              checks: list[ServerCheck], cs: list[Cell], concurrency: list[int],
+              profile_rows: list[dict[str, Any]], problems: list[str]) -> str:
+    """Writes ``stem``.md, .csv and .png; returns the markdown."""
+    md = markdown(title, setting_lines, checks, cs, concurrency, profile_rows, problems)
+    Path(f"{stem}.md").write_text(md)
+    write_csv(csv_rows(cs, setting), Path(f"{stem}.csv"), CSV_COLUMNS)
+    chart(cs, concurrency, Path(f"{stem}.png"), title[:150])
+    return md

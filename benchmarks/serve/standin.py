@@ -1,0 +1,272 @@
+"""A stand-in for vLLM's ``serve`` and ``bench serve`` commands, for CPU tests of the harness.
+
+Standard library only; run as ``python standin.py serve ...`` or
+``python standin.py bench serve ...``, or through ``write_package``: a
+package named ``vllm`` whose ``entrypoints/cli/main.py`` runs this file, so
+the harness's commands reach it unchanged. On the outside it behaves like the real thing:
+
+- ``serve``: the options the harness passes; an "engine core" child and, for
+  ``--tensor-parallel-size`` N > 1, N "worker" children, every process logging
+  through the ``VLLM_LOGGING_PREFIX`` format and, when the plugin is allowed
+  (``VLLM_PLUGINS`` names ``moe_align``, ``VLLM_MOE_ALIGN_DISABLE`` unset),
+  the plugin's " on for vLLM " line; HTTP: ``/health``, ``/v1/models``,
+  ``/v1/completions`` (token-id or text prompts, streaming SSE or not,
+  ``return_token_ids``), ``/tokenize``, ``/start_profile`` and
+  ``/stop_profile`` (one small trace per worker, with the arm's align kernel).
+  Greedy tokens depend on the prompt only, unless ``STANDIN_DIFF`` is set in a
+  plugin server; ``STANDIN_MAIN_ONLY`` keeps the plugin line out of the
+  children. ``STANDIN_SPEEDUP`` (default 1.0) divides the plugin arm's
+  per-token delay.
+- ``bench serve``: the options the harness passes; sends the requests
+  (``--max-concurrency`` threads) and writes a result JSON with the keys the
+  real client writes (``results`` reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+VERSION = "0.26.0"
+PLUGIN_ON = ("moe_align" in os.environ.get("VLLM_PLUGINS", "moe_align").split(",")
+             and not os.environ.get("VLLM_MOE_ALIGN_DISABLE"))
+LOG = logging.getLogger("vllm")
+
+
+def setup_logging(plugin_line: bool = True) -> None:
+    fmt = os.environ.get("VLLM_LOGGING_PREFIX", "") + "%(levelname)s %(asctime)s [%(filename)s] %(message)s"
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(fmt))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+    if PLUGIN_ON and plugin_line:
+        LOG.info("vllm-moe-align-plugin 0.1.0 on for vLLM %s (vllm 0.17-0.30 contract): stand-in", VERSION)
+    elif "moe_align" in os.environ.get("VLLM_PLUGINS", "moe_align").split(","):
+        LOG.info("vllm-moe-align-plugin disabled by VLLM_MOE_ALIGN_DISABLE")
+
+
+def child_process(role: str) -> None:
+    """An engine core or worker: logs, then sleeps until its group is killed."""
+    setup_logging(plugin_line=not os.environ.get("STANDIN_MAIN_ONLY"))
+    LOG.info("stand-in %s started", role)
+    time.sleep(3600)
+
+
+def greedy(prompt: list[int], n: int, vocab: int) -> list[int]:
+    shift = 1 if PLUGIN_ON and os.environ.get("STANDIN_DIFF") else 0
+    return [(sum(prompt) * 31 + 7 * k + shift) % vocab for k in range(n)]
+
+
+def trace_events(align: str) -> list[dict[str, Any]]:
+    """One prefill and two decode steps, each with an align and a GEMM kernel."""
+    events, corr = [], 0
+    steps = ["execute_context_2(300)_generation_0(0)"] + ["execute_context_0(0)_generation_2(2)"] * 2
+    for s, name in enumerate(steps):
+        t0 = 1000.0 * s
+        events.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": 9, "tid": 9,
+                       "ts": t0, "dur": 900.0})
+        for k, (kname, dur) in enumerate([(align, 6.0 if s else 18.0), ("fused_moe_kernel", 40.0)]):
+            corr += 1
+            events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 9,
+                           "tid": 9, "ts": t0 + 10 + 20 * k, "dur": 2, "args": {"correlation": corr}})
+            events.append({"ph": "X", "cat": "kernel", "name": kname, "pid": 0, "tid": 7,
+                           "ts": t0 + 15 + 20 * k, "dur": dur, "args": {"correlation": corr}})
+    return events
+
+
+def serve(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    for opt in ("--served-model-name", "--host", "--port", "--load-format", "--tensor-parallel-size",
+                "--gpu-memory-utilization", "--profiler-config"):
+        ap.add_argument(opt)
+    ap.add_argument("--enable-expert-parallel", action="store_true")
+    ap.add_argument("--disable-custom-all-reduce", action="store_true")
+    ap.add_argument("--cudagraph-capture-sizes", nargs="+", type=int)
+    args = ap.parse_args(argv)
+    setup_logging()
+    LOG.info("vLLM server version %s, serving model %s", VERSION, args.model)
+    tp = int(args.tensor_parallel_size or 1)
+    vocab = json.load(open(os.path.join(args.model, "config.json")))["vocab_size"]
+    roles = ["engine core"] + ([f"worker {i}" for i in range(tp)] if tp > 1 else [])
+    for role in roles:
+        subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", role])
+    profiler = json.loads(args.profiler_config) if args.profiler_config else None
+    delay = 0.002 / (float(os.environ.get("STANDIN_SPEEDUP", "1.0")) if PLUGIN_ON else 1.0)
+    time.sleep(float(os.environ.get("STANDIN_START_S", "0.5")))
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt: str, *a: Any) -> None:
+            pass
+
+        def send(self, code: int, body: Any = None) -> None:
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                self.send(200)
+            elif self.path == "/v1/models":
+                self.send(200, {"object": "list", "data": [{"id": args.served_model_name,
+                                                           "root": args.model}]})
+            else:
+                self.send(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if self.path == "/tokenize":
+                self.send(200, {"tokens": [int(w[1:]) for w in str(body["prompt"]).split()]})
+            elif self.path in ("/start_profile", "/stop_profile"):
+                if profiler is None:
+                    self.send(404, {"error": "profiler off"})
+                    return
+                if self.path == "/stop_profile":
+                    os.makedirs(profiler["torch_profiler_dir"], exist_ok=True)
+                    align = "void vllm_moe_align::tiny_kernel<int>(int const*)" if PLUGIN_ON \
+                        else "void vllm::moe::moe_align_block_size_kernel<int>(int const*)"
+                    for rank in range(tp):
+                        path = os.path.join(profiler["torch_profiler_dir"],
+                                            f"rank{rank}.{time.time_ns()}.pt.trace.json.gz")
+                        with gzip.open(path, "wt") as f:
+                            json.dump({"traceEvents": trace_events(align)}, f)
+                self.send(200)
+            elif self.path == "/v1/completions":
+                self.complete(body)
+            else:
+                self.send(404, {"error": "not found"})
+
+        def complete(self, body: dict[str, Any]) -> None:
+            prompt = body["prompt"]
+            prompts = prompt if isinstance(prompt, list) and prompt and isinstance(prompt[0], list) \
+                else [prompt]
+            prompts = [[int(w[1:]) for w in p.split()] if isinstance(p, str) else p for p in prompts]
+            n = int(body["max_tokens"])
+            outs = [greedy(p, n, vocab) for p in prompts]
+            if not body.get("stream"):
+                time.sleep(delay * n)
+                choices = [{"index": i, "text": " ".join(f"w{t}" for t in o), "finish_reason": "length",
+                            "token_ids": o if body.get("return_token_ids") else None}
+                           for i, o in enumerate(outs)]
+                self.send(200, {"object": "text_completion", "model": args.served_model_name,
+                                "choices": choices})
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            time.sleep(delay * 5)
+            for t in outs[0]:
+                chunk = {"choices": [{"index": 0, "text": f" w{t}"}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(delay)
+            usage = {"prompt_tokens": len(prompts[0]), "completion_tokens": n}
+            last = json.dumps({"choices": [], "usage": usage})
+            self.wfile.write(f"data: {last}\n\ndata: [DONE]\n\n".encode())
+
+    server = ThreadingHTTPServer((args.host or "127.0.0.1", int(args.port or 8000)), Handler)
+    LOG.info("stand-in server ready on port %s", args.port)
+    server.serve_forever()
+
+
+def bench(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    for opt in ("--backend", "--endpoint", "--host", "--port", "--model", "--served-model-name",
+                "--tokenizer", "--dataset-name", "--random-input-len", "--random-output-len",
+                "--random-range-ratio", "--num-prompts", "--max-concurrency", "--request-rate",
+                "--seed", "--temperature", "--percentile-metrics", "--metric-percentiles",
+                "--result-dir", "--result-filename"):
+        ap.add_argument(opt)
+    for flag in ("--ignore-eos", "--disable-tqdm", "--save-result"):
+        ap.add_argument(flag, action="store_true")
+    ap.add_argument("--metadata", nargs="*", default=[])
+    args = ap.parse_args(argv)
+    n, c, out_len = int(args.num_prompts), int(args.max_concurrency), int(args.random_output_len)
+    url = f"http://{args.host}:{args.port}{args.endpoint}"
+    ttfts, tpots, lock = [], [], threading.Lock()
+    todo = list(range(n))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop()
+            prompt = [(int(args.seed) * 7 + i * 13 + k) % 1000 + 3 for k in range(int(args.random_input_len))]
+            payload = {"model": args.served_model_name, "prompt": prompt, "max_tokens": out_len,
+                       "stream": False}
+            req = urllib.request.Request(url, json.dumps(payload).encode(),
+                                         {"Content-Type": "application/json"})
+            t0 = time.perf_counter()
+            urllib.request.urlopen(req, timeout=60).read()
+            took = time.perf_counter() - t0
+            with lock:
+                ttfts.append(took / out_len * 5)
+                tpots.append(took / out_len)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(min(c, n))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    duration = time.perf_counter() - t0
+    ms = sorted(x * 1000 for x in ttfts), sorted(x * 1000 for x in tpots)
+    result = {"backend": args.backend, "model_id": args.model, "num_prompts": n,
+              "max_concurrency": c, "request_rate": "inf", "duration": duration,
+              "completed": len(ttfts), "failed": n - len(ttfts),
+              "total_input_tokens": n * int(args.random_input_len),
+              "total_output_tokens": len(ttfts) * out_len, "request_throughput": len(ttfts) / duration,
+              "output_throughput": len(ttfts) * out_len / duration,
+              "total_token_throughput": len(ttfts) * (out_len + int(args.random_input_len)) / duration}
+    for name, vals in (("ttft", ms[0]), ("tpot", ms[1])):
+        result[f"mean_{name}_ms"] = sum(vals) / len(vals)
+        result[f"median_{name}_ms"] = vals[len(vals) // 2]
+        result[f"p99_{name}_ms"] = vals[-1]
+    result.update(dict(kv.split("=", 1) for kv in args.metadata))
+    with open(os.path.join(args.result_dir, args.result_filename), "w") as f:
+        json.dump(result, f)
+    print(f"stand-in bench: {len(ttfts)} requests in {duration:.2f} s")
+
+
+def write_package(dest: Path) -> Path:
+    """Writes a package ``vllm`` into ``dest`` whose ``vllm.entrypoints.cli.main``
+    runs this file (what the harness starts); returns ``dest``, the folder to
+    put first on PYTHONPATH."""
+    cli = dest / "vllm" / "entrypoints" / "cli"
+    cli.mkdir(parents=True, exist_ok=True)
+    for folder in (cli, cli.parent, cli.parent.parent):
+        (folder / "__init__.py").write_text("")
+    here = str(Path(__file__).resolve())
+    (cli / "main.py").write_text(f"import runpy\nrunpy.run_path({here!r}, run_name='__main__')\n")
+    return dest
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--child"]:
+        child_process(argv[1])
+    elif argv[:1] == ["serve"]:
+        serve(argv[1:])
+    elif argv[:2] == ["bench", "serve"]:
+        bench(argv[2:])
+    else:
+        raise SystemExit(f"stand-in vLLM: unsupported command {argv[:2]}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

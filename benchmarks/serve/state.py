@@ -1,0 +1,85 @@
+"""What a run has finished, kept on disk as it goes, so a later run can resume it.
+
+Files in the run's log folder (appended one JSON object a line, so a run
+stopped at any moment leaves every finished line readable):
+
+- ``rounds.jsonl``: every measured load (``results.JobRecord``);
+- ``checks.jsonl``: every server start's checks (``checks.ServerCheck``
+  without its tokens; the tokens are in ``greedy-<tag>.json``);
+- ``profile.jsonl``: the profiled loads' rows (``profiling.profile_row``).
+
+``--resume`` reads them back: an arm's round counts as done when every
+concurrency level of it has an ok record; later records of the same (round,
+arm, concurrency) replace earlier ones; the greedy reference is the tokens
+of the check marked ``reference``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+from .checks import ServerCheck
+from .results import JobRecord, load_records
+
+ROUNDS, CHECKS, PROFILE = "rounds.jsonl", "checks.jsonl", "profile.jsonl"
+
+
+def append(path: Path, obj: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(obj) + "\n")
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short
+    return out
+
+
+def save_check(log_dir: Path, check: ServerCheck) -> None:
+    append(log_dir / CHECKS, {k: v for k, v in asdict(check).items() if k != "tokens"})
+
+
+def load_checks(log_dir: Path) -> list[ServerCheck]:
+    """The saved checks, the last one per server tag, with their tokens."""
+    by_tag: dict[str, ServerCheck] = {}
+    for d in _lines(log_dir / CHECKS):
+        check = ServerCheck(**{k: v for k, v in d.items() if k in ServerCheck.__dataclass_fields__})
+        greedy = log_dir / f"greedy-{check.tag}.json"
+        if greedy.exists():
+            check.tokens = json.loads(greedy.read_text())
+        by_tag.pop(check.tag, None)
+        by_tag[check.tag] = check
+    return list(by_tag.values())
+
+
+def reference_tokens(checks: list[ServerCheck]) -> Optional[Any]:
+    return next((c.tokens for c in checks if c.reference and c.tokens is not None), None)
+
+
+def latest_records(log_dir: Path) -> list[JobRecord]:
+    """The measured loads, the last record per (round, arm, concurrency)."""
+    by_key: dict[tuple[int, str, int], JobRecord] = {}
+    for r in load_records(log_dir / ROUNDS):
+        by_key[(r.round, r.arm, r.concurrency)] = r
+    return list(by_key.values())
+
+
+def load_profile_rows(log_dir: Path) -> list[dict[str, Any]]:
+    by_key: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in _lines(log_dir / PROFILE):
+        by_key[(row["arm"], row["concurrency"])] = row
+    return list(by_key.values())
+
+
+def arm_round_done(records: list[JobRecord], rnd: int, arm: str, concurrency: list[int]) -> bool:
+    """Whether every level of ``arm`` in round ``rnd`` has an ok record."""
+    ok = {r.concurrency for r in records if r.round == rnd and r.arm == arm and r.ok}
+    return all(c in ok for c in concurrency)

@@ -1,0 +1,402 @@
+"""The serving benchmark harness (benchmarks/serve/) on CPU: statistics against
+known values, command lines (also parsed by the installed vLLM's own CLI
+parsers), result JSON, tokenizer, checks, summary and report files, the
+model shapes, and whole runs of the driver against the stand-in vLLM
+(benchmarks/serve/standin.py) and of the installed ``vllm bench serve``
+against the stand-in server. The GPU runs themselves need vLLM 0.26 and GPUs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.e2e import logs, models
+from benchmarks.serve import __main__ as serve_main
+from benchmarks.serve import checks, cli_check, commands, driver, options, report, results, stats, summary
+from benchmarks.serve.standin import write_package
+from benchmarks.serve.tokenizer import vocabulary, write_model_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+STANDIN = ROOT / "benchmarks" / "serve" / "standin.py"
+T975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987, 9: 2.2621571627409915,
+        30: 2.0422724563012373}  # scipy.stats.t.ppf(0.975, df)
+
+
+def test_t_quantiles_and_beta() -> None:
+    for df, want in T975.items():
+        assert stats.t_quantile(0.975, df) == pytest.approx(want, rel=1e-9)
+    assert stats.t_quantile(0.995, 5) == pytest.approx(4.032142983557536, rel=1e-9)
+    assert stats.t_cdf(0.0, 3) == pytest.approx(0.5)
+    assert stats.incomplete_beta(1.0, 1.0, 0.3) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        stats.t_quantile(0.4, 3)
+
+
+def test_intervals_and_verdicts() -> None:
+    # sd 1, n 3: 2 -+ 4.302653 / sqrt(3)
+    assert stats.mean_interval([1.0, 2.0, 3.0]) == pytest.approx((2.0, -0.4841377, 4.4841377))
+    arm = stats.arm_interval([10.0, 30.0, 11.0])
+    assert arm.point == 11.0 and arm.n == 3 and arm.low < 17.0 < arm.high
+    assert stats.arm_interval([5.0]) == stats.Interval(1, 5.0)
+    # log-ratios 0.1, 0.2, 0.3 (mean 0.2, sd 0.1): exp(0.2 -+ 4.302653 * 0.1 / sqrt(3))
+    r = stats.paired_ratio([100.0, 50.0, 10.0], [100 * math.exp(0.1), 50 * math.exp(0.2), 10 * math.exp(0.3)])
+    assert (r.point, r.low, r.high) == pytest.approx((1.2214028, 0.9527395, 1.5658265))
+    assert r.contains_one and stats.verdict(r, True) == stats.NO_DIFFERENCE
+    tight = stats.paired_ratio([100.0, 100.0, 100.0], [110.0, 111.0, 112.0])
+    assert tight.low > 1.0 and stats.verdict(tight, True) == "plugin better"
+    assert stats.verdict(tight, False) == "plugin worse"
+    assert stats.verdict(stats.paired_ratio([1.0], [2.0]), True) == "-"
+    with pytest.raises(ValueError):
+        stats.paired_ratio([1.0, 2.0], [1.0])
+
+
+def _spec(**kw: object) -> commands.ServerSpec:
+    return commands.ServerSpec(arm="plugin", model="m", model_dir=Path("/models/m"), port=8001, **kw)
+
+
+def test_serve_command_and_env() -> None:
+    plain = commands.serve_command(_spec(), "py")
+    assert plain == ["py", "-m", "vllm.entrypoints.cli.main", "serve", "/models/m", "--served-model-name",
+                     "m", "--host", "127.0.0.1", "--port", "8001", "--load-format", "dummy"]
+    assert commands.non_defaults(_spec()) == []
+    full = _spec(tp=2, ep=True, gpu_memory_utilization=0.45, capture_sizes=(1, 2, 4),
+                 profile_dir=Path("/t"), custom_all_reduce=False, extra_args=("--x", "1"))
+    cmd = commands.serve_command(full, "py")
+    for part in (["--tensor-parallel-size", "2"], ["--enable-expert-parallel"],
+                 ["--gpu-memory-utilization", "0.45"], ["--cudagraph-capture-sizes", "1", "2", "4"],
+                 ["--disable-custom-all-reduce", "--x", "1"]):
+        assert " ".join(part) in " ".join(cmd)
+    profiler = json.loads(cmd[cmd.index("--profiler-config") + 1])
+    assert (profiler["profiler"], profiler["torch_profiler_dir"], profiler["ignore_frontend"]) == \
+        ("torch", "/t", True)
+    assert len(commands.non_defaults(full)) == 5 and "shortened" in commands.non_defaults(full)[1]
+    assert commands.capture_sizes("default", [1, 32]) is None
+    assert commands.capture_sizes("short", [1, 48, 1024]) == (1, 2, 4, 8, 16, 32, 48, 64, 128, 256, 512)
+    assert commands.capture_sizes("4, 2,2", [1]) == (2, 4)
+    for bad in ("x", "0,1"):
+        with pytest.raises(ValueError):
+            commands.capture_sizes(bad, [1])
+    base = {"PATH": "/bin", "VLLM_MOE_ALIGN_DISABLE": "1"}
+    off, on = commands.server_env(base, "vllm"), commands.server_env(base, "plugin")
+    assert (off["VLLM_PLUGINS"], on["VLLM_PLUGINS"]) == ("", "moe_align")
+    assert "VLLM_MOE_ALIGN_DISABLE" not in off and "VLLM_MOE_ALIGN_DISABLE" not in on
+    assert on["VLLM_LOGGING_PREFIX"] % {"process": 5} == "[pid=5] " and on["NCCL_NVLS_ENABLE"] == "0"
+    d_off, d_on = (commands.server_env(base, a, "disable-env") for a in ("vllm", "plugin"))
+    assert d_off["VLLM_PLUGINS"] == d_on["VLLM_PLUGINS"] == "moe_align"
+    assert d_off["VLLM_MOE_ALIGN_DISABLE"] == "1" and "VLLM_MOE_ALIGN_DISABLE" not in d_on
+    client = commands.client_env(base)
+    assert client["VLLM_PLUGINS"] == "" and "VLLM_MOE_ALIGN_DISABLE" not in client
+
+
+def _bench_spec() -> commands.BenchSpec:
+    return commands.BenchSpec(_spec(tp=2, ep=True, gpu_memory_utilization=0.45, capture_sizes=(1, 2),
+                                    profile_dir=Path("/t"), custom_all_reduce=False),
+                              32, 128, 1024, 256, 1007, Path("/r/b.json"), (("ab_arm", "plugin"),))
+
+
+def test_bench_command() -> None:
+    cmd = commands.bench_command(_bench_spec(), "py")
+    assert cmd[:5] == ["py", "-m", "vllm.entrypoints.cli.main", "bench", "serve"]
+    opts = dict(zip(cmd[5:], cmd[6:]))
+    assert opts["--dataset-name"] == "random" and opts["--random-input-len"] == "1024"
+    assert opts["--random-output-len"] == "256" and opts["--num-prompts"] == "128"
+    assert opts["--max-concurrency"] == "32" and opts["--seed"] == "1007" and opts["--temperature"] == "0"
+    assert opts["--port"] == "8001" and opts["--served-model-name"] == "m"
+    assert opts["--result-dir"] == "/r" and opts["--result-filename"] == "b.json"
+    assert "--ignore-eos" in cmd and "--save-result" in cmd and cmd[-2:] == ["--metadata", "ab_arm=plugin"]
+
+
+def test_commands_parse_with_the_installed_vllm() -> None:
+    """Both command lines through the installed vLLM's own ``serve`` and
+    ``bench serve`` parsers (vLLM 0.33 here; every option used also exists
+    in 0.26.0's parsers, checked against its source); a bad option fails."""
+    pytest.importorskip("vllm.entrypoints.cli.serve")
+    serve = commands.serve_command(_bench_spec().server, "py")[3:]
+    bench = commands.bench_command(_bench_spec(), "py")[3:]
+    keys = ["model_tag", "served_model_name", "port", "load_format", "tensor_parallel_size",
+            "enable_expert_parallel", "gpu_memory_utilization", "cudagraph_capture_sizes",
+            "profiler_config", "disable_custom_all_reduce", "max_concurrency", "num_prompts",
+            "random_input_len", "temperature", "ignore_eos", "metadata", "result_filename", "seed"]
+    env = commands.client_env(dict(os.environ))
+    got = cli_check.parse_all(sys.executable, [serve, bench, serve + ["--no-such-option"]], keys, env)
+    assert "error" in got[2] and "--no-such-option" in got[2]["error"]
+    with pytest.raises(cli_check.CommandError, match="serve /models/m: SystemExit"):
+        cli_check.check([serve, bench, serve], got)
+    s, b = cli_check.check([serve, bench], got[:2])
+    assert s["model_tag"] == "/models/m" and s["served_model_name"] in ("m", ["m"])
+    assert (s["tensor_parallel_size"], s["enable_expert_parallel"], s["port"]) == (2, True, 8001)
+    assert s["cudagraph_capture_sizes"] == [1, 2] and s["disable_custom_all_reduce"] is True
+    assert s["gpu_memory_utilization"] == 0.45 and "torch_profiler_dir" in str(s["profiler_config"])
+    assert (b["max_concurrency"], b["num_prompts"], b["random_input_len"], b["seed"]) == (32, 128, 1024, 1007)
+    assert b["temperature"] == 0.0 and b["ignore_eos"] is True and b["metadata"] == ["ab_arm=plugin"]
+
+
+# the keys vLLM 0.26.0's `vllm bench serve --save-result` writes (ttft/tpot/itl/e2el alike)
+RESULT = {"date": "20260101-000000", "backend": "openai", "model_id": "/m", "num_prompts": 4,
+          "max_concurrency": 2, "request_rate": "inf", "duration": 2.0, "completed": 4, "failed": 0,
+          "total_input_tokens": 4096, "total_output_tokens": 1024, "request_throughput": 2.0,
+          "output_throughput": 512.0, "total_token_throughput": 2560.0, "mean_ttft_ms": 40.0,
+          "median_ttft_ms": 38.0, "std_ttft_ms": 3.0, "p99_ttft_ms": 50.0, "mean_tpot_ms": 7.5,
+          "median_tpot_ms": 7.0, "p99_tpot_ms": 9.0, "median_itl_ms": 7.1, "median_e2el_ms": 1900.0}
+
+
+def test_result_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"completed": 1}) + "\n" + json.dumps(RESULT) + "\n")  # --append-result
+    data = results.read_result(path)
+    rec = results.fill(results.JobRecord("m", 1, "plugin", 2, 4, 7, "r1-plugin"), data, 4, 256)
+    assert rec.ok and rec.error is None
+    assert (rec.output_tok_s, rec.median_ttft_ms, rec.median_tpot_ms, rec.failed) == (512.0, 38.0, 7.0, 0)
+    bad = results.fill(results.JobRecord("m", 1, "plugin", 2, 4, 7, "x"),
+                       {**RESULT, "completed": 3, "failed": 1, "total_output_tokens": 768}, 4, 256)
+    assert not bad.ok and "3 of 4 requests completed, 1 failed" in bad.error and "768 output" in bad.error
+    no_lat = {k: v for k, v in RESULT.items() if "tpot" not in k and k != "failed"}
+    assert results.problems(no_lat, 4, 256) == ["no median_tpot_ms in the result"]
+    jsonl = tmp_path / "rounds.jsonl"
+    jsonl.write_text(rec.to_json() + "\n" + rec.to_json()[:20])  # a line cut short
+    assert results.load_records(jsonl) == [rec]
+
+
+def test_tokenizer(tmp_path: Path) -> None:
+    vocab, special = vocabulary(100, 1, 2)
+    assert len(vocab) == 100 and special == {"<unk>": 0, "<s>": 1, "</s>": 2} and vocab["w99"] == 99
+    assert vocabulary(10, 0, 2)[1]["<unk>"] == 1
+    cfg = models.FULL_MODELS["deepseek-v2-lite"]
+    write_model_tokenizer(tmp_path, cfg)
+    transformers = pytest.importorskip("transformers")
+    tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert len(tok) == cfg["vocab_size"] and tok.eos_token_id == cfg["eos_token_id"]
+    ids = [5, 17, 102399, 3000]
+    assert tok.encode(tok.decode(ids), add_special_tokens=False) == ids
+
+
+def test_greedy_and_plugin_checks() -> None:
+    body = checks.completion_payload("m", [[1, 2], [3]], 8)
+    assert body["temperature"] == 0.0 and body["return_token_ids"] and body["prompt"] == [[1, 2], [3]]
+    answer = {"choices": [{"index": 1, "token_ids": [7, 8]}, {"index": 0, "token_ids": [5, 6]}]}
+    assert checks.tokens_from_response(answer, 2) == [[5, 6], [7, 8]]
+    assert checks.tokens_from_response({"choices": [{"index": 0, "text": "a"}]}, 1) == ["a"]
+    with pytest.raises(ValueError):
+        checks.tokens_from_response(answer, 3)
+    assert checks.compare_tokens([[1, 2, 3], [4]], [[1, 2, 3], [4]]) is None
+    assert checks.compare_tokens([[1, 2, 3], [4]], [[1, 9, 3], [4]]) == \
+        "1 of 2 prompts differ (first: prompt 0 at position 1)"
+    line = ("[pid={}] INFO 01-01 00:00:00 [runtime.py:1] vllm-moe-align-plugin 0.1.0 on for vLLM 0.26.0 "
+            "(vllm 0.17-0.30 contract): ...")
+    other = "[pid={}] INFO 01-01 00:00:00 [core.py:1] started"
+    text = "\n".join([line.format(1), line.format(2), other.format(3), line.format(3), other.format(4)])
+    summary_, problems = checks.plugin_check(text, "plugin", 2)
+    assert summary_ == "3/4" and problems == ["process 4: 0 plugin lines (expected 1)"]
+    assert checks.plugin_check(text, "vllm", 2)[1] == ["plugin line in the baseline run (pids [1, 2, 3])"]
+    assert logs.expected_processes(1) == 2
+
+
+def _records(ratio: float) -> list[results.JobRecord]:
+    out = []
+    for rnd, noise in ((1, 1.0), (2, 1.02), (3, 0.98)):
+        for arm, f in (("vllm", 1.0), ("plugin", ratio)):
+            for c in (1, 8):
+                out.append(results.JobRecord("m", rnd, arm, c, 16, rnd, f"r{rnd}", ok=True,
+                                             output_tok_s=100.0 * c * noise * f
+                                             * (1 + 0.01 * (rnd - 2) * (arm == "plugin")),
+                                             median_ttft_ms=20.0 / f, median_tpot_ms=5.0 * noise / f))
+    out.append(results.JobRecord("m", 4, "plugin", 1, 16, 4, "r4", ok=False, error="x"))
+    return out
+
+
+def test_summary_and_report(tmp_path: Path) -> None:
+    recs = _records(1.05)
+    cs = summary.cells(recs)
+    tok = summary.find(cs, 8, summary.RATIO_ARM, "output_tok_s")
+    assert tok is not None and tok.interval.n == 3 and tok.interval.point == pytest.approx(1.05, rel=1e-3)
+    assert tok.verdict == "plugin better" and 1.0 < tok.interval.low < 1.05 < tok.interval.high
+    assert summary.find(cs, 1, summary.RATIO_ARM, "median_ttft_ms").verdict == "plugin better"
+    assert summary.find(cs, 1, "vllm", "output_tok_s").interval.point == pytest.approx(100.0)
+    assert summary.rounds_done(recs, [1, 8]) == 3 and summary.rounds_done(recs[:3], [1, 8]) == 0
+    same = summary.cells(_records(1.0))
+    assert summary.find(same, 1, summary.RATIO_ARM, "median_tpot_ms").verdict == stats.NO_DIFFERENCE
+    check = checks.ServerCheck("r1-vllm", "vllm", "0/2", [], [[1]], None, 12.0, reference=True)
+    profile = [{"concurrency": 8, "arm": "plugin", "decode_steps": 5, "decode_align_us": 6.5,
+                "decode_tokens": 8.0, "decode_align_share": 0.05}]
+    setting = {"model": "m", "tp": 1, "ep": False, "strategy": "restart"}
+    md = report.write_all(tmp_path / "serve_m", "title", ["line one"], setting, [check], same, [1, 8],
+                          profile, ["a problem"])
+    assert md == (tmp_path / "serve_m.md").read_text()
+    assert "| r1-vllm | baseline | 12 | 0/2 | ok | reference |" in md and "- a problem" in md
+    assert stats.NO_DIFFERENCE in md and "| 8 | plugin | - | - | - | - | 5 | 8 | 6.5 | 5.0% |" in md
+    rows = list(csv.DictReader(open(tmp_path / "serve_m.csv")))
+    assert list(rows[0]) == list(summary.CSV_COLUMNS) and len(rows) == 2 * 3 * 3
+    ratio = next(r for r in rows if r["arm"] == "plugin/vllm" and r["metric"] == "output_tok_s")
+    assert float(ratio["ci_low"]) < 1.0 < float(ratio["ci_high"]) and len(ratio["values"].split()) == 3
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "serve_m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_options_and_model_shapes(tmp_path: Path) -> None:
+    a = options.parse_args([])
+    assert (a.model, a.concurrency, a.input_len, a.output_len, a.rounds) == \
+        (["qwen3-30b-a3b", "deepseek-v2-lite"], [1, 32, 256], 1024, 256, 3)
+    assert a.capture is None and a.strategy == "auto" and a.baseline == "plugins-off"
+    assert [options.num_prompts(a, c) for c in (1, 32, 256)] == [16, 128, 1024]
+    seeds = {options.bench_seed(a, r, i) for r in (1, 2, 3) for i in range(3)}
+    assert len(seeds) == 9
+    for bad in (["--rounds", "2"], ["--model", "llama"], ["--capture-sizes", "x"]):
+        with pytest.raises(SystemExit):
+            options.parse_args(bad)
+    assert options.choose_strategy("deepseek-v2-lite", a, 140.0)[:2] == ("both-up", 0.45)
+    assert options.choose_strategy("qwen3-30b-a3b", a, 140.0)[:2] == ("restart", None)
+    assert options.choose_strategy("qwen3-30b-a3b", options.parse_args(["--tp", "2"]), 140.0)[0] == "both-up"
+    assert options.choose_strategy("deepseek-v2-lite", a, None)[0] == "restart"
+    assert driver.stem_name("m", 1) == "serve_m" and driver.stem_name("m", 2) == "serve_m_tp2"
+    assert driver.round_order(2, "abab") == ("vllm", "plugin") == driver.round_order(3, "abba")
+    assert driver.round_order(2, "abba") == ("plugin", "vllm")
+    shapes = {n: (models.moe_shape(c), models.param_count(c) / 1e9, c["num_hidden_layers"])
+              for n, c in models.FULL_MODELS.items()}
+    assert shapes["qwen3-30b-a3b"][0] == (128, 8) and shapes["qwen3-30b-a3b"][2] == 48
+    assert shapes["deepseek-v2-lite"][0] == (64, 6) and shapes["mixtral-8x7b"][0] == (8, 2)
+    for name, published in (("qwen3-30b-a3b", 30.5), ("deepseek-v2-lite", 15.7), ("mixtral-8x7b", 46.7)):
+        assert shapes[name][1] == pytest.approx(published, abs=0.1)
+    transformers = pytest.importorskip("transformers")
+    for name, cfg in models.FULL_MODELS.items():
+        got = transformers.AutoConfig.from_pretrained(str(models.write_model(name, tmp_path / name)))
+        assert got.model_type == cfg["model_type"] and got.num_experts_per_tok == cfg["num_experts_per_tok"]
+
+
+def _standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """The stand-in as package ``vllm`` on PYTHONPATH."""
+    monkeypatch.setenv("PYTHONPATH", f"{write_package(tmp_path / 'fake')}{os.pathsep}{ROOT}")
+    monkeypatch.setenv("STANDIN_START_S", "0.2")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+def _run(tmp_path: Path, port: int, *extra: str) -> int:
+    return serve_main.main(["--model", "deepseek-v2-lite", "--concurrency", "1", "3", "--input-len", "16",
+                            "--output-len", "4", "--min-prompts", "3", "--prompts-per-concurrency", "1",
+                            "--warmup-output-len", "2", "--greedy-prompts", "3", "--greedy-tokens", "4",
+                            "--port", str(port), "--start-timeout", "60", "--bench-timeout", "60",
+                            "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
+                            "--no-cli-check", *extra])
+
+
+def _gone(log_dir: Path) -> None:
+    """Every process that logged in a server log has ended (no server outlives its run)."""
+    time.sleep(0.5)
+    for log in log_dir.glob("server-*.log"):
+        for pid in logs.parse_plugin_log(log.read_text()).pids:
+            stat = Path(f"/proc/{pid}/stat")
+            assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in "ZX", pid
+
+
+def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _standin(tmp_path, monkeypatch)
+    code = _run(tmp_path, 18431, "--strategy", "both-up", "--profile", "--tp", "2", "--ep",
+                "--capture-sizes", "short")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    out, logs_dir = tmp_path / "out", tmp_path / "out" / "serve_deepseek-v2-lite_tp2_logs"
+    assert printed.count("round 3/3 done") == 1 and "OK: every round finished" in printed
+    md = (out / "serve_deepseek-v2-lite_tp2.md").read_text()
+    assert "| plugin | plugin |" in md and "4/4 | ok | identical |" in md and "0/4 | ok | reference |" in md
+    assert "--cudagraph-capture-sizes 1 2 3 4 8" in md and "shortened" in md and "both-up (chosen" in md
+    # the stand-in's traces: prefill 18 us, decode 6 us of align per step, both arms
+    assert "| 3 | baseline | 1 | 300 | 18.0 |" in md and "| 3 | plugin | 1 | 300 | 18.0 |" in md
+    rows = list(csv.DictReader(open(out / "serve_deepseek-v2-lite_tp2.csv")))
+    assert {(r["concurrency"], r["arm"]) for r in rows} == {(c, a) for c in ("1", "3")
+                                                           for a in ("vllm", "plugin", "plugin/vllm")}
+    assert all(r["rounds"] == "3" for r in rows)
+    recs = results.load_records(logs_dir / "rounds.jsonl")
+    assert len(recs) == 12 and all(r.ok for r in recs) and {r.server for r in recs} == {"vllm", "plugin"}
+    assert [r.arm for r in recs[:4]] == ["vllm", "plugin", "vllm", "plugin"]  # per level, paired
+    assert (logs_dir / "progress.log").read_text().count("round 2 ") == 4
+    _gone(logs_dir)
+
+
+def test_driver_restart_fails_on_tokens_and_plugin_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    _standin(tmp_path, monkeypatch, STANDIN_DIFF="1", STANDIN_MAIN_ONLY="1")
+    code = _run(tmp_path, 18441, "--strategy", "restart", "--order", "abba", "--concurrency", "2",
+                "--tp", "2")
+    printed = capsys.readouterr().out
+    assert code == 1, printed
+    assert "r1-plugin: greedy tokens: 3 of 3 prompts differ (first: prompt 0 at position 0)" in printed
+    assert "0 plugin lines (expected 1)" in printed
+    logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_tp2_logs"
+    servers = sorted(p.name for p in logs_dir.glob("server-*.log"))
+    assert servers == [f"server-r{r}-{a}.log" for r in (1, 2, 3) for a in ("plugin", "vllm")]
+    recs = results.load_records(logs_dir / "rounds.jsonl")
+    assert [(r.round, r.arm) for r in recs] == [(1, "vllm"), (1, "plugin"), (2, "plugin"), (2, "vllm"),
+                                                (3, "vllm"), (3, "plugin")]
+    _gone(logs_dir)
+
+
+def test_real_bench_client_against_the_standin(tmp_path: Path) -> None:
+    """The installed ``vllm bench serve`` with the harness's command line,
+    tokenizer and result reader, against the stand-in server."""
+    pytest.importorskip("vllm.benchmarks.serve")
+    model = models.write_model("qwen3-30b-a3b", tmp_path / "model")
+    write_model_tokenizer(model, models.FULL_MODELS["qwen3-30b-a3b"])
+    spec = commands.ServerSpec("vllm", "qwen3-30b-a3b", model, 18451)
+    env = commands.server_env(dict(os.environ), "vllm")
+    server = subprocess.Popen([sys.executable, str(STANDIN), *commands.serve_command(spec, "x")[3:]], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        bench = commands.BenchSpec(spec, 3, 6, 64, 8, 5, tmp_path / "res" / "r.json", (("ab_arm", "vllm"),))
+        (tmp_path / "res").mkdir()
+        out = subprocess.run(commands.bench_command(bench, sys.executable), capture_output=True, text=True,
+                             env=commands.client_env(dict(os.environ)), timeout=300)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+    data = results.read_result(bench.result_file)
+    assert data["ab_arm"] == "vllm" and data["completed"] == 6
+    assert data["total_input_tokens"] == 6 * 64  # the tokenizer is exact: prompts of 64 tokens
+    rec = results.fill(results.JobRecord("q", 1, "vllm", 3, 6, 5, "s"), data, 6, 8)
+    assert rec.ok, rec.error
+    assert rec.output_tok_s > 0 and rec.median_ttft_ms > 0 and rec.median_tpot_ms > 0
+
+
+def test_driver_time_budget_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    _standin(tmp_path, monkeypatch)
+    opts = ("--strategy", "restart", "--concurrency", "2")
+    assert _run(tmp_path, 18461, *opts, "--time-budget", "5") == 1
+    printed = capsys.readouterr().out
+    assert "STOPPED: time budget: start + arm" in printed and "--resume" in printed
+    logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_logs"
+    assert [(r.round, r.arm) for r in results.load_records(logs_dir / "rounds.jsonl")] == [(1, "vllm")]
+    assert "0 of 3 rounds complete" in (tmp_path / "out" / "serve_deepseek-v2-lite.md").read_text()
+    assert _run(tmp_path, 18461, *opts, "--resume") == 0, capsys.readouterr().out
+    recs = results.load_records(logs_dir / "rounds.jsonl")
+    assert [(r.round, r.arm) for r in recs] == [(r, a) for r in (1, 2, 3) for a in ("vllm", "plugin")]
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite.md").read_text()
+    assert "3 of 3 complete" in md and md.count("| ok | identical |") == 5 and "| ok | reference |" in md
+
+
+def test_wheelhouse_serve_profile() -> None:
+    """The serving profile: the offline profile's pins plus the server's, nothing bundled and
+    left out at once, FlashAttention 3 and FlashMLA kept (vLLM's default backends on Hopper)."""
+    from tools.wheelhouse import cli, spec
+
+    here = ROOT / "tools" / "wheelhouse"
+    serve = spec.load_profile(here / "vllm-0.26-serve.ini")
+    offline = spec.load_profile(here / "vllm-0.26.ini")
+    pins = spec.exact_pins(serve.requirements)
+    assert pins is not None and set(offline.requirements) < set(serve.requirements) and serve.no_deps
+    assert {"uvicorn", "prometheus-fastapi-instrumentator", "watchfiles"} <= set(pins)
+    assert not set(pins) & set(serve.left_out) and serve.placeholders == {}
+    assert {"vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so", "vllm/_flashmla_C.abi3.so"} <= set(serve.required)
+    assert not any("fa3" in p or "flashmla" in p for p in serve.strip)
+    assert (serve.python_version, serve.platform, serve.target_packages) == \
+        (offline.python_version, offline.platform, offline.target_packages)
+    assert cli.main(["pins", "--profile", str(here / "vllm-0.26-serve.ini")]) == 0
