@@ -67,6 +67,10 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device
         f"requests per load: max({a.min_prompts}, {a.prompts_per_concurrency} x c); every server "
         f"start first runs each level once with {a.warmup_output_len} output tokens (not measured)",
         f"arms: baseline {baseline}, plugin `VLLM_PLUGINS=moe_align`; nothing else differs",
+        "environment of both arms (`benchmarks/e2e/environment.child_env`): spawned workers, a pid "
+        "in every log line, `VLLM_USE_FLASHINFER_SAMPLER=0` (FlashInfer is not installed), NVLink "
+        "multicast off (`NCCL_NVLS_ENABLE=0`, `VLLM_ALLREDUCE_USE_SYMM_MEM=0`, "
+        "`TORCH_SYMM_MEM_DISABLE_MULTICAST=1`, `NVSHMEM_DISABLE_NVLS=1`)",
     ]
 
 
