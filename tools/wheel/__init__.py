@@ -1,0 +1,1 @@
+"""Building and checking the plugin's binary wheel (``make wheel``)."""
