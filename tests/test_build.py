@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from tools.wheel import inspect_wheel
-from vllm_moe_align_plugin import _ops, cli
+from vllm_moe_align_plugin import _ops, binary, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -251,14 +251,14 @@ def test_build_info_round_trip_through_a_compiled_object(tmp_path: Path) -> None
     src = tmp_path / "build_info.cpp"
     src.write_text(setup_py.build_info_source(info))
     subprocess.run(["g++", "-c", str(src), "-o", str(tmp_path / "build_info.o")], check=True)
-    assert _ops.read_build_info(str(tmp_path / "build_info.o")) == info
-    assert setup_py.BUILD_INFO_MARKER.encode() == _ops.BUILD_INFO_MARKER == inspect_wheel.MARKER
+    assert binary.read_build_info(str(tmp_path / "build_info.o")) == info
+    assert setup_py.BUILD_INFO_MARKER.encode() == binary.BUILD_INFO_MARKER == inspect_wheel.MARKER
 
 
 def test_read_build_info_of_files_without_it(tmp_path: Path) -> None:
     (tmp_path / "old.so").write_bytes(b"\x7fELF" + b"\0" * 64)
-    assert _ops.read_build_info(str(tmp_path / "old.so")) is None
-    assert _ops.read_build_info(str(tmp_path / "missing.so")) is None
+    assert binary.read_build_info(str(tmp_path / "old.so")) is None
+    assert binary.read_build_info(str(tmp_path / "missing.so")) is None
 
 
 def test_the_loaded_library_carries_its_build_info() -> None:
@@ -273,17 +273,17 @@ def test_the_loaded_library_carries_its_build_info() -> None:
 
 def test_a_library_made_for_another_torch_says_so() -> None:
     cause = ImportError("undefined symbol: _ZN3c104cuda9SetDeviceEi")
-    error = _ops.explain_load_error(cause, {"torch": "2.9.1+cu128"}, running="2.14.0+cu130")
+    error = binary.explain_load_error(cause, {"torch": "2.9.1+cu128"}, running="2.14.0+cu130")
     assert isinstance(error, ImportError) and error.__cause__ is cause
     text = str(error)
     assert "this build was made for torch 2.9 (2.9.1+cu128)" in text
     assert "rebuild from source against the installed torch" in text
     assert "does not load with torch 2.14.0+cu130" in text and "undefined symbol" in text
-    wheel = _ops.explain_load_error(cause, {"torch": "2.9.1", "wheel": True}, running="2.14.0")
+    wheel = binary.explain_load_error(cause, {"torch": "2.9.1", "wheel": True}, running="2.14.0")
     assert "the plugin's wheel was made for torch 2.9" in str(wheel)
     # the same torch, or a library without build info: the loader's own error
-    assert _ops.explain_load_error(cause, {"torch": "2.14.0"}, running="2.14.0") is cause
-    assert _ops.explain_load_error(cause, None, running="2.14.0") is cause
+    assert binary.explain_load_error(cause, {"torch": "2.14.0"}, running="2.14.0") is cause
+    assert binary.explain_load_error(cause, None, running="2.14.0") is cause
 
 
 def _fake_install(tmp_path: Path, built_for: str) -> Path:
@@ -294,7 +294,7 @@ def _fake_install(tmp_path: Path, built_for: str) -> Path:
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     info = json.dumps({"torch": built_for, "cuda": True, "wheel": True, "command": "bdist_wheel"})
     library = dest / "vllm_moe_align_plugin" / ("_C" + sysconfig.get_config_var("EXT_SUFFIX"))
-    library.write_bytes(b"not an ELF file\0" + _ops.BUILD_INFO_MARKER + info.encode() + b"\0tail")
+    library.write_bytes(b"not an ELF file\0" + binary.BUILD_INFO_MARKER + info.encode() + b"\0tail")
     return dest
 
 
@@ -338,10 +338,10 @@ def test_origin_of_an_installed_wheel(tmp_path: Path) -> None:
     site = tmp_path / "site-packages"
     lib = "vllm_moe_align_plugin/_C.cpython-311-x86_64-linux-gnu.so"
     wheel = {"url": "file:///tmp/x.whl", "archive_info": {}}
-    assert _ops.binary_origin(str(site / lib), _dist(site, wheel, lib)) == \
+    assert binary.binary_origin(str(site / lib), _dist(site, wheel, lib)) == \
         "installed wheel 0.1.0 (file:///tmp/x.whl)"
     index = tmp_path / "index"
-    assert _ops.binary_origin(str(index / lib), _dist(index, None, lib)) == \
+    assert binary.binary_origin(str(index / lib), _dist(index, None, lib)) == \
         "installed wheel 0.1.0 (from a package index)"
 
 
@@ -350,14 +350,14 @@ def test_origin_of_an_editable_install_and_of_an_in_place_build(tmp_path: Path) 
     lib = src / "vllm_moe_align_plugin" / "_C.so"
     editable = {"url": src.as_uri(), "dir_info": {"editable": True}}
     dist = _dist(site, editable, "__editable__.vllm_moe_align_plugin-0.1.0.pth")
-    assert _ops.binary_origin(str(lib), dist) == \
+    assert binary.binary_origin(str(lib), dist) == \
         f"editable install 0.1.0, built in place in {os.path.realpath(src)}"
     other = tmp_path / "other" / "vllm_moe_align_plugin" / "_C.so"
-    assert _ops.binary_origin(str(other), dist).startswith("in-place build in a source tree, "
+    assert binary.binary_origin(str(other), dist).startswith("in-place build in a source tree, "
                                                            "not the installed")
     local = {"url": src.as_uri(), "dir_info": {}}
     lib_in_site = "vllm_moe_align_plugin/_C.so"
-    assert _ops.binary_origin(str(tmp_path / "s2" / lib_in_site),
+    assert binary.binary_origin(str(tmp_path / "s2" / lib_in_site),
                               _dist(tmp_path / "s2", local, lib_in_site)) == \
         f"installed 0.1.0, built from the source tree {os.path.realpath(src)}"
 
@@ -369,7 +369,7 @@ def test_info_shows_the_binary(capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert f"compiled op           {_ops.binary_path()}" in lines
     origin = next(x for x in lines if x.startswith("  from "))
-    assert origin.split(None, 1)[1] == _ops.binary_origin()
+    assert origin.split(None, 1)[1] == binary.binary_origin()
     built = next(x for x in lines if x.startswith("  built for "))
     assert f"torch {torch.__version__} (the installed one)" in built
     if _ops.has_backend("cuda"):

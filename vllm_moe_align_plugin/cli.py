@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from . import __version__, _ops, devices
+from . import __version__, _ops, binary, devices
 from .contract import ALL, NEWEST, contract_for_vllm
 from .log import logger
 from .vllm.env import DISABLE_ENV, PLUGIN_NAME, off_reason, running_vllm_version
@@ -32,12 +32,6 @@ def _devices() -> list[str]:
     if torch.cuda.is_available() and _ops.has_backend("cuda"):
         devices.append("cuda")
     return devices
-
-
-def _binary() -> str:
-    from . import _C
-
-    return getattr(_C, "__file__", None) or "?"
 
 
 def _visible_devices() -> list[torch.device]:
@@ -65,11 +59,11 @@ def cmd_info(_: argparse.Namespace) -> int:
     print(f"vLLM                  {vllm_version or 'not installed'}")
     if not _ops.available():
         print(f"compiled op           FAILED TO LOAD: {_ops.LOAD_ERROR}")
-        print("\n".join(_ops.describe_binary()))
+        print("\n".join(binary.describe_binary()))
         print("enabled               no (vLLM keeps its own function)")
         return 1
-    print(f"compiled op           {_binary()}")
-    print("\n".join(_ops.describe_binary(with_file=False)))
+    print(f"compiled op           {_ops.binary_path() or '?'}")
+    print("\n".join(binary.describe_binary(with_file=False)))
     backends = [d for d in ("cpu", "cuda") if _ops.has_backend(d)]
     print(f"kernels               {', '.join(backends)}"
           + (f" (CUDA archs: {' '.join(_ops.cuda_archs()) or 'unknown'})" if "cuda" in backends
