@@ -150,12 +150,22 @@ if LOAD_ERROR is None:
         )
 
 
-def _as_int(name: str, value: object) -> int:
-    """``value`` as a Python int (anything with ``__index__``), else TypeError."""
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_int(name: str, value: object) -> int:
+    """``value`` as a Python int: an integer (anything with ``__index__`` but a
+    bool) that fits the ops' 64-bit ints; else TypeError / ValueError naming
+    ``name``. Every integer argument the package passes to an op goes through it."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool ({value!r})")
     try:
-        return operator.index(value)  # type: ignore[arg-type]
+        number = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})") from None
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise ValueError(f"{name} must fit in a signed 64-bit integer, got {number}")
+    return number
 
 
 def cuda_archs() -> list[str]:
@@ -174,7 +184,7 @@ def preload_cuda_kernels(device: Optional[int] = None) -> None:
     next. Raises RuntimeError on a CUDA error (no GPU, no kernel image for
     it), NotImplementedError without CUDA kernels in this build."""
     require()
-    index = torch.cuda.current_device() if device is None else _as_int("device", device)
+    index = torch.cuda.current_device() if device is None else check_int("device", device)
     _OPS.preload_cuda_kernels(index)
 
 
@@ -217,7 +227,7 @@ def cuda_launch_plan(
     require()
     sizes = {"numel": numel, "num_experts": num_experts, "block_size": block_size,
              "sorted_size": sorted_size, "num_sms": num_sms, "smem_optin_bytes": smem_optin_bytes}
-    n, e, b, size, sms, smem = (_as_int(name, value) for name, value in sizes.items())
+    n, e, b, size, sms, smem = (check_int(name, value) for name, value in sizes.items())
     v = _OPS.cuda_launch_plan(n, e, b, size, bool(map_while_counting), sms, smem)
     return CudaLaunchPlan(REGIMES[v[0]], *v[1:8], fits=bool(v[8]))
 

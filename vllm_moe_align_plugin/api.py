@@ -38,7 +38,6 @@ _ARG_ORDER_HINT = (
     "expert_map=None, pad_sorted_ids=False, ...): passing top_k as a fourth "
     "positional argument puts it in expert_map"
 )
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 PYTHON, OP = "python", "op"
 
@@ -125,13 +124,6 @@ def parameters_mismatch(
     return f"vLLM's is ({show(theirs)}), the {contract.name} contract's is ({show(ours)})"
 
 
-def _check_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise ValueError(f"{name} must fit in a signed 64-bit integer, got {value}")
-
-
 def _check_tensor(name: str, value: object, optional: bool = False) -> None:
     if not isinstance(value, torch.Tensor) and not (optional and value is None):
         what = "a torch.Tensor or None" if optional else "a torch.Tensor"
@@ -150,8 +142,8 @@ def _check_args(
     """Python-level checks whose C++ counterparts would give a worse message;
     dtype, device, size and range checks live in the op (csrc/checks.cpp)."""
     _check_tensor("topk_ids", topk_ids)
-    _check_int("block_size", block_size)
-    _check_int("num_experts", num_experts)
+    _ops.check_int("block_size", block_size)
+    _ops.check_int("num_experts", num_experts)
     _check_tensor("expert_map", expert_map, optional=True)
     if return_scatter_idx and expert_map is not None and not ignore_invalid_experts:
         raise ValueError(
@@ -205,8 +197,8 @@ def _align_out(
     ``expert_map`` makes the op map ids while counting and drop routes of
     non-local experts, as vLLM's op does."""
     _check_tensor("topk_ids", topk_ids)
-    _check_int("num_experts", num_experts)
-    _check_int("block_size", block_size)
+    _ops.check_int("num_experts", num_experts)
+    _ops.check_int("block_size", block_size)
     _check_tensor("expert_map", expert_map, optional=True)
     _ALIGN_OUT(
         topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
