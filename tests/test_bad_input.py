@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import POISON, poisoned, random_routes
 
-from vllm_moe_align_plugin import moe_align_block_size
+from vllm_moe_align_plugin import _ops, api, binary, moe_align_block_size
+from vllm_moe_align_plugin.contract import NEWEST
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
 
 OUT = torch.ops.vllm_moe_align.moe_align_block_size_out
@@ -124,8 +125,13 @@ def test_out_buffer_wrong_dtype(device: str, which: str) -> None:
     bufs = dict(zip(("sorted_token_ids", "expert_ids", "num_tokens_post_pad"),
                     _buffers(10, 8, 4, device)))
     bufs[which] = bufs[which].to(torch.int64)
-    with pytest.raises(TypeError, match=f"{which} must be an int32 tensor"):
+    # The op itself: PyTorch's stable ABI has no TypeError (ValueError there).
+    op_error = ValueError if binary.is_stable_abi(_ops.build_info()) else TypeError
+    with pytest.raises(op_error, match=f"{which} must be an int32 tensor, got Long"):
         OUT(ids, 8, 4, *bufs.values())
+    # The package's functions: TypeError either way.
+    with pytest.raises(TypeError, match=f"{which} must be an int32 tensor, got Long"):
+        api.op_level_for(NEWEST)(ids, 8, 4, *bufs.values())
 
 
 def test_out_buffer_non_contiguous(device: str) -> None:

@@ -227,12 +227,49 @@ def test_build_without_toolkit_warns_on_stderr_and_in_the_log(
     assert capsys.readouterr().err == ""
 
 
-def test_wheel_builds_pin_their_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wheel_builds_require_the_torch_they_load_with(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VLLM_MOE_ALIGN_WHEEL", raising=False)
+    monkeypatch.delenv("VLLM_MOE_ALIGN_ABI", raising=False)
     assert setup_py._requirements() == ["torch>=2.4"]
     monkeypatch.setenv("VLLM_MOE_ALIGN_WHEEL", "1")
+    # this torch (2.14) is past the stable ABI's floor: torch >= 2.11, abi3
+    assert setup_py._requirements() == ["torch>=2.11"]
+    assert setup_py._wheel_options() == {"bdist_wheel": {"py_limited_api": "cp39"}}
+    # the C++ ABI pins its torch
+    monkeypatch.setenv("VLLM_MOE_ALIGN_ABI", "aten")
     major, minor = torch.__version__.split(".")[:2]
     assert setup_py._requirements() == [f"torch=={major}.{minor}.*"]
+    assert setup_py._wheel_options() == {}
+
+
+@pytest.mark.parametrize("version, asked, abi", [
+    ("2.14.0+cu130", "", "stable"), ("2.11.0", "auto", "stable"), ("2.10.1+cu128", "", "aten"),
+    ("2.7.1+cu126", "", "aten"), ("2.14.0", "aten", "aten"), ("2.11.0a0+git1234", "", "stable"),
+])
+def test_frontend_by_torch_version(version: str, asked: str, abi: str) -> None:
+    assert setup_py.choose_abi(version, {"VLLM_MOE_ALIGN_ABI": asked}) == abi
+
+
+def test_stable_frontend_refuses_an_old_torch() -> None:
+    with pytest.raises(RuntimeError, match="VLLM_MOE_ALIGN_ABI=stable needs torch >= 2.11"):
+        setup_py.choose_abi("2.10.0", {"VLLM_MOE_ALIGN_ABI": "stable"})
+    with pytest.raises(RuntimeError, match="use stable or aten"):
+        setup_py.choose_abi("2.14.0", {"VLLM_MOE_ALIGN_ABI": "cxx11"})
+    assert "older than 2.11" in setup_py.old_torch_note("2.7.1+cu126")
+    assert "loads with torch 2.7 only" in setup_py.old_torch_note("2.7.1+cu126")
+    assert setup_py._target_version_flag() == "-DTORCH_TARGET_VERSION=0x020b000000000000"
+
+
+def test_stable_abi_library_explains_an_old_torch() -> None:
+    cause = ImportError("undefined symbol: torch_library_impl")
+    info = {"torch": "2.14.0+cu130", "abi": "stable", "torch_floor": "2.11", "wheel": True}
+    error = binary.explain_load_error(cause, info, running="2.10.0+cu128")
+    assert isinstance(error, ImportError) and error.__cause__ is cause
+    assert "the plugin's wheel uses PyTorch's stable ABI, which needs torch >= 2.11; torch " \
+           "2.10.0+cu128 is older" in str(error)
+    # a newer torch than the one it was built with is what the stable ABI is for
+    assert binary.explain_load_error(cause, info, running="2.11.0+cu130") is cause
+    assert binary.explain_load_error(cause, info, running="2.15.0") is cause
 
 
 def test_build_command() -> None:
@@ -290,7 +327,7 @@ def _fake_install(tmp_path: Path, built_for: str) -> Path:
     """The package's Python files and a 'library' that does not load but
     carries build info naming ``built_for``."""
     dest = tmp_path / "site"
-    shutil.copytree(ROOT / "vllm_moe_align_plugin", dest / "vllm_moe_align_plugin",
+    shutil.copytree(Path(binary.__file__).parent, dest / "vllm_moe_align_plugin",
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     info = json.dumps({"torch": built_for, "cuda": True, "wheel": True, "command": "bdist_wheel"})
     library = dest / "vllm_moe_align_plugin" / ("_C" + sysconfig.get_config_var("EXT_SUFFIX"))
@@ -317,7 +354,7 @@ def test_import_and_info_with_a_library_made_for_another_torch(tmp_path: Path) -
     assert "FAILED TO LOAD" in failed and "made for torch 2.9" in failed
     assert any(x.split() == ["file", str(next(site.rglob("_C*")))] for x in lines), info.stdout
     built = next(x for x in lines if x.strip().startswith("built for"))
-    assert f"torch 2.9.1+cu128 (installed: {torch.__version__})" in built
+    assert f"torch 2.9.1+cu128 only (its C++ ABI; installed: {torch.__version__})" in built
 
 
 # --- where the library comes from --------------------------------------------------
@@ -371,7 +408,11 @@ def test_info_shows_the_binary(capsys: pytest.CaptureFixture[str]) -> None:
     origin = next(x for x in lines if x.startswith("  from "))
     assert origin.split(None, 1)[1] == binary.binary_origin()
     built = next(x for x in lines if x.startswith("  built for "))
-    assert f"torch {torch.__version__} (the installed one)" in built
+    if binary.is_stable_abi(_ops.build_info()):
+        assert f"torch >= 2.11 (stable ABI, Python 3 abi3; built with {torch.__version__}; " \
+               f"installed: {torch.__version__})" in built
+    else:
+        assert f"torch {torch.__version__} only (its C++ ABI; the installed one)" in built
     if _ops.has_backend("cuda"):
         assert " ".join(_ops.cuda_archs()) in built
 

@@ -1,7 +1,7 @@
 """Loads the compiled op library and gives its ops fake (meta) kernels, so
 ``torch.compile`` can trace callers and ``torch.library.opcheck`` can check them.
 
-Ops (schemas in csrc/schema.cpp):
+Ops (schemas in csrc/schema.h):
 
 - ``torch.ops.vllm_moe_align.moe_align_block_size_out`` writes into caller
   buffers, in vLLM's op-level argument order.
@@ -92,9 +92,27 @@ def has_backend(device_type: str) -> bool:
 
 _OPS = torch.ops.vllm_moe_align
 
+#: How the ops word a wrong dtype (csrc/checks.h): "<name> must be an int32
+#: tensor, got Long", "topk_ids must be an integer tensor (int64, ...), got Float".
+_DTYPE_ERRORS = ("an int32 tensor, got ", "an integer tensor (")
+
+
+def typed_error(exc: ValueError) -> Exception:
+    """The error the package's functions raise for ``exc``, a ValueError from
+    an op: a TypeError for a wrong dtype. A library on PyTorch's stable ABI
+    (csrc/frontend/stable.cpp) can raise ValueError but not TypeError, so its
+    dtype errors arrive as ValueError; the C++-ABI library raises TypeError
+    itself. Any other error is returned as it is."""
+    message = str(exc)
+    if message.partition(" must be ")[2].startswith(_DTYPE_ERRORS):
+        error = TypeError(message)
+        error.__cause__ = exc
+        return error
+    return exc
+
 
 def _check_devices(topk_ids: torch.Tensor, **tensors: Optional[torch.Tensor]) -> None:
-    """The C++ ops' device check (csrc/checks.cpp), in the same words: every
+    """The C++ ops' device check (csrc/checks.h), in the same words: every
     tensor argument is on topk_ids' device. The fake kernels run it because a
     meta tensor among real ones sends the call to them, not to a backend."""
     for name, t in tensors.items():
@@ -168,6 +186,13 @@ def check_int(name: str, value: object) -> int:
     return number
 
 
+def _require_cuda_kernels() -> None:
+    """NotImplementedError in a build without CUDA kernels (the stable-ABI
+    library can only raise RuntimeError for it)."""
+    if not has_backend("cuda"):
+        raise NotImplementedError("this build has no CUDA kernels")
+
+
 def cuda_archs() -> list[str]:
     """The CUDA archs this build's kernels were compiled for (e.g.
     ``["8.0", "9.0", "9.0a"]``); empty for a CPU-only build or when the
@@ -185,6 +210,7 @@ def preload_cuda_kernels(device: Optional[int] = None) -> None:
     it), NotImplementedError without CUDA kernels in this build."""
     require()
     index = torch.cuda.current_device() if device is None else check_int("device", device)
+    _require_cuda_kernels()
     _OPS.preload_cuda_kernels(index)
 
 
@@ -228,6 +254,7 @@ def cuda_launch_plan(
     sizes = {"numel": numel, "num_experts": num_experts, "block_size": block_size,
              "sorted_size": sorted_size, "num_sms": num_sms, "smem_optin_bytes": smem_optin_bytes}
     n, e, b, size, sms, smem = (check_int(name, value) for name, value in sizes.items())
+    _require_cuda_kernels()
     v = _OPS.cuda_launch_plan(n, e, b, size, bool(map_while_counting), sms, smem)
     return CudaLaunchPlan(REGIMES[v[0]], *v[1:8], fits=bool(v[8]))
 

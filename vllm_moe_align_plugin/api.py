@@ -140,7 +140,7 @@ def _check_args(
     return_scatter_idx: bool,
 ) -> None:
     """Python-level checks whose C++ counterparts would give a worse message;
-    dtype, device, size and range checks live in the op (csrc/checks.cpp)."""
+    dtype, device, size and range checks live in the op (csrc/checks.h)."""
     _check_tensor("topk_ids", topk_ids)
     _ops.check_int("block_size", block_size)
     _ops.check_int("num_experts", num_experts)
@@ -167,16 +167,19 @@ def _align(
     size = contract.max_num_tokens_padded(
         topk_ids.numel(), num_experts, block_size, pad_sorted_ids
     )
-    sorted_ids, expert_ids, post_pad, scatter_idx = _ALIGN(
-        topk_ids,
-        num_experts,
-        block_size,
-        size,
-        expert_map,
-        ignore_invalid_experts,
-        contract.expert_ids_tail,
-        return_scatter_idx,
-    )
+    try:
+        sorted_ids, expert_ids, post_pad, scatter_idx = _ALIGN(
+            topk_ids,
+            num_experts,
+            block_size,
+            size,
+            expert_map,
+            ignore_invalid_experts,
+            contract.expert_ids_tail,
+            return_scatter_idx,
+        )
+    except ValueError as exc:
+        raise _ops.typed_error(exc) from None
     if return_scatter_idx:
         return sorted_ids, expert_ids, post_pad, scatter_idx
     return sorted_ids, expert_ids, post_pad
@@ -200,11 +203,14 @@ def _align_out(
     _ops.check_int("num_experts", num_experts)
     _ops.check_int("block_size", block_size)
     _check_tensor("expert_map", expert_map, optional=True)
-    _ALIGN_OUT(
-        topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
-        num_tokens_post_pad, expert_map, scatter_idx, expert_map is not None,
-        contract.expert_ids_tail,
-    )
+    try:
+        _ALIGN_OUT(
+            topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
+            num_tokens_post_pad, expert_map, scatter_idx, expert_map is not None,
+            contract.expert_ids_tail,
+        )
+    except ValueError as exc:
+        raise _ops.typed_error(exc) from None
 
 
 def moe_align_block_size(

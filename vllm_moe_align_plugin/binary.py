@@ -45,22 +45,43 @@ def _major_minor(version: str) -> str:
     return ".".join(version.split("+")[0].split(".")[:2])
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """(major, minor) of ``2.11.0+cu130`` or ``2.11``."""
+    return tuple(int("".join(c for c in part if c.isdigit()) or 0)
+                 for part in _major_minor(version).split("."))
+
+
+def is_stable_abi(info: Optional[dict[str, Any]]) -> bool:
+    """Whether the library was built on PyTorch's stable ABI (it loads on
+    every torch from ``info["torch_floor"]`` on) rather than one torch
+    release's C++ ABI."""
+    return (info or {}).get("abi") == "stable"
+
+
 def explain_load_error(exc: BaseException, info: Optional[dict[str, Any]],
                        running: str = torch.__version__) -> BaseException:
-    """``exc`` (the library did not load), or, when the library was built for
-    another torch than ``running``, an ImportError that says so and how to fix
-    it (``exc`` as its cause)."""
-    built = (info or {}).get("torch")
-    if not built or built == running:
-        return exc
-    source = "the plugin's wheel" if (info or {}).get("wheel") else "this build"
-    error = ImportError(
-        f"vllm_moe_align_plugin's compiled op does not load with torch {running}: "
-        f"{source} was made for torch {_major_minor(built)} ({built}); rebuild from source "
-        "against the installed torch (in a checkout: pip install --no-build-isolation --no-deps "
-        f"--force-reinstall .), or install a build made for torch {_major_minor(running)} "
-        f"[{type(exc).__name__}: {exc}]"
-    )
+    """``exc`` (the library did not load), or, when the library cannot work
+    with the torch ``running`` (older than a stable-ABI library's floor, or
+    another release than a C++-ABI library's), an ImportError that says so and
+    how to fix it (``exc`` as its cause)."""
+    info = info or {}
+    built = info.get("torch")
+    source = "the plugin's wheel" if info.get("wheel") else "this build"
+    rebuild = ("rebuild from source against the installed torch (in a checkout: pip install "
+               "--no-build-isolation --no-deps --force-reinstall .)")
+    if is_stable_abi(info):
+        floor = info.get("torch_floor", "?")
+        if floor == "?" or _release(running) >= _release(floor):
+            return exc
+        message = (f"{source} uses PyTorch's stable ABI, which needs torch >= {floor}; "
+                   f"torch {running} is older: {rebuild}, which builds against its C++ ABI")
+    else:
+        if not built or built == running:
+            return exc
+        message = (f"{source} was made for torch {_major_minor(built)} ({built}); {rebuild}, "
+                   f"or install a build made for torch {_major_minor(running)}")
+    error = ImportError(f"vllm_moe_align_plugin's compiled op does not load with torch {running}: "
+                        f"{message} [{type(exc).__name__}: {exc}]")
     error.__cause__ = exc
     return error
 
@@ -126,8 +147,13 @@ def describe_binary(with_file: bool = True) -> list[str]:
     if info is None:
         lines.append(f"  {'built for':20s}unknown (a build without build info: rebuild it)")
         return lines
-    same = "the installed one" if info.get("torch") == torch.__version__ else \
-        f"installed: {torch.__version__}"
+    if is_stable_abi(info):
+        torches = (f"torch >= {info.get('torch_floor')} (stable ABI, Python 3 abi3; built with "
+                   f"{info.get('torch')}; installed: {torch.__version__})")
+    else:
+        same = "the installed one" if info.get("torch") == torch.__version__ else \
+            f"installed: {torch.__version__}"
+        torches = f"torch {info.get('torch')} only (its C++ ABI; {same})"
     command = info.get("command", "?")
     kind = "a wheel build" if info.get("wheel") else "built by " + {
         "editable_wheel": "pip install -e", "bdist_wheel": "pip install / a wheel build",
@@ -135,5 +161,5 @@ def describe_binary(with_file: bool = True) -> list[str]:
     cuda = (f"CUDA kernels ({' '.join(info.get('cuda_archs') or []) or '?'}) by nvcc "
             f"{info.get('nvcc')}" if info.get("cuda")
             else f"CPU kernel only ({info.get('no_cuda_reason') or 'no CUDA kernels'})")
-    lines.append(f"  {'built for':20s}torch {info.get('torch')} ({same}); {cuda}; {kind}")
+    lines.append(f"  {'built for':20s}{torches}; {cuda}; {kind}")
     return lines

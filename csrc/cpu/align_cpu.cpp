@@ -1,9 +1,7 @@
 // CPU kernel: a stable counting sort of the routes by expert, in four phases
 // (count, scan, fill, scatter). Sequential: the CPU path exists for
 // correctness (tests, CPU-only vLLM builds), not speed.
-#include "../checks.h"
-
-#include <torch/library.h>
+#include "align_cpu.h"
 
 #include <vector>
 
@@ -11,13 +9,14 @@ namespace vllm_moe_align {
 namespace {
 
 template <typename IdT>
-void align_cpu_impl(const AlignProblem& p, const IdT* ids, const int32_t* map,
-                    int32_t* sorted_ids, int32_t* expert_ids, int32_t* post_pad,
-                    int32_t* scatter_idx) {
+void align_cpu_impl(const AlignProblem& p, const IdT* ids, const CpuBuffers& b) {
   const int64_t E = p.num_experts;
   const int64_t B = p.block_size;
   const int64_t n = p.numel;
   const int32_t pad_value = static_cast<int32_t>(n);
+  const int32_t* map = b.map;
+  int32_t* sorted_ids = b.sorted_ids;
+  int32_t* expert_ids = b.expert_ids;
 
   // Bin of a route: its expert (local id when mapping while counting), or E
   // when the route is dropped (id out of range, or mapped to -1).
@@ -38,7 +37,7 @@ void align_cpu_impl(const AlignProblem& p, const IdT* ids, const int32_t* map,
   for (int64_t e = 0; e < E; ++e)
     start[e + 1] = start[e] + (count[e] + B - 1) / B * B;
   const int64_t total = start[E];
-  *post_pad = static_cast<int32_t>(total);
+  *b.post_pad = static_cast<int32_t>(total);
 
   // fill: padding after each segment's routes and after the last segment;
   // expert_ids for used blocks, then the tail value.
@@ -52,46 +51,38 @@ void align_cpu_impl(const AlignProblem& p, const IdT* ids, const int32_t* map,
   if (map_out) tail = map[tail >= 0 ? tail : tail + E];
   for (int64_t e = 0; e < E; ++e) {
     const int32_t value = static_cast<int32_t>(map_out ? map[e] : e);
-    for (int64_t b = start[e] / B; b < start[e + 1] / B; ++b)
-      expert_ids[b] = value;
+    for (int64_t blk = start[e] / B; blk < start[e + 1] / B; ++blk)
+      expert_ids[blk] = value;
   }
-  for (int64_t b = total / B; b < p.expert_ids_size; ++b)
-    expert_ids[b] = static_cast<int32_t>(tail);
+  for (int64_t blk = total / B; blk < p.expert_ids_size; ++blk)
+    expert_ids[blk] = static_cast<int32_t>(tail);
 
   // scatter, in route order so each segment is ascending
   std::vector<int64_t> cursor(start.begin(), start.end() - 1);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t b = bin_of(i);
-    if (b < E) sorted_ids[cursor[b]++] = static_cast<int32_t>(i);
-    if (scatter_idx) scatter_idx[i] = b < E ? static_cast<int32_t>(i) : -1;
+    const int64_t bin = bin_of(i);
+    if (bin < E) sorted_ids[cursor[bin]++] = static_cast<int32_t>(i);
+    if (b.scatter_idx) b.scatter_idx[i] = bin < E ? static_cast<int32_t>(i) : -1;
   }
-}
-
-void align_out_cpu(const at::Tensor& topk_ids, int64_t num_experts,
-                   int64_t block_size, at::Tensor& sorted_token_ids,
-                   at::Tensor& expert_ids, at::Tensor& num_tokens_post_pad,
-                   const std::optional<at::Tensor>& expert_map,
-                   const std::optional<at::Tensor>& scatter_idx,
-                   bool ignore_invalid_experts, int64_t expert_ids_tail) {
-  const AlignProblem p = check_align_args(
-      topk_ids, num_experts, block_size, sorted_token_ids, expert_ids,
-      num_tokens_post_pad, expert_map, scatter_idx, ignore_invalid_experts,
-      expert_ids_tail);
-  const at::Tensor ids = topk_ids.contiguous();
-  const int32_t* map = p.has_map ? expert_map->data_ptr<int32_t>() : nullptr;
-  int32_t* scatter = p.has_scatter_idx ? scatter_idx->data_ptr<int32_t>() : nullptr;
-  AT_DISPATCH_INTEGRAL_TYPES(ids.scalar_type(), "moe_align_block_size_cpu", [&] {
-    align_cpu_impl<scalar_t>(p, ids.data_ptr<scalar_t>(), map,
-                             sorted_token_ids.data_ptr<int32_t>(),
-                             expert_ids.data_ptr<int32_t>(),
-                             num_tokens_post_pad.data_ptr<int32_t>(), scatter);
-  });
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(vllm_moe_align, CPU, m) {
-  m.impl("moe_align_block_size_out", &align_out_cpu);
+void align_cpu(const AlignProblem& p, const CpuBuffers& b) {
+  switch (b.ids_dtype) {
+    case kInt64:
+      return align_cpu_impl(p, static_cast<const int64_t*>(b.ids), b);
+    case kInt32:
+      return align_cpu_impl(p, static_cast<const int32_t*>(b.ids), b);
+    case kInt16:
+      return align_cpu_impl(p, static_cast<const int16_t*>(b.ids), b);
+    case kInt8:
+      return align_cpu_impl(p, static_cast<const int8_t*>(b.ids), b);
+    case kUInt8:
+      return align_cpu_impl(p, static_cast<const uint8_t*>(b.ids), b);
+    default:
+      runtime_error("align_cpu: unexpected ids dtype code " + str(b.ids_dtype));
+  }
 }
 
 }  // namespace vllm_moe_align

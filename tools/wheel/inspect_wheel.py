@@ -71,6 +71,26 @@ def read_build_info(data: bytes) -> Optional[dict]:
     return json.loads(data[start:end].decode())
 
 
+def _torch_requirement_problems(info: dict, requires: list[str], filename: str) -> list[str]:
+    """A stable-ABI library: the wheel requires torch >= its floor and is
+    tagged abi3 (one wheel for every Python 3). A C++-ABI library: the wheel
+    pins the torch major.minor it was built against."""
+    wanted = {r.replace(" ", "") for r in requires}
+    if info.get("abi") == "stable":
+        problems = []
+        floor = info.get("torch_floor")
+        print(f"  stable ABI: torch >= {floor}")
+        if f"torch>={floor}" not in wanted:
+            problems.append(f"the metadata does not require torch>={floor} ({requires})")
+        if "-abi3-" not in filename:
+            problems.append(f"a stable-ABI wheel should be tagged abi3: {filename}")
+        return problems
+    major_minor = ".".join(info["torch"].split("+")[0].split(".")[:2])
+    if f"torch=={major_minor}.*" not in wanted:
+        return [f"the metadata does not pin torch=={major_minor}.* ({requires})"]
+    return []
+
+
 def inspect(wheel: str, arch_list: Optional[str]) -> list[str]:
     """Prints what the wheel holds; returns the problems found."""
     problems = []
@@ -97,9 +117,7 @@ def inspect(wheel: str, arch_list: Optional[str]) -> list[str]:
         else:
             print(f"  built for torch {info['torch']} (CUDA {info['torch_cuda']}), nvcc {info['nvcc']}, "
                   f"archs {' '.join(info['cuda_archs'])}, command {info['command']}")
-            major_minor = ".".join(info["torch"].split("+")[0].split(".")[:2])
-            if not any(r.replace(" ", "") == f"torch=={major_minor}.*" for r in requires):
-                problems.append(f"the metadata does not pin torch=={major_minor}.* ({requires})")
+            problems += _torch_requirement_problems(info, requires, os.path.basename(wheel))
             if not info.get("cuda"):
                 problems.append("the library has no CUDA kernels")
         with tempfile.TemporaryDirectory() as tmp:

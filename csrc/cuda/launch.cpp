@@ -1,0 +1,81 @@
+// Host side of the CUDA backend (launch.h).
+#include "launch.h"
+
+#include <atomic>
+#include <cstdint>
+
+namespace vllm_moe_align {
+namespace {
+
+// Cached limits per device index, packed as (num_sms << 32 | smem) + 1 so
+// that 0 means "not read yet". Racing first calls read the same values.
+constexpr int kCachedDevices = 1024;
+std::atomic<uint64_t> g_limits[kCachedDevices];
+
+}  // namespace
+
+void check_cuda(cudaError_t err) {
+  if (err == cudaSuccess) return;
+  runtime_error(cat("CUDA error: ", cudaGetErrorString(err), " (", cudaGetErrorName(err), ")"));
+}
+
+DeviceLimits device_limits(int device) {
+  const bool cacheable = device >= 0 && device < kCachedDevices;
+  if (cacheable) {
+    const uint64_t v = g_limits[device].load(std::memory_order_relaxed);
+    if (v != 0) {
+      return {static_cast<int>((v - 1) >> 32), static_cast<int>((v - 1) & 0xffffffffu)};
+    }
+  }
+  int sms = 0, smem = 0;
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  check_cuda(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (cacheable) {
+    const uint64_t packed = (static_cast<uint64_t>(sms) << 32 | static_cast<uint32_t>(smem)) + 1;
+    g_limits[device].store(packed, std::memory_order_relaxed);
+  }
+  return {sms, smem};
+}
+
+DeviceGuard::DeviceGuard(int device) {
+  int current = -1;
+  check_cuda(cudaGetDevice(&current));
+  if (current != device) {
+    check_cuda(cudaSetDevice(device));
+    previous_ = current;
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) cudaSetDevice(previous_);  // a destructor does not throw
+}
+
+LaunchPlan plan_call(const AlignProblem& p, const DeviceLimits& limits) {
+  const LaunchPlan plan = plan_launch(
+      static_cast<int>(p.numel), static_cast<int>(p.num_experts), static_cast<int>(p.block_size),
+      static_cast<int>(p.sorted_size), p.map_while_counting, limits.num_sms,
+      limits.smem_optin_bytes);
+  VLLM_MOE_ALIGN_CHECK_VALUE(plan.fits, "num_experts=", p.num_experts,
+                             " needs more shared memory than this GPU offers per block");
+  return plan;
+}
+
+KernelParams kernel_sizes(const AlignProblem& p) {
+  KernelParams k{};
+  k.numel = static_cast<int>(p.numel);
+  k.num_experts = static_cast<int>(p.num_experts);
+  k.block_size = static_cast<int>(p.block_size);
+  k.sorted_size = static_cast<int>(p.sorted_size);
+  k.expert_ids_size = static_cast<int>(p.expert_ids_size);
+  k.expert_ids_tail = static_cast<int>(p.expert_ids_tail);
+  k.map_in = p.map_while_counting;
+  k.map_out = p.has_map && !p.map_while_counting;
+  return k;
+}
+
+void launch_call(const KernelParams& k, const LaunchPlan& plan, int device,
+                 const DeviceLimits& limits, cudaStream_t stream) {
+  check_cuda(launch_align(k, plan, device, limits.smem_optin_bytes, stream));
+}
+
+}  // namespace vllm_moe_align

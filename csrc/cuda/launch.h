@@ -1,0 +1,51 @@
+// Host side of the CUDA backend, torch-free: the GPU's limits, the device
+// guard, and one call's plan and launch. The frontends (frontend/*.cpp,
+// through ../ops.h) validate, allocate and hand over the pointers and the
+// stream; the kernels are in tiny.cu, spread.cu and tiled.cu.
+#pragma once
+
+#include "../checks.h"
+#include "kernels.h"
+
+#include <cuda_runtime.h>
+
+namespace vllm_moe_align {
+
+// What plan_launch needs to know of a GPU.
+struct DeviceLimits {
+  int num_sms;
+  int smem_optin_bytes;  // shared memory a block may opt into
+};
+
+// The limits of `device`, read from the driver once per device and cached.
+DeviceLimits device_limits(int device);
+
+// Makes `device` current for its lifetime (cudaSetDevice only when it is not
+// already), then restores the previous one.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+// RuntimeError naming the CUDA error, unless err is cudaSuccess.
+void check_cuda(cudaError_t err);
+
+// The plan of one validated call on a GPU with `limits` (ValueError when
+// num_experts needs more shared memory than the GPU offers per block).
+LaunchPlan plan_call(const AlignProblem& p, const DeviceLimits& limits);
+
+// The kernels' sizes and flags of one validated call; the caller sets the
+// pointers (KernelParams' first fields).
+KernelParams kernel_sizes(const AlignProblem& p);
+
+// Enqueues the kernels of `plan` on `stream`; RuntimeError on a launch error.
+void launch_call(const KernelParams& k, const LaunchPlan& plan, int device,
+                 const DeviceLimits& limits, cudaStream_t stream);
+
+}  // namespace vllm_moe_align

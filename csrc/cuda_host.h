@@ -1,0 +1,20 @@
+// The ops that ask about the CUDA backend from the host (schemas in
+// schema.h), torch-free. Built into every library: a CPU-only build answers
+// "" and NotImplementedError. setup.py defines VLLM_MOE_ALIGN_CUDA_ARCHS (the
+// archs as one token, e.g. 7.5_8.0_9.0a) exactly when it builds the CUDA
+// kernels.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vllm_moe_align {
+
+std::string cuda_archs();
+void preload_cuda_kernels(int64_t device);
+std::vector<int64_t> cuda_launch_plan(int64_t numel, int64_t num_experts, int64_t block_size,
+                                      int64_t sorted_size, bool map_while_counting,
+                                      int64_t num_sms, int64_t smem_optin_bytes);
+
+}  // namespace vllm_moe_align

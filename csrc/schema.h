@@ -1,0 +1,49 @@
+// Every op of the library, defined once. Each frontend registers these
+// schemas with its torch ABI (frontend/stable.cpp: PyTorch's stable ABI, the
+// default from torch 2.11; frontend/aten.cpp: the C++ ABI of one torch
+// release, for older torch) and binds the same kernels to them:
+//   moe_align_block_size_out  cpu/align_cpu.cpp (CPU), cuda/ (CUDA)
+//   moe_align_block_size      allocates, then runs the out-variant's kernel
+//   cuda_launch_plan, preload_cuda_kernels, cuda_archs
+//                             cuda_host.cpp (no tensors; CPU-only builds too)
+// Fake (meta) kernels for torch.compile: vllm_moe_align_plugin/_ops.py.
+#pragma once
+
+namespace vllm_moe_align::schema {
+
+// Out-variant, in vLLM's op-level argument order (num_experts before
+// block_size), so it can stand in for torch.ops._moe_C.moe_align_block_size.
+constexpr const char* kAlignOut =
+    "moe_align_block_size_out(Tensor topk_ids, int num_experts, "
+    "int block_size, Tensor(a!) sorted_token_ids, Tensor(b!) expert_ids, "
+    "Tensor(c!) num_tokens_post_pad, Tensor? expert_map=None, "
+    "Tensor(d!)? scatter_idx=None, bool ignore_invalid_experts=False, "
+    "int expert_ids_tail=-1) -> ()";
+
+// Allocating variant: returns (sorted_token_ids [max_num_tokens_padded],
+// expert_ids [cdiv(max_num_tokens_padded, block_size)],
+// num_tokens_post_pad [1], scatter_idx [numel, 1] or [0, 1]).
+constexpr const char* kAlign =
+    "moe_align_block_size(Tensor topk_ids, int num_experts, int block_size, "
+    "int max_num_tokens_padded, Tensor? expert_map=None, "
+    "bool ignore_invalid_experts=False, int expert_ids_tail=-1, "
+    "bool return_scatter_idx=False) -> (Tensor, Tensor, Tensor, Tensor)";
+
+// The CUDA backend's launch plan for these sizes on a GPU with num_sms SMs
+// and smem_optin_bytes of opt-in shared memory per block. Host code: no GPU
+// needed. Fields, in order: regime (0 tiny, 1 spread, 2 tiled with the
+// prefix in each CTA, 3 tiled with the scan kernel), kernel launches, CTAs
+// per launch, routes per tile, threads per CTA, histogram warps, dynamic
+// shared memory bytes, scratch ints, fits (1 or 0).
+constexpr const char* kLaunchPlan =
+    "cuda_launch_plan(int numel, int num_experts, int block_size, int sorted_size, "
+    "bool map_while_counting, int num_sms, int smem_optin_bytes) -> int[]";
+
+// Loads the CUDA kernels on `device` ahead of the first call.
+constexpr const char* kPreload = "preload_cuda_kernels(int device) -> ()";
+
+// The CUDA archs this library was built for, separated by spaces ("" in a
+// CPU-only build).
+constexpr const char* kArchs = "cuda_archs() -> str";
+
+}  // namespace vllm_moe_align::schema
