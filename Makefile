@@ -96,7 +96,7 @@ bench-gpu: build-inplace
 # build/dist/*.whl). CPU kernel plus CUDA kernels for WHEEL_ARCHS (cubins for
 # sm_80, sm_89, sm_90a, sm_100; PTX of compute_100 for newer GPUs), on
 # PyTorch's stable ABI and Python's limited API: one wheel (abi3) for every
-# torch from 2.11 on and every Python 3 from 3.9 (with a torch older than 2.11
+# torch from 2.11 on and every Python from 3.10 (with a torch older than 2.11
 # the build falls back to that torch's C++ ABI and pins it). auditwheel gives
 # it a manylinux tag without bundling torch's or CUDA's libraries (torch
 # brings them); twine checks the metadata; tools/wheel/inspect_wheel.py checks

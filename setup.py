@@ -57,8 +57,9 @@ ABI_ENV = "VLLM_MOE_ALIGN_ABI"
 # library uses only the stable ABI that this release has, and loads on it and
 # on every later release.
 STABLE_FLOOR = (2, 11)
-# Python's limited API of this version and later (the wheel's abi3 tag).
-LIMITED_API_PYTHON = "cp39"
+# Python's limited API of this version and later (the wheel's abi3 tag; torch
+# compiles the extension with Py_LIMITED_API of its oldest Python, 3.10).
+LIMITED_API_PYTHON = "cp310"
 WHEEL_ENV = "VLLM_MOE_ALIGN_WHEEL"
 BUILD_BASE_ENV = "VLLM_MOE_ALIGN_BUILD_BASE"
 # Source-line tables for profilers. Off by default: the same machine code, but

@@ -234,7 +234,7 @@ def test_wheel_builds_require_the_torch_they_load_with(monkeypatch: pytest.Monke
     monkeypatch.setenv("VLLM_MOE_ALIGN_WHEEL", "1")
     # this torch (2.14) is past the stable ABI's floor: torch >= 2.11, abi3
     assert setup_py._requirements() == ["torch>=2.11"]
-    assert setup_py._wheel_options() == {"bdist_wheel": {"py_limited_api": "cp39"}}
+    assert setup_py._wheel_options() == {"bdist_wheel": {"py_limited_api": "cp310"}}
     # the C++ ABI pins its torch
     monkeypatch.setenv("VLLM_MOE_ALIGN_ABI", "aten")
     major, minor = torch.__version__.split(".")[:2]
@@ -440,3 +440,58 @@ def test_wheel_build_holds_the_library_for_every_arch(tmp_path: Path) -> None:
     wheels = list((tmp_path / "dist").glob("*.whl"))
     assert len(wheels) == 1
     assert inspect_wheel.inspect(str(wheels[0]), setup_py.WHEEL_ARCHS) == []
+
+
+# --- the C++-ABI frontend (torch older than the stable ABI's floor) --------------
+
+_ATEN_PROBE = r"""
+import torch
+from vllm_moe_align_plugin import _ops, binary, moe_align_block_size
+from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
+
+assert _ops.available(), _ops.LOAD_ERROR
+info = _ops.build_info()
+assert info["abi"] == "aten" and not binary.is_stable_abi(info), info
+assert ".abi3." not in _ops.binary_path(), _ops.binary_path()
+ids = torch.randint(0, 16, (300, 4), generator=torch.Generator().manual_seed(0))
+got, want = moe_align_block_size(ids, 8, 16), reference(ids, 8, 16)
+assert all(torch.equal(g, w) for g, w in zip(got, want))
+ops = torch.ops.vllm_moe_align
+try:  # this frontend raises torch's typed errors from the op itself
+    ops.moe_align_block_size(ids.float(), 16, 8, 2000)
+except TypeError as exc:
+    assert "topk_ids must be an integer tensor" in str(exc)
+else:
+    raise AssertionError("no TypeError")
+try:
+    ops.cuda_launch_plan(10, 8, 4, 100, False, 132, 232448)
+except NotImplementedError as exc:
+    assert "no CUDA kernels" in str(exc)
+else:
+    raise AssertionError("no NotImplementedError")
+print("aten frontend ok")
+"""
+
+
+@pytest.mark.slow
+def test_cxx_abi_frontend_builds_and_runs(tmp_path: Path) -> None:
+    """The frontend that torch releases older than 2.11 get, built here
+    (CPU kernel only, VLLM_MOE_ALIGN_ABI=aten) in a copy of the sources."""
+    src = tmp_path / "src"
+    for part in ("csrc", "vllm_moe_align_plugin"):
+        shutil.copytree(ROOT / part, src / part,
+                        ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    if not (src / "vllm_moe_align_plugin" / "__init__.py").exists():  # tests of an installed wheel
+        shutil.copytree(Path(binary.__file__).parent, src / "vllm_moe_align_plugin",
+                        dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copy(ROOT / "setup.py", src / "setup.py")
+    env = {**os.environ, "VLLM_MOE_ALIGN_ABI": "aten", "VLLM_MOE_ALIGN_CUDA": "0",
+           "VLLM_MOE_ALIGN_BUILD_BASE": str(tmp_path / "build")}
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=src,
+                           env=env, capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    probe = subprocess.run([sys.executable, "-c", _ATEN_PROBE], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(src), "VLLM_PLUGINS": ""})
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert "aten frontend ok" in probe.stdout
