@@ -408,7 +408,9 @@ def _log(build_base: Path, text: str) -> None:
         f.write(text.rstrip("\n") + "\n")
 
 
-def _extension(build_base: Path):
+def _extensions(build_base: Path) -> list:
+    """The two libraries (csrc/schema.h): _C, and _C_cuda when the CUDA
+    kernels are built."""
     import torch
 
     cuda_major = torch.version.cuda.split(".")[0] if torch.version.cuda else None
@@ -428,14 +430,11 @@ def _extension(build_base: Path):
         "abi": abi,
     }
     stable = abi == "stable"
-    _remove_stale_libraries(stable)
     if stable:
         info["torch_floor"] = f"{STABLE_FLOOR[0]}.{STABLE_FLOOR[1]}"
-    sources = ["csrc/module.cpp", "csrc/checks.cpp", "csrc/cuda_host.cpp",
-               "csrc/cpu/align_cpu.cpp", f"csrc/frontend/{abi}.cpp"]
     cxx_flags = ["-O3"]  # torch adds the -std its headers need
     if stable:
-        cxx_flags.append(_target_version_flag())
+        cxx_flags += ["-DVLLM_MOE_ALIGN_STABLE_ABI", _target_version_flag()]
     link_args = ["-s"] if wheel else []  # host symbols out of a wheel (.dynsym stays)
     stamp = f"{PACKAGE} build ({info['command']}): torch {torch.__version__}, {abi} ABI"
     # pip asks for the metadata in a run of its own: say things once, when building.
@@ -445,7 +444,14 @@ def _extension(build_base: Path):
         print(note, file=sys.stderr, flush=True)
         _log(build_base, note)
     warning_file = build_base / NO_CUDA_FILE
-    if not build_cuda:
+    if build_cuda:
+        assert toolkit is not None
+        default_archs = WHEEL_ARCHS if wheel else _default_arch_list()
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", default_archs)
+        archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()
+        info.update(cuda_archs=archs, nvcc=nvcc_version(toolkit.home), toolkit=toolkit.found_by)
+    else:
+        info["no_cuda_reason"] = no_cuda_reason
         if no_cuda_reason == NO_TOOLKIT and not quiet:
             detail = f"{no_cuda_reason} (looked at: {'; '.join(tried)})"
             warning = no_cuda_warning(torch.__version__, detail, cuda_major)
@@ -458,21 +464,16 @@ def _extension(build_base: Path):
             print(note, file=sys.stderr, flush=True)
             _log(build_base, note)
             warning_file.unlink(missing_ok=True)
-        info["no_cuda_reason"] = no_cuda_reason
-        sources.append(_generated(build_base, info))
-        return cpp_extension.CppExtension(
-            f"{PACKAGE}._C", sources,
-            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_args, py_limited_api=stable,
-        )
+    # _C: the op definitions and the CPU kernels; it links torch's CPU library
+    # only, so it loads with any torch build (CPU-only ones too).
+    extensions = [cpp_extension.CppExtension(
+        f"{PACKAGE}._C",
+        ["csrc/cpu/align_cpu.cpp", f"csrc/frontend/{abi}.cpp", _generated(build_base, info)],
+        extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_args, py_limited_api=stable,
+    )]
+    if not build_cuda:
+        return extensions
     assert toolkit is not None
-    default_archs = WHEEL_ARCHS if wheel else _default_arch_list()
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", default_archs)
-    archs = os.environ["TORCH_CUDA_ARCH_LIST"].replace(";", " ").split()
-    info.update(cuda_archs=archs, nvcc=nvcc_version(toolkit.home), toolkit=toolkit.found_by)
-    # One token (no spaces or quotes to survive the shell): 7.5_9.0a_10.0+PTX
-    cxx_flags.append("-DVLLM_MOE_ALIGN_CUDA_ARCHS=" + "_".join(archs))
-    sources += ["csrc/cuda/launch.cpp", "csrc/cuda/plan.cpp", "csrc/cuda/tiny.cu",
-                "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu", _generated(build_base, info)]
     include_dirs = list(toolkit.include_dirs)
     if not stable and not any(os.path.exists(os.path.join(d, "cublas_v2.h"))
                               for d in [os.path.join(toolkit.home, "include"), *include_dirs]):
@@ -487,25 +488,31 @@ def _extension(build_base: Path):
         _log(build_base, f"{stamp}, CUDA kernels for {' '.join(archs)} with nvcc {info['nvcc']} "
                          f"({toolkit.found_by}: {toolkit.home})")
         warning_file.unlink(missing_ok=True)
-    return cpp_extension.CUDAExtension(
-        f"{PACKAGE}._C", sources,
+    # _C_cuda: the CUDA kernels and the CUDA host ops, loaded after _C where
+    # torch has CUDA. One token (no spaces or quotes to survive the shell):
+    # 7.5_9.0a_10.0+PTX
+    archs_flag = "-DVLLM_MOE_ALIGN_CUDA_ARCHS=" + "_".join(archs)
+    extensions.append(cpp_extension.CUDAExtension(
+        f"{PACKAGE}._C_cuda",
+        ["csrc/cuda_host.cpp", "csrc/cuda/launch.cpp", "csrc/cuda/plan.cpp", "csrc/cuda/tiny.cu",
+         "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu", f"csrc/frontend/{abi}_cuda.cpp"],
         include_dirs=include_dirs,
         library_dirs=[link_dir] if link_dir else [],
         extra_compile_args={
-            "cxx": cxx_flags,
+            "cxx": [*cxx_flags, archs_flag],
             "nvcc": ["-O3", "--threads=0"] + (["-lineinfo"] if _env_on(LINEINFO_ENV) else []),
         },
         extra_link_args=link_args,
         py_limited_api=stable,
-    )
+    ))
+    return extensions
 
 
-def _remove_stale_libraries(stable: bool) -> None:
-    """Removes an in-place library of the other frontend from the package
-    folder: Python prefers _C.cpython-*.so to _C.abi3.so, so a stale one would
-    shadow a new stable-ABI build (and an abi3 one is harmless but confusing)."""
-    stale = "_C.cpython-*.so" if stable else "_C.abi3.so"
-    for path in (ROOT / PACKAGE).glob(stale):
+def _remove_in_place_libraries() -> None:
+    """Before a build in place: removes the libraries of an earlier one, which
+    could outlive it (Python prefers _C.cpython-*.so to _C.abi3.so, and a
+    build without CUDA kernels leaves no _C_cuda to replace an old one)."""
+    for path in (ROOT / PACKAGE).glob("_C*.so"):
         path.unlink()
 
 
@@ -520,8 +527,16 @@ def _generated(build_base: Path, info: dict) -> str:
 def _build_ext():
     from torch.utils.cpp_extension import BuildExtension
 
-    return BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None
+    base = BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None
                                        or _has_ninja_module())
+
+    class BuildExt(base):  # type: ignore[misc, valid-type]
+        def run(self) -> None:
+            if self.inplace:  # build_ext --inplace, and pip install -e
+                _remove_in_place_libraries()
+            super().run()
+
+    return BuildExt
 
 
 def _has_ninja_module() -> bool:
@@ -563,7 +578,7 @@ if __name__ == "__main__":
     if os.environ.get(BUILD_BASE_ENV):
         options["build"] = {"build_base": str(base)}
     setup(
-        ext_modules=[_extension(base)],
+        ext_modules=_extensions(base),
         cmdclass={"build_ext": _build_ext()},
         install_requires=_requirements(),
         options=options,

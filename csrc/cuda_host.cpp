@@ -2,12 +2,9 @@
 #include "cuda_host.h"
 
 #include "checks.h"
+#include "cuda/launch.h"
 
 #include <algorithm>
-
-#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
-#include "cuda/launch.h"
-#endif
 
 namespace vllm_moe_align {
 
@@ -15,33 +12,23 @@ namespace vllm_moe_align {
 #define VLLM_MOE_ALIGN_STR(x) VLLM_MOE_ALIGN_STR2(x)
 
 std::string cuda_archs() {
-#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
   std::string archs = VLLM_MOE_ALIGN_STR(VLLM_MOE_ALIGN_CUDA_ARCHS);
   std::replace(archs.begin(), archs.end(), '_', ' ');
   return archs;
-#else
-  return "";
-#endif
 }
 
 void preload_cuda_kernels(int64_t device) {
-#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
   int count = 0;
   check_cuda(cudaGetDeviceCount(&count));
   VLLM_MOE_ALIGN_CHECK_VALUE(device >= 0 && device < count, "device must be in [0, ", count,
                              "), got ", device);
   const DeviceGuard guard(static_cast<int>(device));
   check_cuda(preload_kernels());
-#else
-  (void)device;
-  not_implemented("this build has no CUDA kernels");
-#endif
 }
 
 std::vector<int64_t> cuda_launch_plan(int64_t numel, int64_t num_experts, int64_t block_size,
                                       int64_t sorted_size, bool map_while_counting,
                                       int64_t num_sms, int64_t smem_optin_bytes) {
-#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
   check_launch_plan_args(numel, num_experts, block_size, sorted_size, num_sms, smem_optin_bytes);
   const LaunchPlan l = plan_launch(static_cast<int>(numel), static_cast<int>(num_experts),
                                    static_cast<int>(block_size), static_cast<int>(sorted_size),
@@ -50,11 +37,6 @@ std::vector<int64_t> cuda_launch_plan(int64_t numel, int64_t num_experts, int64_
   return {static_cast<int64_t>(l.regime), kernel_launches(l.regime), l.num_tiles, l.tile_routes,
           l.threads, l.hist_warps, static_cast<int64_t>(l.smem_bytes),
           static_cast<int64_t>(l.scratch_ints), l.fits ? 1 : 0};
-#else
-  (void)numel, (void)num_experts, (void)block_size, (void)sorted_size;
-  (void)map_while_counting, (void)num_sms, (void)smem_optin_bytes;
-  not_implemented("this build has no CUDA kernels");
-#endif
 }
 
 }  // namespace vllm_moe_align

@@ -1,8 +1,7 @@
 // The ops that ask about the CUDA backend from the host (schemas in
-// schema.h), torch-free. Built into every library: a CPU-only build answers
-// "" and NotImplementedError. setup.py defines VLLM_MOE_ALIGN_CUDA_ARCHS (the
-// archs as one token, e.g. 7.5_8.0_9.0a) exactly when it builds the CUDA
-// kernels.
+// schema.h): only the CUDA library (_C_cuda) has them. setup.py defines
+// VLLM_MOE_ALIGN_CUDA_ARCHS, the archs as one token (e.g. 7.5_8.0_9.0a), for
+// that library.
 #pragma once
 
 #include <cstdint>

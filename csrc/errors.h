@@ -1,7 +1,7 @@
-// How the library reports a bad argument or a failed call, independent of the
-// torch ABI it is built for. The checks (checks.h) and the torch-free host
-// code (cuda_host.cpp, cuda/launch.cpp) call these; the frontend linked into
-// the library (frontend/stable.cpp or frontend/aten.cpp) defines them:
+// How the library reports a bad argument or a failed call. The checks
+// (checks.h) and the host code (cuda_host.cpp, cuda/launch.cpp, the CPU
+// kernel) call these, whichever torch ABI the library is built for; setup.py
+// defines VLLM_MOE_ALIGN_STABLE_ABI for the stable one:
 //
 //   error            C++ ABI frontend        stable-ABI frontend
 //   value_error      ValueError              ValueError (std::invalid_argument)
@@ -18,12 +18,27 @@
 #include <cstdint>
 #include <string>
 
+#ifdef VLLM_MOE_ALIGN_STABLE_ABI
+#include <stdexcept>
+#else
+#include <c10/util/Exception.h>
+#endif
+
 namespace vllm_moe_align {
 
-[[noreturn]] void value_error(const std::string& message);
-[[noreturn]] void type_error(const std::string& message);
-[[noreturn]] void not_implemented(const std::string& message);
-[[noreturn]] void runtime_error(const std::string& message);
+#ifdef VLLM_MOE_ALIGN_STABLE_ABI
+[[noreturn]] inline void value_error(const std::string& m) { throw std::invalid_argument(m); }
+[[noreturn]] inline void type_error(const std::string& m) { throw std::invalid_argument(m); }
+[[noreturn]] inline void not_implemented(const std::string& m) { throw std::runtime_error(m); }
+[[noreturn]] inline void runtime_error(const std::string& m) { throw std::runtime_error(m); }
+#else
+[[noreturn]] inline void value_error(const std::string& m) { C10_THROW_ERROR(ValueError, m); }
+[[noreturn]] inline void type_error(const std::string& m) { C10_THROW_ERROR(TypeError, m); }
+[[noreturn]] inline void not_implemented(const std::string& m) {
+  C10_THROW_ERROR(NotImplementedError, m);
+}
+[[noreturn]] inline void runtime_error(const std::string& m) { C10_THROW_ERROR(Error, m); }
+#endif
 
 // Messages are assembled from strings only: an extension compiled with newer
 // libstdc++ headers than the process's libstdc++ crashed when iostreams

@@ -1,5 +1,11 @@
-"""Loads the compiled op library and gives its ops fake (meta) kernels, so
+"""Loads the compiled op libraries and gives their ops fake (meta) kernels, so
 ``torch.compile`` can trace callers and ``torch.library.opcheck`` can check them.
+
+Two libraries (csrc/schema.h): ``_C`` defines the align ops and has their CPU
+kernels; ``_C_cuda``, in a build with CUDA kernels, adds the CUDA kernels and
+the CUDA host ops. ``_C_cuda`` is loaded only where torch has CUDA; when it
+does not load (say, a torch of another CUDA major), ``CUDA_LOAD_ERROR`` says
+why and the CPU kernels still work.
 
 Ops (schemas in csrc/schema.h):
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import operator
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -29,10 +36,10 @@ import torch
 from .binary import explain_load_error, read_build_info
 
 
-def _library_path() -> Optional[str]:
-    """The compiled library's file, loaded or not (None: not built)."""
+def _library_path(name: str = "_C") -> Optional[str]:
+    """A compiled library's file, loaded or not (None: not built)."""
     try:
-        spec = importlib.util.find_spec(f"{__package__}._C")
+        spec = importlib.util.find_spec(f"{__package__}.{name}")
     except (ImportError, ValueError):
         return None
     return spec.origin if spec is not None and spec.has_location else None
@@ -44,6 +51,21 @@ try:
 except ImportError as exc:  # not built, or built against another torch
     _path = _library_path()
     LOAD_ERROR = explain_load_error(exc, read_build_info(_path) if _path else None)
+
+#: Why the CUDA library did not load (None: it loaded, or there is none).
+CUDA_LOAD_ERROR: Optional[BaseException] = None
+CUDA_LIBRARY: Optional[str] = _library_path("_C_cuda")
+if CUDA_LIBRARY is not None and os.path.dirname(CUDA_LIBRARY) != os.path.dirname(
+        _library_path() or ""):
+    CUDA_LIBRARY = None  # another install's (an editable one's finder): not this build's
+if LOAD_ERROR is None and CUDA_LIBRARY is not None:
+    if torch.version.cuda is None:
+        CUDA_LOAD_ERROR = ImportError(f"torch {torch.__version__} is not a CUDA build")
+    else:
+        try:
+            from . import _C_cuda  # noqa: F401 - registers the CUDA kernels
+        except ImportError as exc:  # e.g. a torch of another CUDA major
+            CUDA_LOAD_ERROR = exc
 
 
 def available() -> bool:
@@ -187,17 +209,19 @@ def check_int(name: str, value: object) -> int:
 
 
 def _require_cuda_kernels() -> None:
-    """NotImplementedError in a build without CUDA kernels (the stable-ABI
-    library can only raise RuntimeError for it)."""
+    """NotImplementedError without the CUDA kernels (a build without them, or
+    a CUDA library that did not load: its host ops do not exist then)."""
     if not has_backend("cuda"):
+        if CUDA_LOAD_ERROR is not None:
+            raise NotImplementedError(f"the CUDA kernels did not load: {CUDA_LOAD_ERROR}")
         raise NotImplementedError("this build has no CUDA kernels")
 
 
 def cuda_archs() -> list[str]:
     """The CUDA archs this build's kernels were compiled for (e.g.
     ``["8.0", "9.0", "9.0a"]``); empty for a CPU-only build or when the
-    compiled ops failed to load."""
-    if LOAD_ERROR is not None:
+    CUDA library is not loaded."""
+    if not has_backend("cuda"):
         return []
     return _OPS.cuda_archs().split()
 

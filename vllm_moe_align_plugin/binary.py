@@ -162,4 +162,7 @@ def describe_binary(with_file: bool = True) -> list[str]:
             f"{info.get('nvcc')}" if info.get("cuda")
             else f"CPU kernel only ({info.get('no_cuda_reason') or 'no CUDA kernels'})")
     lines.append(f"  {'built for':20s}{torches}; {cuda}; {kind}")
+    if _ops.CUDA_LIBRARY is not None:
+        state = "loaded" if _ops.CUDA_LOAD_ERROR is None else f"NOT LOADED: {_ops.CUDA_LOAD_ERROR}"
+        lines.append(f"  {'cuda library':20s}{_ops.CUDA_LIBRARY} ({state})")
     return lines

@@ -37,6 +37,10 @@ def _cuda_reason(device: torch.device) -> Optional[str]:
         return (f"torch {torch.__version__} is a ROCm/HIP build; the plugin has CUDA kernels "
                 "only")
     if not _ops.has_backend("cuda"):
+        if _ops.CUDA_LOAD_ERROR is not None:
+            return (f"the plugin's CUDA library did not load ({_ops.CUDA_LOAD_ERROR}); install "
+                    "a build made for this torch's CUDA (the wheel needs a CUDA 13 torch), or "
+                    "build from source")
         return ("this build of the plugin has no CUDA kernels (nvcc was not found when it was "
                 "built); set CUDA_HOME to a CUDA toolkit and reinstall")
     index = device.index if device.index is not None else torch.cuda.current_device()

@@ -1,7 +1,8 @@
-"""Checks a built wheel of the plugin: the compiled library is in it, its CUDA
-code covers the expected archs (cubins and PTX, listed by cuobjdump), the
-build info compiled into it names a torch that the wheel's metadata requires,
-and nothing else is bundled. Prints a summary; exit status 1 on a problem.
+"""Checks a built wheel of the plugin: its two compiled libraries are in it (_C,
+and _C_cuda with the CUDA kernels), the CUDA code covers the expected archs
+(cubins and PTX, listed by cuobjdump), the build info compiled into it names a
+torch that the wheel's metadata requires, and nothing else is bundled. Prints
+a summary; exit status 1 on a problem.
 
     python -m tools.wheel.inspect_wheel [--archs "8.0;8.9;9.0a;10.0+PTX"] WHEEL...
 
@@ -26,7 +27,7 @@ from email.parser import Parser
 from typing import Optional
 
 MARKER = b"VLLM_MOE_ALIGN_BUILD_INFO="  # setup.py BUILD_INFO_MARKER
-LIBRARY = re.compile(r"^vllm_moe_align_plugin/_C\.[^/]+\.so$")
+LIBRARY = re.compile(r"^vllm_moe_align_plugin/_C(_cuda)?\.[^/]+\.so$")
 
 
 def find_cuobjdump() -> Optional[str]:
@@ -102,14 +103,16 @@ def inspect(wheel: str, arch_list: Optional[str]) -> list[str]:
         meta = Parser().parsestr(zf.read(metadata).decode())
         print(f"{os.path.basename(wheel)}: {os.path.getsize(wheel) / 2**20:.1f} MiB, "
               f"{len(names)} files")
-        if len(libraries) != 1:
-            return [f"expected one compiled library, found {libraries}"]
+        by_name = {os.path.basename(n).split(".")[0]: n for n in libraries}
+        if sorted(by_name) != ["_C", "_C_cuda"] or len(libraries) != 2:
+            return [f"expected the libraries _C and _C_cuda, found {libraries}"]
         if other_binaries:
             problems.append(f"bundled libraries (torch and CUDA bring their own): {other_binaries}")
-        library = libraries[0]
+        for name in libraries:
+            print(f"  {name}: {zf.getinfo(name).file_size / 2**20:.1f} MiB")
+        info = read_build_info(zf.read(by_name["_C"]))
+        library = by_name["_C_cuda"]
         data = zf.read(library)
-        print(f"  {library}: {len(data) / 2**20:.1f} MiB")
-        info = read_build_info(data)
         requires = meta.get_all("Requires-Dist") or []
         print(f"  Requires-Dist: {', '.join(requires)}")
         if info is None:
