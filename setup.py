@@ -387,7 +387,10 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def _plugin_version() -> str:
-    text = (ROOT / PACKAGE / "__init__.py").read_text()
+    init = ROOT / PACKAGE / "__init__.py"
+    if not init.exists():  # setup.py's helpers imported from a tree without the package
+        return "unknown"
+    text = init.read_text()
     match = re.search(r'^__version__ = "([^"]+)"', text, re.M)
     return match.group(1) if match else "unknown"
 

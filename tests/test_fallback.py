@@ -43,8 +43,22 @@ def test_cpu_runs_the_plugin() -> None:
 def test_build_without_cuda_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.version, "hip", None)
     monkeypatch.setattr(_ops, "has_backend", lambda t: t == "cpu")
+    monkeypatch.setattr(_ops, "CUDA_LOAD_ERROR", None)
     why = devices.unsupported_reason(CUDA0)
     assert why is not None and "no CUDA kernels" in why and "CUDA_HOME" in why
+
+
+def test_cuda_library_that_does_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel's _C_cuda next to a torch of another CUDA major: _C works, CUDA
+    calls go to vLLM's function, and the reason names the load error."""
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(_ops, "has_backend", lambda t: t == "cpu")
+    monkeypatch.setattr(_ops, "CUDA_LOAD_ERROR",
+                        ImportError("libcudart.so.13: cannot open shared object file"))
+    why = devices.unsupported_reason(CUDA0)
+    assert why is not None and "CUDA library did not load" in why and "libcudart.so.13" in why
+    with pytest.raises(NotImplementedError, match="CUDA kernels did not load: libcudart.so.13"):
+        _ops.cuda_launch_plan(10, 8, 4, 100)
 
 
 def test_binary_without_code_for_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

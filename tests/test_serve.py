@@ -368,9 +368,11 @@ def test_real_bench_client_against_the_standin(tmp_path: Path) -> None:
 
 def test_driver_time_budget_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    _standin(tmp_path, monkeypatch)
+    # Each server start takes 1.5 s: after the first arm, start + arm (>= 1.5 s)
+    # does not fit a 2.5 s budget however fast the machine is.
+    _standin(tmp_path, monkeypatch, STANDIN_START_S="1.5")
     opts = ("--strategy", "restart", "--concurrency", "2")
-    assert _run(tmp_path, 18461, *opts, "--time-budget", "5") == 1
+    assert _run(tmp_path, 18461, *opts, "--time-budget", "2.5") == 1
     printed = capsys.readouterr().out
     assert "STOPPED: time budget: start + arm" in printed and "--resume" in printed
     logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_logs"
