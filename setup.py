@@ -1,12 +1,13 @@
-"""Builds vllm_moe_align_plugin._C: the CPU kernel always, the CUDA kernels when
-torch is a CUDA build and a CUDA toolkit (nvcc) is found.
+"""Builds the plugin's libraries: vllm_moe_align_plugin._C (the ops and the CPU
+kernel) always, vllm_moe_align_plugin._C_cuda (the CUDA kernels) when torch is
+a CUDA build and a CUDA toolkit (nvcc) is found.
 
 Two frontends bind the same kernels to torch (csrc/frontend/):
   stable  PyTorch's stable ABI (C shim, STABLE_TORCH_LIBRARY) and Python's
-          limited API: one library (_C.abi3.so) loads on every torch from
-          STABLE_FLOOR upward and on every Python 3. The default from torch
-          2.11 on.
-  aten    torch's C++ ABI: the library loads with the torch it was built
+          limited API: the libraries (*.abi3.so) load on every torch from
+          STABLE_FLOOR upward and every Python from 3.10. The default from
+          torch 2.11 on.
+  aten    torch's C++ ABI: the libraries load with the torch they were built
           against only. The default for torch older than STABLE_FLOOR.
 
 Environment:

@@ -1,6 +1,6 @@
 // Interface between the CUDA kernels (the .cu files here: plain CUDA, no
-// torch headers, so nvcc's per-arch device passes stay fast) and the torch
-// binding (align_cuda.cpp, ../cuda_host.cpp).
+// torch headers, so nvcc's per-arch device passes stay fast) and the host
+// side (launch.cpp, ../cuda_host.cpp).
 #pragma once
 
 #include "plan.h"
