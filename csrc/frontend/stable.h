@@ -54,7 +54,8 @@ struct TensorTraits<torch::stable::Tensor> {
   }
   static int32_t device_type(const T& t) {
     int32_t type = -1;
-    stable_detail::check_shim(aoti_torch_get_device_type(t.get(), &type), "aoti_torch_get_device_type");
+    stable_detail::check_shim(aoti_torch_get_device_type(t.get(), &type),
+                              "aoti_torch_get_device_type");
     return type;
   }
   static bool same_device(const T& a, const T& b) {
@@ -72,17 +73,20 @@ struct TensorTraits<torch::stable::Tensor> {
   static void* data(const T& t) { return t.data_ptr(); }
   static T contiguous(const T& t) { return t.is_contiguous() ? t : torch::stable::contiguous(t); }
   static T to_int32(const T& t) { return torch::stable::to(t, torch::headeronly::ScalarType::Int); }
+  // One or two dimensions (the ops' outputs and scratch), contiguous.
   static T empty_int32(const T& like, std::initializer_list<int64_t> sizes) {
     // aoti_torch_empty_strided: one allocation, no trip through the dispatcher.
+    if (sizes.size() < 1 || sizes.size() > 2) runtime_error("empty_int32: 1 or 2 dimensions");
     int64_t shape[2] = {0, 0}, strides[2] = {1, 1};
     const int64_t ndim = static_cast<int64_t>(sizes.size());
     int64_t d = 0;
     for (int64_t s : sizes) shape[d++] = s;
     if (ndim == 2) strides[0] = shape[1];
     AtenTensorHandle out = nullptr;
-    stable_detail::check_shim(aoti_torch_empty_strided(ndim, shape, strides, aoti_torch_dtype_int32(),
-                                        device_type(like), like.get_device_index(), &out),
-               "aoti_torch_empty_strided");
+    stable_detail::check_shim(
+        aoti_torch_empty_strided(ndim, shape, strides, aoti_torch_dtype_int32(), device_type(like),
+                                 like.get_device_index(), &out),
+        "aoti_torch_empty_strided");
     return T(out);
   }
   static int device_index(const T& t) { return t.get_device_index(); }
@@ -90,7 +94,7 @@ struct TensorTraits<torch::stable::Tensor> {
   static cudaStream_t cuda_stream(int device) {
     void* stream = nullptr;
     stable_detail::check_shim(aoti_torch_get_current_cuda_stream(device, &stream),
-               "aoti_torch_get_current_cuda_stream");
+                              "aoti_torch_get_current_cuda_stream");
     return static_cast<cudaStream_t>(stream);
   }
 #endif
