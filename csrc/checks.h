@@ -38,6 +38,7 @@ struct TensorTraits;  // specialised by the frontend
 
 // Everything a backend needs for one call, after validation.
 struct AlignProblem {
+  int ids_dtype;            // topk_ids' dtype (Dtype)
   int64_t numel;            // number of routes (topk_ids.numel())
   int64_t num_experts;      // E: bins of the histogram
   int64_t block_size;       // B
@@ -98,8 +99,13 @@ inline void check_launch_plan_args(int64_t numel, int64_t num_experts, int64_t b
 // The ids' dtype (the signed integer types and uint8, which every backend
 // reads) and count (so every index fits in int32), checked before anything
 // is allocated.
+struct TopkIds {
+  int dtype;  // Dtype
+  int64_t numel;
+};
+
 template <typename T>
-void check_topk_ids(const T& topk_ids) {
+TopkIds check_topk_ids(const T& topk_ids) {
   using TT = TensorTraits<T>;
   const int t = TT::dtype(topk_ids);
   VLLM_MOE_ALIGN_CHECK_TYPE(t == kInt64 || t == kInt32 || t == kInt16 || t == kInt8 || t == kUInt8,
@@ -108,6 +114,7 @@ void check_topk_ids(const T& topk_ids) {
   const int64_t numel = TT::numel(topk_ids);
   VLLM_MOE_ALIGN_CHECK_VALUE(numel <= kMaxRoutes, "topk_ids has ", numel, " elements; at most ",
                              kMaxRoutes, " are supported");
+  return {t, numel};
 }
 
 // Every tensor argument is on topk_ids' device (the fake kernels in _ops.py
@@ -146,9 +153,9 @@ AlignProblem check_align_args(const T& topk_ids, int64_t num_experts, int64_t bl
                               const std::optional<T>& scatter_idx, bool ignore_invalid_experts,
                               int64_t expert_ids_tail) {
   using TT = TensorTraits<T>;
-  check_topk_ids(topk_ids);
+  const TopkIds ids = check_topk_ids(topk_ids);
+  const int64_t numel = ids.numel;
   check_experts_and_block_size(num_experts, block_size);
-  const int64_t numel = TT::numel(topk_ids);
 
   check_int32_buffer(sorted_token_ids, "sorted_token_ids", topk_ids);
   check_int32_buffer(expert_ids, "expert_ids", topk_ids);
@@ -193,6 +200,7 @@ AlignProblem check_align_args(const T& topk_ids, int64_t num_experts, int64_t bl
   }
 
   AlignProblem p;
+  p.ids_dtype = ids.dtype;
   p.numel = numel;
   p.num_experts = num_experts;
   p.block_size = block_size;

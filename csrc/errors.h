@@ -9,7 +9,6 @@
 //                                            the stable ABI has no TypeError;
 //                                            the package's Python functions
 //                                            raise TypeError for it (_ops.py)
-//   not_implemented  NotImplementedError     RuntimeError
 //   runtime_error    RuntimeError            RuntimeError
 //
 // Every message names the offending argument.
@@ -29,14 +28,10 @@ namespace vllm_moe_align {
 #ifdef VLLM_MOE_ALIGN_STABLE_ABI
 [[noreturn]] inline void value_error(const std::string& m) { throw std::invalid_argument(m); }
 [[noreturn]] inline void type_error(const std::string& m) { throw std::invalid_argument(m); }
-[[noreturn]] inline void not_implemented(const std::string& m) { throw std::runtime_error(m); }
 [[noreturn]] inline void runtime_error(const std::string& m) { throw std::runtime_error(m); }
 #else
 [[noreturn]] inline void value_error(const std::string& m) { C10_THROW_ERROR(ValueError, m); }
 [[noreturn]] inline void type_error(const std::string& m) { C10_THROW_ERROR(TypeError, m); }
-[[noreturn]] inline void not_implemented(const std::string& m) {
-  C10_THROW_ERROR(NotImplementedError, m);
-}
 [[noreturn]] inline void runtime_error(const std::string& m) { C10_THROW_ERROR(Error, m); }
 #endif
 

@@ -45,7 +45,7 @@ void align_out_cpu(const T& topk_ids, int64_t num_experts, int64_t block_size,
   const T ids = TT::contiguous(topk_ids);
   CpuBuffers b;
   b.ids = TT::data(ids);
-  b.ids_dtype = TT::dtype(ids);
+  b.ids_dtype = p.ids_dtype;
   b.map = int32_data_or_null(expert_map);
   b.sorted_ids = int32_data(sorted_token_ids);
   b.expert_ids = int32_data(expert_ids);
@@ -74,8 +74,7 @@ void align_out_cuda(const T& topk_ids, int64_t num_experts, int64_t block_size,
 
   // int32 and int64 ids are read as they are; narrower ones are widened once.
   T ids = TT::contiguous(topk_ids);
-  const int dtype = TT::dtype(ids);
-  if (dtype != kInt32 && dtype != kInt64) ids = TT::to_int32(ids);
+  if (p.ids_dtype != kInt32 && p.ids_dtype != kInt64) ids = TT::to_int32(ids);
 
   KernelParams k = kernel_sizes(p);
   std::optional<T> scratch;  // written before it is read by the kernels
@@ -84,7 +83,7 @@ void align_out_cuda(const T& topk_ids, int64_t num_experts, int64_t block_size,
     k.scratch = int32_data(*scratch);
   }
   k.ids = TT::data(ids);
-  k.ids_int64 = dtype == kInt64;
+  k.ids_int64 = p.ids_dtype == kInt64;
   k.map = int32_data_or_null(expert_map);
   k.sorted_ids = int32_data(sorted_token_ids);
   k.expert_ids = int32_data(expert_ids);
@@ -104,9 +103,8 @@ std::tuple<T, T, T, T> align_alloc(const T& topk_ids, int64_t num_experts, int64
                                    bool ignore_invalid_experts, int64_t expert_ids_tail,
                                    bool return_scatter_idx) {
   using TT = TensorTraits<T>;
-  check_topk_ids(topk_ids);
+  const int64_t numel = check_topk_ids(topk_ids).numel;
   check_experts_and_block_size(num_experts, block_size);
-  const int64_t numel = TT::numel(topk_ids);
   check_max_num_tokens_padded(max_num_tokens_padded, numel, num_experts, block_size);
   T sorted_ids = TT::empty_int32(topk_ids, {max_num_tokens_padded});
   T expert_ids =
