@@ -20,7 +20,18 @@ import pytest
 
 from benchmarks.e2e import logs, models
 from benchmarks.serve import __main__ as serve_main
-from benchmarks.serve import checks, cli_check, commands, driver, options, report, results, stats, summary
+from benchmarks.serve import (
+    checks,
+    cli_check,
+    commands,
+    compiled,
+    driver,
+    options,
+    report,
+    results,
+    stats,
+    summary,
+)
 from benchmarks.serve.standin import write_package
 from benchmarks.serve.tokenizer import vocabulary, write_model_tokenizer
 
@@ -231,7 +242,7 @@ def test_summary_and_report(tmp_path: Path) -> None:
                           profile, ["a problem"])
     assert md == (tmp_path / "serve_m.md").read_text()
     assert "| r1-vllm | baseline | 12 | 0/2 | ok | reference |" in md and "- a problem" in md
-    assert stats.NO_DIFFERENCE in md and "| 8 | plugin | - | - | - | - | 5 | 8 | 6.5 | 5.0% |" in md
+    assert stats.NO_DIFFERENCE in md and "| 8 | plugin | - | - | - | - | - | 5 | 8 | - | 6.5 | 5.0% |" in md
     rows = list(csv.DictReader(open(tmp_path / "serve_m.csv")))
     assert list(rows[0]) == list(summary.CSV_COLUMNS) and len(rows) == 2 * 3 * 3
     ratio = next(r for r in rows if r["arm"] == "plugin/vllm" and r["metric"] == "output_tok_s")
@@ -243,7 +254,7 @@ def test_summary_and_report(tmp_path: Path) -> None:
 def test_options_and_model_shapes(tmp_path: Path) -> None:
     a = options.parse_args([])
     assert (a.model, a.concurrency, a.input_len, a.output_len, a.rounds) == \
-        (["qwen3-30b-a3b", "deepseek-v2-lite"], [1, 32, 256], 1024, 256, 3)
+        (["qwen3-30b-a3b", "deepseek-v2-lite"], [1, 64, 256], 1024, 256, 5)
     assert a.capture is None and a.strategy == "auto" and a.baseline == "plugins-off"
     assert [options.num_prompts(a, c) for c in (1, 32, 256)] == [16, 128, 1024]
     seeds = {options.bench_seed(a, r, i) for r in (1, 2, 3) for i in range(3)}
@@ -279,7 +290,8 @@ def _standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> Non
 
 
 def _run(tmp_path: Path, port: int, *extra: str) -> int:
-    return serve_main.main(["--model", "deepseek-v2-lite", "--concurrency", "1", "3", "--input-len", "16",
+    return serve_main.main(["--model", "deepseek-v2-lite", "--rounds", "3", "--concurrency", "1", "3",
+                            "--input-len", "16",
                             "--output-len", "4", "--min-prompts", "3", "--prompts-per-concurrency", "1",
                             "--warmup-output-len", "2", "--greedy-prompts", "3", "--greedy-tokens", "4",
                             "--port", str(port), "--start-timeout", "60", "--bench-timeout", "60",
@@ -303,14 +315,20 @@ def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyP
                 "--capture-sizes", "short")
     printed = capsys.readouterr().out
     assert code == 0, printed
-    out, logs_dir = tmp_path / "out", tmp_path / "out" / "serve_deepseek-v2-lite_tp2_logs"
+    out, logs_dir = tmp_path / "out", tmp_path / "out" / "serve_deepseek-v2-lite_tp2_in16_out4_logs"
     assert printed.count("round 3/3 done") == 1 and "OK: every round finished" in printed
-    md = (out / "serve_deepseek-v2-lite_tp2.md").read_text()
+    md = (out / "serve_deepseek-v2-lite_tp2_in16_out4.md").read_text()
     assert "| plugin | plugin |" in md and "4/4 | ok | identical |" in md and "0/4 | ok | reference |" in md
     assert "--cudagraph-capture-sizes 1 2 3 4 8" in md and "shortened" in md and "both-up (chosen" in md
     # the stand-in's traces: prefill 18 us, decode 6 us of align per step, both arms
-    assert "| 3 | baseline | 1 | 300 | 18.0 |" in md and "| 3 | plugin | 1 | 300 | 18.0 |" in md
-    rows = list(csv.DictReader(open(out / "serve_deepseek-v2-lite_tp2.csv")))
+    assert "| 3 | baseline | 1 | 300 | 1.0 | 18.0 |" in md and "| 3 | plugin | 1 | 300 | 1.0 | 18.0 |" in md
+    # the same compiled graph on both servers; the decode kernels side by side
+    assert md.count("| ok | reference | ") == 1 and md.count(" (2 pieces) | 11 sizes, 1-512 | 8192 |") == 2
+    assert "### Kernels per decode step, concurrency 3" in md
+    assert "| vllm_moe_align::tiny_kernel<>() | 0.00 | 0.00 | 1.00 | 6.00 | +6.00 |" in md
+    assert "| all 3 kernels | 2.0 | 46.0 | 2.0 | 46.0 | +0.00 |" in md
+    assert (logs_dir / "graph-vllm.py").read_text() == (logs_dir / "graph-plugin.py").read_text()
+    rows = list(csv.DictReader(open(out / "serve_deepseek-v2-lite_tp2_in16_out4.csv")))
     assert {(r["concurrency"], r["arm"]) for r in rows} == {(c, a) for c in ("1", "3")
                                                            for a in ("vllm", "plugin", "plugin/vllm")}
     assert all(r["rounds"] == "3" for r in rows)
@@ -330,13 +348,63 @@ def test_driver_restart_fails_on_tokens_and_plugin_line(tmp_path: Path, monkeypa
     assert code == 1, printed
     assert "r1-plugin: greedy tokens: 3 of 3 prompts differ (first: prompt 0 at position 0)" in printed
     assert "0 plugin lines (expected 1)" in printed
-    logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_tp2_logs"
+    logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_tp2_in16_out4_logs"
     servers = sorted(p.name for p in logs_dir.glob("server-*.log"))
     assert servers == [f"server-r{r}-{a}.log" for r in (1, 2, 3) for a in ("plugin", "vllm")]
     recs = results.load_records(logs_dir / "rounds.jsonl")
     assert [(r.round, r.arm) for r in recs] == [(1, "vllm"), (1, "plugin"), (2, "plugin"), (2, "vllm"),
                                                 (3, "vllm"), (3, "plugin")]
     _gone(logs_dir)
+
+
+def test_driver_aa_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A/A: both servers run the baseline (no plugin line anywhere, vLLM's
+    kernels in both profiles), results under their own name, the ratio
+    labelled second server over first; a graph that would differ only with
+    the plugin on stays the same."""
+    _standin(tmp_path, monkeypatch, STANDIN_GRAPH_DIFF="1")
+    code = _run(tmp_path, 18471, "--strategy", "both-up", "--aa", "--profile", "--concurrency", "2",
+                "--input-len", "1024", "--output-len", "4")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    out = tmp_path / "out"
+    md = (out / "serve_deepseek-v2-lite_in1024_out4_aa.md").read_text()
+    assert "A/A, vLLM's moe_align_block_size in both arms" in md
+    assert "ratio B/A is the harness's own bias" in md and md.count(" | 0/2 | ok | ") == 2
+    assert "| vllm | baseline A | " in md and "| plugin | baseline B | " in md
+    assert "## baseline B/baseline A" in md and "| 2 | baseline B | 1 | " in md
+    assert "tiny_kernel" not in md and "no plugin align kernel" not in md
+    rows = list(csv.DictReader(open(out / "serve_deepseek-v2-lite_in1024_out4_aa.csv")))
+    assert {(r["mode"], r["input_len"], r["output_len"]) for r in rows} == {("aa", "1024", "4")}
+    assert "baseline B c=2" in printed
+
+
+def test_driver_fails_on_a_different_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    _standin(tmp_path, monkeypatch, STANDIN_GRAPH_DIFF="1")
+    assert _run(tmp_path, 18481, "--strategy", "both-up", "--concurrency", "2") == 1
+    printed = capsys.readouterr().out
+    assert "plugin: compiled graph " in printed and "(3 pieces) differs from the first server's" in printed
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md").read_text()
+    assert md.count("(2 pieces) |") == 1 and "(3 pieces): DIFFERS |" in md
+
+
+def test_compile_facts_from_a_log(tmp_path: Path) -> None:
+    graph = tmp_path / "cache" / "rank_0_0" / "backbone"
+    graph.mkdir(parents=True)
+    (graph / "computation_graph.py").write_text("submod_0 submod_1 submod_1 submod_12\n")
+    log = (f"(EngineCore pid=5) INFO Using cache directory: {graph} for vLLM's torch.compile\n"
+           "INFO Initializing ... \"cudagraph_capture_sizes\": [512, 8, 4, 2, 1], ...\n"
+           "INFO Chunked prefill is enabled with max_num_batched_tokens=2048.\n")
+    info = compiled.read(log)
+    assert info.graph is not None and info.graph.endswith(" (3 pieces)") and len(info.graph) == 23
+    assert (info.capture_sizes, info.max_num_batched_tokens) == ("5 sizes, 1-512", 2048)
+    assert compiled.read("nothing logged") == compiled.CompileInfo(None, None, None)
+    assert compiled.compare(info.graph, info.graph) is None and compiled.compare(None, "x") is None
+    assert "differs" in compiled.compare(info.graph, "abc (2 pieces)")
+    assert report.short_kernel("void ns::k<int, (ns::E)1>(ns::P<int> const*)") == "ns::k<>()"
+    assert report.short_kernel("a|b" * 40, 10) == "a/ba/ba..."
 
 
 def test_real_bench_client_against_the_standin(tmp_path: Path) -> None:
@@ -375,13 +443,13 @@ def test_driver_time_budget_then_resume(tmp_path: Path, monkeypatch: pytest.Monk
     assert _run(tmp_path, 18461, *opts, "--time-budget", "2.5") == 1
     printed = capsys.readouterr().out
     assert "STOPPED: time budget: start + arm" in printed and "--resume" in printed
-    logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_logs"
+    logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs"
     assert [(r.round, r.arm) for r in results.load_records(logs_dir / "rounds.jsonl")] == [(1, "vllm")]
-    assert "0 of 3 rounds complete" in (tmp_path / "out" / "serve_deepseek-v2-lite.md").read_text()
+    assert "0 of 3 rounds complete" in (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md").read_text()
     assert _run(tmp_path, 18461, *opts, "--resume") == 0, capsys.readouterr().out
     recs = results.load_records(logs_dir / "rounds.jsonl")
     assert [(r.round, r.arm) for r in recs] == [(r, a) for r in (1, 2, 3) for a in ("vllm", "plugin")]
-    md = (tmp_path / "out" / "serve_deepseek-v2-lite.md").read_text()
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md").read_text()
     assert "3 of 3 complete" in md and md.count("| ok | identical |") == 5 and "| ok | reference |" in md
 
 

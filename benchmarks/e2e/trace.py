@@ -49,6 +49,8 @@ class Step:
     align_launches: int = 0
     kernel_us: float = 0.0
     moe_gemm_launches: int = 0
+    # every GPU event of the step by name: [launches, us]
+    kernels: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +81,17 @@ class TraceSummary:
             "moe_gemm_launches": sum(s.moe_gemm_launches for s in steps) / n,
             "tokens": sum(s.tokens for s in steps) / n,
         }
+
+    def kernel_table(self, kind: str) -> dict[str, list[float]]:
+        """Per kernel name, [launches, us] per step of ``kind`` (means)."""
+        steps = [s for s in self.steps if s.kind == kind]
+        table: dict[str, list[float]] = {}
+        for step in steps:
+            for name, (launches, us) in step.kernels.items():
+                row = table.setdefault(name, [0.0, 0.0])
+                row[0] += launches / len(steps)
+                row[1] += us / len(steps)
+        return table
 
 
 def classify_step(name: str) -> Optional[str]:
@@ -188,6 +201,9 @@ def analyze_trace(path: Path) -> TraceSummary:
                 summary.unattributed_align_us += dur
             continue
         step.kernel_us += dur
+        tally = step.kernels.setdefault(name, [0, 0.0])
+        tally[0] += 1
+        tally[1] += dur
         if owner is not None:
             step.align_us += dur
             step.align_launches += 1
@@ -218,6 +234,7 @@ def summarize_traces(traces: list[TraceSummary]) -> dict[str, Any]:
         for key in ("align_us", "kernel_us", "align_launches", "moe_gemm_launches", "tokens"):
             out[f"{kind}_{key}"] = statistics.mean(p[key] for p in per)
         out[f"{kind}_steps"] = min(int(p["steps"]) for p in per)
+        out[f"{kind}_kernel_table"] = mean_tables([t.kernel_table(kind) for t in traces if t.per_step(kind)])
     kernels: dict[str, int] = {}
     helpers: dict[str, int] = {}
     for t in traces:
@@ -230,6 +247,17 @@ def summarize_traces(traces: list[TraceSummary]) -> dict[str, Any]:
     out["align_helpers"] = helpers
     out["unattributed_align_us"] = sum(t.unattributed_align_us for t in traces)
     out["attribution"] = ",".join(sorted({t.attribution for t in traces}))
+    return out
+
+
+def mean_tables(tables: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """The mean of per-worker kernel tables (a kernel missing in one counts 0)."""
+    out: dict[str, list[float]] = {}
+    for table in tables:
+        for name, (launches, us) in table.items():
+            row = out.setdefault(name, [0.0, 0.0])
+            row[0] += launches / len(tables)
+            row[1] += us / len(tables)
     return out
 
 

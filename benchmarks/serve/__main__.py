@@ -37,8 +37,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for model, problems in failed.items():
             print("  " + "\n  ".join(f"{model}: {p}" for p in problems))
         return 1
-    print("\nOK: every round finished, greedy tokens identical, plugin line in every process "
-          "of every plugin server and in none of the baseline's")
+    print("\nOK: every round finished, greedy tokens identical, the same compiled graph on every "
+          "server, plugin line in every process of every plugin server and in none of the "
+          "baseline's")
     return 0
 
 

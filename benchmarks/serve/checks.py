@@ -8,6 +8,8 @@
   core, each worker: ``logs.expected_processes``) of a plugin server logs the
   plugin's " on for vLLM " line once; no process of a baseline server does
   (``logs.check_plugin_log``).
+- Compiled graph: every server's printed computation graph (``compiled``)
+  must be the first server's, and its capture sizes are recorded.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ class ServerCheck:
     token_problem: Optional[str] = None
     ready_s: Optional[float] = None
     reference: bool = False  # its tokens are the ones the others are compared with
+    graph: Optional[str] = None  # compiled.CompileInfo.graph
+    graph_problem: Optional[str] = None  # differs from the first server's graph
+    capture_sizes: Optional[str] = None
+    max_num_batched_tokens: Optional[int] = None
 
     @property
     def tokens_verdict(self) -> str:
@@ -91,8 +97,16 @@ class ServerCheck:
         return "reference" if self.reference else "identical"
 
     @property
+    def graph_verdict(self) -> str:
+        """What the report says about this server's compiled graph."""
+        if self.graph is None:
+            return "-"
+        return f"{self.graph}{': DIFFERS' if self.graph_problem else ''}"
+
+    @property
     def ok(self) -> bool:
-        return not self.plugin_problems and not self.token_problem and self.tokens is not None
+        return (not self.plugin_problems and not self.token_problem and not self.graph_problem
+                and self.tokens is not None)
 
 
 def plugin_check(log_text: str, arm: str, tp: int) -> tuple[str, list[str]]:

@@ -16,7 +16,10 @@ profiler (``--profiler-config``; vLLM 0.26 has no VLLM_TORCH_PROFILER_DIR) and
 The arms differ in their environment only (``server_env``): ``vllm`` has no
 general plugin loaded (``VLLM_PLUGINS=""``) or, with baseline mode
 ``disable-env``, the plugin loaded but switched off (VLLM_MOE_ALIGN_DISABLE=1);
-``plugin`` has this plugin only (``VLLM_PLUGINS=moe_align``).
+``plugin`` has this plugin only (``VLLM_PLUGINS=moe_align``). In A/A mode
+(``--aa``) both arms get the baseline's environment: the ratio of two
+identical servers is the harness's own bias (start order, port, memory
+placement).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from benchmarks.e2e import environment
 
 ARMS = environment.VARIANTS  # ("vllm", "plugin"): baseline first
 ARM_LABELS = {"vllm": "baseline", "plugin": "plugin"}
+# A/A mode: both arms run the baseline; the second arm keeps the key
+# "plugin" (its port, its place in every round) but not the plugin
+AA_LABELS = {"vllm": "baseline A", "plugin": "baseline B"}
 BASELINE_MODES = ("plugins-off", "disable-env")
 CLI_MODULE = "vllm.entrypoints.cli.main"
 DISABLE_ENV = "VLLM_MOE_ALIGN_DISABLE"
@@ -60,6 +66,17 @@ class ServerSpec:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+def arm_labels(aa: bool) -> dict[str, str]:
+    """What the report and the progress lines call each arm."""
+    return AA_LABELS if aa else ARM_LABELS
+
+
+def switch_of(arm: str, aa: bool) -> str:
+    """The arm whose plugin switch a server of ``arm`` gets: its own, or in
+    A/A mode the baseline's for both."""
+    return "vllm" if aa else arm
 
 
 def capture_sizes(choice: str, concurrency: Sequence[int]) -> Optional[tuple[int, ...]]:

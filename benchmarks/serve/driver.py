@@ -35,14 +35,15 @@ from benchmarks.e2e.models import model_config, write_model
 
 from . import checks, cli_check, jobs, options, report, state, summary
 from .commands import (
-    ARM_LABELS,
     ARMS,
     BenchSpec,
     ServerSpec,
+    arm_labels,
     bench_command,
     client_env,
     serve_command,
     server_env,
+    switch_of,
 )
 from .results import JobRecord
 from .server import Server, ServerError
@@ -53,9 +54,14 @@ class BudgetReached(Exception):
     """The next step would not fit ``--time-budget``."""
 
 
-def stem_name(model: str, tp: int) -> str:
-    """``serve_<model>`` plus ``_tp<N>`` for tensor parallel runs."""
-    return f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "")
+def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
+              aa: bool = False) -> str:
+    """``serve_<model>``, plus ``_tp<N>`` for tensor parallel runs, plus
+    ``_in<I>_out<O>`` for a load other than the default, plus ``_aa`` for an
+    A/A run: each setting keeps its own files and ``--resume`` state."""
+    return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "")
+            + (f"_in{load[0]}_out{load[1]}" if tuple(load) != options.DEFAULT_LOAD else "")
+            + ("_aa" if aa else ""))
 
 
 def round_order(rnd: int, order: str) -> tuple[str, ...]:
@@ -79,8 +85,10 @@ class ModelRun:
 
     def __init__(self, args: argparse.Namespace, model: str, work: Path) -> None:
         self.args, self.model, self.cfg = args, model, model_config(model)
-        self.stem = args.out / stem_name(model, args.tp)
-        self.log_dir = args.out / (stem_name(model, args.tp) + "_logs")
+        name = stem_name(model, args.tp, (args.input_len, args.output_len), args.aa)
+        self.stem = args.out / name
+        self.log_dir = args.out / (name + "_logs")
+        self.labels = arm_labels(args.aa)
         self.work = work / model
         self.strategy, self.util, self.why = options.choose_strategy(model, args, options.gpu_memory_gib())
         self.records: list[JobRecord] = []
@@ -127,9 +135,12 @@ class ModelRun:
         spec = self.spec(arm, tag)
         if spec.profile_dir is not None:
             spec.profile_dir.mkdir(parents=True, exist_ok=True)
+        # vLLM's processes start in the work folder, not the repository root:
+        # there the source package would shadow an installed plugin
         server = Server(spec, tag, self.log_dir / f"server-{tag}.log",
-                        server_env(dict(os.environ), arm, a.baseline), a.python, options.ROOT)
-        self.say(f"starting the {ARM_LABELS[arm]} server (log server-{tag}.log), port {spec.port}: "
+                        server_env(dict(os.environ), switch_of(arm, a.aa), a.baseline), a.python,
+                        self.work)
+        self.say(f"starting the {self.labels[arm]} server (log server-{tag}.log), port {spec.port}: "
                  + " ".join(server.command[2:]))
         server.start()
         try:
@@ -139,8 +150,8 @@ class ModelRun:
             warm = [self.load(0, i, c, a.warmup_output_len, max(c, 4)) for i, c in enumerate(a.concurrency)]
             self.problems += jobs.warm_up(server, warm, self.log_dir, a.python, a.bench_timeout)
             greedy = checks.GreedySpec(a.greedy_prompts, max_tokens=a.greedy_tokens)
-            check = jobs.check_server(server, greedy, int(self.cfg["vocab_size"]), a.tp,
-                                      self.reference, self.log_dir)
+            check = jobs.check_server(server, switch_of(arm, a.aa), greedy, int(self.cfg["vocab_size"]),
+                                      a.tp, self.reference, self.graph_reference(), self.log_dir)
         except BaseException:
             server.stop()
             raise
@@ -151,7 +162,7 @@ class ModelRun:
         self.problems += check_problems(check)
         verdict = "OK" if not check.plugin_problems else "PROBLEM"
         self.say(f"{tag} checks: plugin line {check.processes} {verdict}; "
-                 f"greedy tokens {check.tokens_verdict}")
+                 f"greedy tokens {check.tokens_verdict}; compiled graph {check.graph_verdict}")
         self.costs["start"] = time.monotonic() - t0
         return server
 
@@ -164,7 +175,7 @@ class ModelRun:
         self.records = [r for r in self.records if (r.round, r.arm, r.concurrency) != (rnd, rec.arm, c)]
         self.records.append(rec)
         state.append(self.log_dir / state.ROUNDS, rec.__dict__)
-        head = f"round {rnd} {ARM_LABELS[rec.arm]:>8} c={c:<4}"
+        head = f"round {rnd} {self.labels[rec.arm]:>10} c={c:<4}"
         if rec.ok:
             self.say(f"{head} {rec.output_tok_s:10.1f} tok/s  TTFT {rec.median_ttft_ms:9.2f} ms  "
                      f"TPOT {rec.median_tpot_ms:7.2f} ms  ({rec.duration_s:.0f} s, "
@@ -179,8 +190,9 @@ class ModelRun:
         self.say(f"profiling {server.tag}")
         loads = [self.load(a.rounds + 1, i, c, a.profile_output_len, max(c, 4))
                  for i, c in enumerate(a.concurrency)]
-        rows, problems = jobs.profile_server(server, loads, self.work / "traces" / server.tag,
-                                             self.log_dir, a.python, a.bench_timeout, a.tp)
+        rows, problems = jobs.profile_server(server, switch_of(server.spec.arm, a.aa), loads,
+                                             self.work / "traces" / server.tag, self.log_dir,
+                                             a.python, a.bench_timeout, a.tp)
         self.profile_rows = [r for r in self.profile_rows if r["arm"] != server.spec.arm] + rows
         for row in rows:
             state.append(self.log_dir / state.PROFILE, row)
@@ -196,7 +208,7 @@ class ModelRun:
         cs = summary.cells(self.records)
         parts = [f"c={c} {x.interval.point:.3f}" for c in self.args.concurrency
                  if (x := summary.find(cs, c, summary.RATIO_ARM, "output_tok_s")) and x.interval]
-        self.say(f"round {rnd}/{self.args.rounds} done; tok/s plugin/baseline so far: "
+        self.say(f"round {rnd}/{self.args.rounds} done; tok/s {self.ratio_label} so far: "
                  + (", ".join(parts) or "-"))
         self.write_report()
 
@@ -256,11 +268,11 @@ class ModelRun:
         lines = [f"{self.model}: strategy {self.why}; {a.rounds} rounds, order {a.order}, "
                  f"concurrency {a.concurrency}; results {self.stem}.md/.csv/.png, logs {self.log_dir}"]
         for arm in ARMS:
-            env = server_env({}, arm, a.baseline)
+            env = server_env({}, switch_of(arm, a.aa), a.baseline)
             switch = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("VLLM_PLUGINS", "VLLM_MOE_ALIGN_DISABLE")
                               if k in env)
             cmd = serve_command(self.spec(arm, f"r1-{arm}"), a.python)
-            lines.append(f"  {ARM_LABELS[arm]} server: {switch} {shlex.join(cmd)}")
+            lines.append(f"  {self.labels[arm]} server: {switch} {shlex.join(cmd)}")
         lines.append(f"  client, round 1, c={a.concurrency[-1]}: {shlex.join(self.bench_argv())}")
         if a.cli_check:
             try:
@@ -285,16 +297,28 @@ class ModelRun:
         argvs.append(self.bench_argv()[3:])
         cli_check.parse_with_vllm(self.args.python, argvs, ["model_tag"], client_env(dict(os.environ)))
 
+    @property
+    def ratio_label(self) -> str:
+        return f"{self.labels['plugin']}/{self.labels['vllm']}"
+
+    def graph_reference(self) -> Optional[str]:
+        """The compiled-graph digest of the first server that logged one."""
+        return next((c.graph for c in self.checks if c.graph), None)
+
     def write_report(self) -> str:
         a = self.args
-        title = (f"vLLM serving, plugin vs vLLM's moe_align_block_size: {self.model}"
-                 + (f", tp={a.tp}{' ep' if a.ep else ''}" if a.tp > 1 else ""))
+        what = ("A/A, vLLM's moe_align_block_size in both arms" if a.aa
+                else "plugin vs vLLM's moe_align_block_size")
+        title = (f"vLLM serving, {what}: {self.model}"
+                 + (f", tp={a.tp}{' ep' if a.ep else ''}" if a.tp > 1 else "")
+                 + f", {a.input_len} in / {a.output_len} out")
         done = summary.rounds_done(self.records, a.concurrency)
         lines = report.setting_lines(a, self.model, self.cfg, environment.device_name(), self.vllm_line,
                                      self.why, done, self.spec("plugin", "x"))
-        setting = {"model": self.model, "tp": a.tp, "ep": a.ep, "strategy": self.strategy}
+        setting = {"model": self.model, "tp": a.tp, "ep": a.ep, "strategy": self.strategy,
+                   "mode": "aa" if a.aa else "ab", "input_len": a.input_len, "output_len": a.output_len}
         return report.write_all(self.stem, title, lines, setting, self.checks, summary.cells(self.records),
-                                a.concurrency, self.profile_rows, self.problems)
+                                a.concurrency, self.profile_rows, self.problems, self.labels)
 
     def resume(self) -> None:
         """Reads what an earlier run of the same setting finished."""
@@ -337,4 +361,5 @@ class ModelRun:
 
 def check_problems(check: checks.ServerCheck) -> list[str]:
     out = [f"{check.tag}: {p}" for p in check.plugin_problems or []]
+    out += [f"{check.tag}: {check.graph_problem}"] if check.graph_problem else []
     return out + ([f"{check.tag}: greedy tokens: {check.token_problem}"] if check.token_problem else [])

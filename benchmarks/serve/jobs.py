@@ -6,8 +6,8 @@
 - ``warm_up``: every concurrency level once with short outputs, not
   recorded (Triton's JIT compiles the fused-MoE kernels per batch-size
   bucket at first use; CUDA graphs and torch.compile are ready at start-up).
-- ``check_server``: the greedy request and the plugin-line check
-  (``checks``).
+- ``check_server``: the greedy request, the plugin-line check
+  (``checks``) and the compiled graph (``compiled``).
 - ``profile_server``: per concurrency one short load between
   ``/start_profile`` and ``/stop_profile``, its traces summarized
   (``profiling``).
@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from benchmarks.e2e import environment, trace
 
-from . import checks, profiling, results
+from . import checks, compiled, profiling, results
 from .commands import BenchSpec, bench_command, client_env
 from .server import Server
 
@@ -86,10 +86,13 @@ def warm_up(server: Server, loads: list[Load], log_dir: Path, python: str,
     return problems
 
 
-def check_server(server: Server, greedy: checks.GreedySpec, vocab_size: int, tp: int,
-                 reference: Optional[Any], log_dir: Path) -> checks.ServerCheck:
-    """Greedy tokens (compared with ``reference`` when given) and the
-    plugin line of ``server``; the tokens go to ``greedy-<tag>.json``."""
+def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_size: int, tp: int,
+                 reference: Optional[Any], graph_reference: Optional[str],
+                 log_dir: Path) -> checks.ServerCheck:
+    """Greedy tokens (compared with ``reference`` when given), the plugin
+    line as arm ``expect`` should log it, and the compiled graph (compared
+    with ``graph_reference``) of ``server``; the tokens go to
+    ``greedy-<tag>.json``, the graph to ``graph-<tag>.py``."""
     result = checks.ServerCheck(server.tag, server.spec.arm, ready_s=server.ready_s)
     prompts = greedy.token_prompts(vocab_size)
     try:
@@ -101,13 +104,20 @@ def check_server(server: Server, greedy: checks.GreedySpec, vocab_size: int, tp:
             result.token_problem = checks.compare_tokens(reference, result.tokens)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         result.token_problem = f"greedy request failed: {exc}"
-    result.processes, result.plugin_problems = checks.plugin_check(server.log_text(), server.spec.arm, tp)
+    log_text = server.log_text()
+    result.processes, result.plugin_problems = checks.plugin_check(log_text, expect, tp)
+    info = compiled.read(log_text)
+    compiled.keep_graphs(info, log_dir, server.tag)
+    result.graph, result.capture_sizes = info.graph, info.capture_sizes
+    result.max_num_batched_tokens = info.max_num_batched_tokens
+    result.graph_problem = compiled.compare(graph_reference, info.graph)
     return result
 
 
-def profile_server(server: Server, loads: list[Load], dest: Path, log_dir: Path, python: str,
-                   timeout: float, tp: int) -> tuple[list[dict[str, Any]], list[str]]:
-    """One profiled load per entry of ``loads``; (profile rows, problems)."""
+def profile_server(server: Server, expect: str, loads: list[Load], dest: Path, log_dir: Path,
+                   python: str, timeout: float, tp: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """One profiled load per entry of ``loads``; (profile rows, problems);
+    the align kernels must be those of arm ``expect``."""
     assert server.spec.profile_dir is not None, "server started without a profiler"
     rows, problems = [], []
     for load in loads:
@@ -132,7 +142,7 @@ def profile_server(server: Server, loads: list[Load], dest: Path, log_dir: Path,
         paths = profiling.collect(server.spec.profile_dir, dest / f"c{c}", expected=tp)
         summary, workers = profiling.summarize(paths)
         profiling.write_detail(log_dir / f"profile-{server.tag}-c{c}.traces.json", summary, workers)
-        found = [f"{server.tag} c={c}: {p}" for p in trace.check_kernels(summary, server.spec.arm)]
+        found = [f"{server.tag} c={c}: {p}" for p in trace.check_kernels(summary, expect)]
         if len(paths) < tp:
             found.append(f"{server.tag} c={c}: {len(paths)} trace files, expected {tp} "
                          f"(waited {time.monotonic() - t0:.0f} s)")

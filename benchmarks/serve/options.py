@@ -1,7 +1,7 @@
 """Command-line options of ``python -m benchmarks.serve`` and what follows from them.
 
 Defaults follow the benchmark's brief: Qwen3-30B-A3B and DeepSeek-V2-Lite
-shapes, concurrency 1, 32 and 256, 1024 input and 256 output tokens, 3 paired
+shapes, concurrency 1, 64 and 256, 1024 input and 256 output tokens, 5 paired
 rounds, vLLM's default server settings.
 """
 
@@ -20,6 +20,7 @@ from .commands import BASELINE_MODES, capture_sizes
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 DEFAULT_MODELS = ("qwen3-30b-a3b", "deepseek-v2-lite")
+DEFAULT_LOAD = (1024, 256)  # input / output tokens of the decode-heavy load
 STRATEGIES = ("auto", "restart", "both-up")
 HALF_MEMORY = 0.45  # --gpu-memory-utilization of each server with --strategy both-up
 GIB = float(1 << 30)
@@ -37,13 +38,18 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     help="restart: a fresh server per arm and round; both-up: both servers up at "
                          "once on the same GPUs, half the memory each; auto: both-up where the "
                          "model fits half the GPU memory, else restart")
-    ap.add_argument("--rounds", type=int, default=3, help="paired rounds, >= 3 (default 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="paired rounds, >= 3 (default 5)")
     ap.add_argument("--order", choices=("abab", "abba"), default="abab",
                     help="arm order: abab (baseline first in every round) or abba (the first "
                          "arm alternates between rounds: cancels a linear drift)")
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
-    ap.add_argument("--input-len", type=int, default=1024)
-    ap.add_argument("--output-len", type=int, default=256)
+    ap.add_argument("--aa", action="store_true",
+                    help="A/A: both arms run the baseline (no plugin), everything else as in an A/B "
+                         "run; the ratio is the harness's own bias. Results go to serve_<model>..._aa")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 256])
+    ap.add_argument("--input-len", type=int, default=DEFAULT_LOAD[0],
+                    help="input tokens per request (default %(default)s; another load's results get "
+                         "_in<I>_out<O> in their names)")
+    ap.add_argument("--output-len", type=int, default=DEFAULT_LOAD[1], help="output tokens per request")
     ap.add_argument("--prompts-per-concurrency", type=int, default=4,
                     help="requests per load: this times the concurrency, at least --min-prompts")
     ap.add_argument("--min-prompts", type=int, default=16)

@@ -10,8 +10,9 @@ step (vLLM's ``execute_*`` annotation) the GPU time of the align calls
 (``benchmarks.e2e.attribution``: the plugin's kernels, or vLLM's op kernels
 with the fills and the expert-map gather its function launches), for
 prefill-only, decode-only and mixed steps (chunked prefill puts prefill and
-decode into one step), and which align kernels ran at all
-(``trace.check_kernels``).
+decode into one step), every kernel's launches and GPU time per step of each
+kind (so two arms' decode steps can be compared kernel by kernel), and which
+align kernels ran at all (``trace.check_kernels``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def profile_row(model: str, arm: str, concurrency: int, summary: dict[str, Any],
         align, kernel = summary.get(f"{kind}_align_us"), summary.get(f"{kind}_kernel_us")
         row[f"{kind}_steps"] = summary.get(f"{kind}_steps")
         row[f"{kind}_align_us"] = align
+        row[f"{kind}_align_launches"] = summary.get(f"{kind}_align_launches")
+        row[f"{kind}_kernel_table"] = summary.get(f"{kind}_kernel_table") or {}
         row[f"{kind}_tokens"] = summary.get(f"{kind}_tokens")
         row[f"{kind}_align_share"] = align / kernel if align is not None and kernel else None
     row["align_kernels"] = ",".join(f"{k}:{v}" for k, v in sorted(summary.get("align_kernels", {}).items()))

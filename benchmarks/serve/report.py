@@ -45,6 +45,13 @@ PROFILE_NOTE = (
     "tokens x top-k). mixed: steps with prefill and decode requests (chunked prefill).")
 
 
+KERNELS_NOTE = (
+    "Every GPU kernel and memset of the profiled load's steps of that kind, by name (template "
+    "arguments dropped), mean launches and GPU time per step over the steps and workers; the rows "
+    "are the kernels whose time differs most between the arms. With CUDA graphs the kernels are "
+    "the replayed graph's.")
+
+
 def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device: str,
                   vllm: str, strategy_why: str, rounds_done: int, spec: ServerSpec) -> list[str]:
     """The report's header list: machine, model shape, layout, server
@@ -66,7 +73,10 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device
         "tokens, EOS ignored, temperature 0, all requests queued at once with at most c in flight; "
         f"requests per load: max({a.min_prompts}, {a.prompts_per_concurrency} x c); every server "
         f"start first runs each level once with {a.warmup_output_len} output tokens (not measured)",
-        f"arms: baseline {baseline}, plugin `VLLM_PLUGINS=moe_align`; nothing else differs",
+        (f"arms: A/A, both servers run the baseline {baseline}; the second one stands where the "
+         "plugin's server stands in an A/B run (started second, port +1), so the ratio B/A is the "
+         "harness's own bias" if a.aa else
+         f"arms: baseline {baseline}, plugin `VLLM_PLUGINS=moe_align`; nothing else differs"),
         "environment of both arms (`benchmarks/e2e/environment.child_env`): spawned workers, a pid "
         "in every log line, `VLLM_USE_FLASHINFER_SAMPLER=0` (FlashInfer is not installed), NVLink "
         "multicast off (`NCCL_NVLS_ENABLE=0`, `VLLM_ALLREDUCE_USE_SYMM_MEM=0`, "
@@ -88,20 +98,20 @@ def _digits(metric: str) -> int:
     return 1 if metric == "output_tok_s" else 2
 
 
-def arm_table(cs: list[Cell], concurrency: list[int]) -> str:
+def arm_table(cs: list[Cell], concurrency: list[int], labels: dict[str, str] = ARM_LABELS) -> str:
     rows = []
     for c in concurrency:
         for arm in ARMS:
             got = [find(cs, c, arm, m) for m, _, _ in METRICS]
             n = max((x.interval.n for x in got if x and x.interval), default=0)
-            rows.append([c, ARM_LABELS[arm], n]
+            rows.append([c, labels[arm], n]
                         + [fmt_interval(x.interval if x else None, _digits(m))
                            for x, (m, _, _) in zip(got, METRICS)])
     return markdown_table(["concurrency", "arm", "rounds"] + [f"{label} [95% CI]" for _, label, _ in METRICS],
                           rows, "rlr" + "r" * len(METRICS))
 
 
-def ratio_table(cs: list[Cell], concurrency: list[int]) -> str:
+def ratio_table(cs: list[Cell], concurrency: list[int], labels: dict[str, str] = ARM_LABELS) -> str:
     rows = []
     for c in concurrency:
         row: list[Any] = [c]
@@ -111,50 +121,108 @@ def ratio_table(cs: list[Cell], concurrency: list[int]) -> str:
         rows.append(row)
     headers = ["concurrency"]
     for _, label, higher in METRICS:
-        headers += [f"{label}: plugin/baseline [95% CI] ({'>' if higher else '<'} 1 is better)", "verdict"]
+        headers += [f"{label}: {ratio_name(labels)} [95% CI] ({'>' if higher else '<'} 1 is better)",
+                    "verdict"]
     return markdown_table(headers, rows, "r" + "rl" * len(METRICS))
 
 
-def checks_table(checks: list[ServerCheck]) -> str:
-    rows = [[c.tag, ARM_LABELS[c.arm], fmt(c.ready_s, 0), c.processes,
-             "; ".join(c.plugin_problems or []) or "ok", c.tokens_verdict]
+def ratio_name(labels: dict[str, str]) -> str:
+    """``plugin/baseline`` (A/B) or ``baseline B/baseline A`` (A/A)."""
+    return f"{labels['plugin']}/{labels['vllm']}"
+
+
+def checks_table(checks: list[ServerCheck], labels: dict[str, str] = ARM_LABELS) -> str:
+    rows = [[c.tag, labels[c.arm], fmt(c.ready_s, 0), c.processes,
+             "; ".join(c.plugin_problems or []) or "ok", c.tokens_verdict, c.graph_verdict,
+             c.capture_sizes or "-", fmt(c.max_num_batched_tokens)]
             for c in checks]
     return markdown_table(["server start", "arm", "ready after s", "plugin line / processes",
-                           "plugin line check", "greedy tokens vs first baseline"], rows)
+                           "plugin line check", "greedy tokens vs first baseline",
+                           "compiled graph (sha256, pieces)", "CUDA-graph sizes",
+                           "max_num_batched_tokens"], rows)
 
 
-def profile_table(rows: list[dict[str, Any]]) -> str:
+def profile_table(rows: list[dict[str, Any]], labels: dict[str, str] = ARM_LABELS) -> str:
     headers = ["concurrency", "arm"]
     for kind in STEP_KINDS:
-        headers += [f"{kind}: steps", f"{kind}: tokens/step", f"{kind}: align us/step",
-                    f"{kind}: share"]
+        headers += [f"{kind}: steps", f"{kind}: tokens/step", f"{kind}: align launches/step",
+                    f"{kind}: align us/step", f"{kind}: share"]
     body = []
     for r in rows:
-        cells: list[Any] = [r["concurrency"], ARM_LABELS.get(r["arm"], r["arm"])]
+        cells: list[Any] = [r["concurrency"], labels.get(r["arm"], r["arm"])]
         for kind in STEP_KINDS:
             cells += [fmt(r.get(f"{kind}_steps")), fmt(r.get(f"{kind}_tokens"), 0),
+                      fmt(r.get(f"{kind}_align_launches"), 1),
                       fmt(r.get(f"{kind}_align_us"), 1), fmt(r.get(f"{kind}_align_share"), -1)]
         body.append(cells)
     return markdown_table(headers, body)
 
 
+def short_kernel(name: str, width: int = 70) -> str:
+    """A kernel name for a table: template arguments and parameter lists
+    dropped, ``|`` escaped, at most ``width`` characters."""
+    out, depth = [], 0
+    for ch in name.removeprefix("void "):
+        if ch in "<(":
+            depth += 1
+            if depth == 1:
+                out.append("<>" if ch == "<" else "()")
+        elif ch in ">)":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append(ch)
+    text = "".join(out).replace("|", "/")
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def kernel_diff_table(rows: list[dict[str, Any]], concurrency: int, kind: str = "decode",
+                      labels: dict[str, str] = ARM_LABELS, top: int = 12) -> Optional[str]:
+    """Both arms' kernels per ``kind`` step at one concurrency, side by side:
+    the ``top`` kernels with the largest difference in GPU time per step,
+    then every kernel together. None when an arm has no such steps."""
+    tables = {r["arm"]: r.get(f"{kind}_kernel_table") or {} for r in rows
+              if r["concurrency"] == concurrency}
+    if not all(tables.get(arm) for arm in ARMS):
+        return None
+    a, b = tables["vllm"], tables["plugin"]
+    names = sorted(set(a) | set(b), key=lambda n: (-abs(b.get(n, [0, 0])[1] - a.get(n, [0, 0])[1]), n))
+    body = []
+    for name in names[:top]:
+        x, y = a.get(name, [0.0, 0.0]), b.get(name, [0.0, 0.0])
+        body.append([short_kernel(name), fmt(x[0], 2), fmt(x[1], 2), fmt(y[0], 2), fmt(y[1], 2),
+                     f"{y[1] - x[1]:+.2f}"])
+    total = [sum(t[n][i] for n in t) for t in (a, b) for i in (0, 1)]
+    body.append([f"all {len(names)} kernels", fmt(total[0], 1), fmt(total[1], 1), fmt(total[2], 1),
+                 fmt(total[3], 1), f"{total[3] - total[1]:+.2f}"])
+    la, lb = labels["vllm"], labels["plugin"]
+    return markdown_table(["kernel", f"{la}: launches/step", f"{la}: us/step", f"{lb}: launches/step",
+                           f"{lb}: us/step", "difference us/step"], body, "lrrrrr")
+
+
 def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs: list[Cell],
              concurrency: list[int], profile_rows: list[dict[str, Any]],
-             problems: list[str]) -> str:
+             problems: list[str], labels: dict[str, str] = ARM_LABELS) -> str:
     """The whole report."""
     parts = [f"# {title}", "", *[f"- {line}" for line in setting_lines], "",
-             "## Checks", "", checks_table(checks) if checks else "(no server started)", ""]
+             "## Checks", "", checks_table(checks, labels) if checks else "(no server started)", ""]
     if problems:
         parts += ["Problems:", "", *[f"- {p}" for p in problems], ""]
-    parts += ["## Per arm", "", arm_table(cs, concurrency), "",
-              "## Plugin / baseline", "", ratio_table(cs, concurrency), "", STATS_NOTE, ""]
+    parts += ["## Per arm", "", arm_table(cs, concurrency, labels), "",
+              f"## {ratio_name(labels)}", "", ratio_table(cs, concurrency, labels), "", STATS_NOTE, ""]
     if profile_rows:
         parts += ["## Align step, profiled loads (one per arm and concurrency)", "",
-                  profile_table(profile_rows), "", PROFILE_NOTE, ""]
+                  profile_table(profile_rows, labels), "", PROFILE_NOTE, ""]
+        for c in concurrency:
+            for kind in ("decode", "mixed"):
+                table = kernel_diff_table(profile_rows, c, kind, labels)
+                if table:
+                    parts += [f"### Kernels per {kind} step, concurrency {c}", "", table, "",
+                              KERNELS_NOTE, ""]
     return "\n".join(parts)
 
 
-def chart(cs: list[Cell], concurrency: list[int], path: Path, title: str) -> bool:
+def chart(cs: list[Cell], concurrency: list[int], path: Path, title: str,
+          labels: dict[str, str] = ARM_LABELS) -> bool:
     """Output tokens/s per arm with 95% interval bars, one panel per concurrency."""
     panels = []
     for c in concurrency:
@@ -162,7 +230,7 @@ def chart(cs: list[Cell], concurrency: list[int], path: Path, title: str) -> boo
         for arm in ARMS:
             x = find(cs, c, arm, "output_tok_s")
             iv = x.interval if x else None
-            bars.append(Bar(ARM_LABELS[arm], iv.point if iv else None, iv.low if iv else None,
+            bars.append(Bar(labels[arm], iv.point if iv else None, iv.low if iv else None,
                             iv.high if iv else None))
         ratio = find(cs, c, RATIO_ARM, "output_tok_s")
         note = f"\nratio {fmt_interval(ratio.interval, 3)}" if ratio and ratio.interval else ""
@@ -173,10 +241,11 @@ def chart(cs: list[Cell], concurrency: list[int], path: Path, title: str) -> boo
 
 def write_all(stem: Path, title: str, setting_lines: list[str], setting: dict[str, Any],
               checks: list[ServerCheck], cs: list[Cell], concurrency: list[int],
-              profile_rows: list[dict[str, Any]], problems: list[str]) -> str:
+              profile_rows: list[dict[str, Any]], problems: list[str],
+              labels: dict[str, str] = ARM_LABELS) -> str:
     """Writes ``stem``.md, .csv and .png; returns the markdown."""
-    md = markdown(title, setting_lines, checks, cs, concurrency, profile_rows, problems)
+    md = markdown(title, setting_lines, checks, cs, concurrency, profile_rows, problems, labels)
     Path(f"{stem}.md").write_text(md)
     write_csv(csv_rows(cs, setting), Path(f"{stem}.csv"), CSV_COLUMNS)
-    chart(cs, concurrency, Path(f"{stem}.png"), title[:150])
+    chart(cs, concurrency, Path(f"{stem}.png"), title[:150], labels)
     return md

@@ -16,7 +16,9 @@ the harness's commands reach it unchanged. On the outside it behaves like the re
   Greedy tokens depend on the prompt only, unless ``STANDIN_DIFF`` is set in a
   plugin server; ``STANDIN_MAIN_ONLY`` keeps the plugin line out of the
   children. ``STANDIN_SPEEDUP`` (default 1.0) divides the plugin arm's
-  per-token delay.
+  per-token delay. It logs the compile lines of a real server
+  (``log_compile``); ``STANDIN_GRAPH_DIFF`` gives a plugin server another
+  graph.
 - ``bench serve``: the options the harness passes; sends the requests
   (``--max-concurrency`` threads) and writes a result JSON with the keys the
   real client writes (``results`` reads them).
@@ -86,6 +88,24 @@ def trace_events(align: str) -> list[dict[str, Any]]:
     return events
 
 
+def log_compile(model: str, sizes: list[int]) -> None:
+    """The compile lines of a real server's log: a printed computation graph
+    in a cache folder per plugin switch (with one more piece in a plugin
+    server when ``STANDIN_GRAPH_DIFF`` is set), the capture sizes, the
+    scheduler's token budget."""
+    extra = PLUGIN_ON and bool(os.environ.get("STANDIN_GRAPH_DIFF"))
+    cache = os.path.join(os.path.dirname(os.path.abspath(model)), "compile_cache",
+                         "plugin" if PLUGIN_ON else "baseline", "rank_0_0", "backbone")
+    os.makedirs(cache, exist_ok=True)
+    pieces = 3 if extra else 2
+    with open(os.path.join(cache, "computation_graph.py"), "w") as f:
+        f.write("".join(f"class submod_{i}(torch.nn.Module):\n    pass\n" for i in range(pieces)))
+    LOG.info("Using cache directory: %s for vLLM's torch.compile", cache)
+    LOG.info("Initializing a V1 LLM engine (v%s) with config: compilation_config={'cudagraph_capture_sizes': "
+             "%s, 'mode': 3}", VERSION, sorted(sizes, reverse=True))
+    LOG.info("Chunked prefill is enabled with max_num_batched_tokens=8192.")
+
+
 def serve(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -103,6 +123,7 @@ def serve(argv: list[str]) -> None:
     roles = ["engine core"] + ([f"worker {i}" for i in range(tp)] if tp > 1 else [])
     for role in roles:
         subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", role])
+    log_compile(args.model, args.cudagraph_capture_sizes or [1, 2, 4, 8])
     profiler = json.loads(args.profiler_config) if args.profiler_config else None
     delay = 0.002 / (float(os.environ.get("STANDIN_SPEEDUP", "1.0")) if PLUGIN_ON else 1.0)
     time.sleep(float(os.environ.get("STANDIN_START_S", "0.5")))

@@ -19,7 +19,10 @@ from .results import METRICS, JobRecord
 
 RATIO_ARM = "plugin/vllm"
 # long-format CSV: one row per (concurrency, arm or ratio, metric)
-CSV_COLUMNS = ("model", "tp", "ep", "strategy", "concurrency", "arm", "metric", "rounds",
+# mode: "ab" (plugin vs baseline) or "aa" (baseline vs baseline: the ratio
+# row is then the second baseline server over the first)
+SETTING_COLUMNS = ("model", "tp", "ep", "strategy", "mode", "input_len", "output_len")
+CSV_COLUMNS = (*SETTING_COLUMNS, "concurrency", "arm", "metric", "rounds",
                "median", "ci_low", "ci_high", "verdict", "values")
 
 
@@ -70,12 +73,12 @@ def find(cs: list[Cell], concurrency: int, arm: str, metric: str) -> Optional[Ce
 
 
 def csv_rows(cs: list[Cell], setting: dict[str, Any]) -> list[dict[str, Any]]:
-    """The long-format CSV rows (``CSV_COLUMNS``); ``setting`` gives model,
-    tp, ep and strategy."""
+    """The long-format CSV rows (``CSV_COLUMNS``); ``setting`` gives the
+    ``SETTING_COLUMNS``: model, layout, strategy, mode and the load's lengths."""
     rows = []
     for x in cs:
         iv = x.interval
-        rows.append({**{k: setting.get(k) for k in ("model", "tp", "ep", "strategy")},
+        rows.append({**{k: setting.get(k) for k in SETTING_COLUMNS},
                      "concurrency": x.concurrency, "arm": x.arm, "metric": x.metric,
                      "rounds": iv.n if iv else 0, "median": iv.point if iv else None,
                      "ci_low": iv.low if iv else None, "ci_high": iv.high if iv else None,

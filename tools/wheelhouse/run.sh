@@ -9,10 +9,13 @@
 # with the machine's torch and nvcc) unless a build is there, and write its
 # entry points to a dist-info folder (python -m tools.wheelhouse.inplace), so
 # vLLM finds the plugin without pip; (3) check the set-up in one process
-# (python -m tools.wheelhouse.envcheck --plugin: versions, the plugin's op and
-# entry point, requirements of the wheelhouse's packages that are not met),
-# saved as OUT/env.txt; (4) run COMMAND in the current folder with PYTHONPATH
-# = entry points : repository : site, its output also in OUT/run.log.
+# (python -m tools.wheelhouse.envcheck --plugin: versions, where the plugin is
+# imported from, its op and entry point, requirements of the wheelhouse's
+# packages that are not met), saved as OUT/env.txt; (4) run COMMAND in the
+# current folder with PYTHONPATH = entry points (or the wheel's folder) :
+# repository : site, its output also in OUT/run.log. With --wheel, vLLM's
+# processes must not start in the repository root (its source package would
+# shadow the wheel's): the serving harness starts them in its work folder.
 # Without COMMAND it stops after (3). The exit status is COMMAND's (1 when a
 # step before it failed).
 #
@@ -29,6 +32,8 @@
 #   --tar-dirs        after COMMAND, replace each folder in OUT by NAME.tar.gz
 #   --rebuild         build the plugin even when a build is there
 #   --no-build        never build (the plugin must be importable already)
+#   --wheel FILE      run the plugin's wheel as users install it, not a build
+#                     in place (installed into .wheelhouse/plugin-wheel)
 # Build settings pass through: VLLM_MOE_ALIGN_CUDA, TORCH_CUDA_ARCH_LIST,
 # MAX_JOBS (default: the CPU count). PYTHON: the interpreter (default python3).
 # Relative paths are taken from the current folder; defaults are in the
@@ -42,7 +47,8 @@ PARTS="${WHEELHOUSE_PARTS:-}"
 RESULTS="${WHEELHOUSE_OUT:-$ROOT/.wheelhouse/out}"
 TIME_LIMIT="${WHEELHOUSE_TIME_LIMIT:-0}"
 META="$ROOT/.wheelhouse/plugin-meta"
-TAR_DIRS=0 BUILD=auto
+WHEEL_DIR="$ROOT/.wheelhouse/plugin-wheel"
+TAR_DIRS=0 BUILD=auto WHEEL=""
 usage() { sed -n '2,/^set /p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set /d' >&2; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -54,6 +60,7 @@ while [ $# -gt 0 ]; do
     --tar-dirs) TAR_DIRS=1; shift ;;
     --rebuild) BUILD=always; shift ;;
     --no-build) BUILD=never; shift ;;
+    --wheel) WHEEL="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     --) shift; break ;;
     *) echo "unknown option $1" >&2; usage ;;
@@ -61,7 +68,7 @@ while [ $# -gt 0 ]; do
 done
 case "$TIME_LIMIT" in ''|*[!0-9]*) echo "--time-limit needs whole seconds" >&2; exit 2 ;; esac
 abs() { [ -z "$1" ] || realpath -m -- "$1"; }
-SITE="$(abs "$SITE")" RESULTS="$(abs "$RESULTS")" PARTS="$(abs "$PARTS")"
+SITE="$(abs "$SITE")" RESULTS="$(abs "$RESULTS")" PARTS="$(abs "$PARTS")" WHEEL="$(abs "$WHEEL")"
 mkdir -p "$ROOT/.wheelhouse" "$RESULTS"
 [ -f "$ROOT/.wheelhouse/.gitignore" ] || printf '# written by tools/wheelhouse\n*\n' > "$ROOT/.wheelhouse/.gitignore"
 export PYTHONUNBUFFERED=1 WHEELHOUSE_OUT="$RESULTS"
@@ -74,7 +81,13 @@ if [ -n "$SITE" ] && ! PYTHONPATH="$ROOT" "$PYTHON" -m tools.wheelhouse status "
   exit 1
 fi
 
-if [ "$BUILD" = always ] || { [ "$BUILD" = auto ] && { ! compgen -G "$ROOT/vllm_moe_align_plugin/_C*.so" > /dev/null || [ ! -d "$META" ]; }; }; then
+if [ -n "$WHEEL" ]; then
+  [ -f "$WHEEL" ] || { echo "--wheel $WHEEL: no such file" >&2; exit 1; }
+  rm -rf "$WHEEL_DIR"
+  "$PYTHON" -m pip install -q --no-deps --no-index --no-compile --target "$WHEEL_DIR" "$WHEEL"
+  echo "installed $(basename "$WHEEL") into $WHEEL_DIR"
+  META="$WHEEL_DIR"
+elif [ "$BUILD" = always ] || { [ "$BUILD" = auto ] && { ! compgen -G "$ROOT/vllm_moe_align_plugin/_C*.so" > /dev/null || [ ! -d "$META" ]; }; }; then
   t0=$SECONDS
   (cd "$ROOT" && MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PYTHON" setup.py -q build_ext --inplace)
   PYTHONPATH="$ROOT" "$PYTHON" -m tools.wheelhouse.inplace "$ROOT" "$META"
@@ -88,7 +101,8 @@ echo "GPUs visible to torch: $WHEELHOUSE_NGPU"
 SITE_ARGS=()
 [ -z "$SITE" ] || SITE_ARGS=(--site "$SITE")
 set +e
-"$PYTHON" -m tools.wheelhouse.envcheck ${SITE_ARGS[@]+"${SITE_ARGS[@]}"} --plugin 2>&1 | tee "$RESULTS/env.txt"
+# outside the repository root, so the plugin is imported as vLLM will import it
+(cd / && "$PYTHON" -m tools.wheelhouse.envcheck ${SITE_ARGS[@]+"${SITE_ARGS[@]}"} --plugin) 2>&1 | tee "$RESULTS/env.txt"
 rc="${PIPESTATUS[0]}"
 set -e
 [ "$rc" = 0 ] || { echo "set-up check failed (see $RESULTS/env.txt)" >&2; exit 1; }
