@@ -96,12 +96,21 @@ def test_serve_command_and_env() -> None:
         with pytest.raises(ValueError):
             commands.capture_sizes(bad, [1])
     base = {"PATH": "/bin", "VLLM_MOE_ALIGN_DISABLE": "1"}
-    off, on = commands.server_env(base, "vllm"), commands.server_env(base, "plugin")
+    off, on = (commands.server_env(base, a, "plugins-off") for a in ("vllm", "plugin"))
     assert (off["VLLM_PLUGINS"], on["VLLM_PLUGINS"]) == ("", "moe_align")
     assert "VLLM_MOE_ALIGN_DISABLE" not in off and "VLLM_MOE_ALIGN_DISABLE" not in on
     assert on["VLLM_LOGGING_PREFIX"] % {"process": 5} == "[pid=5] " and on["NCCL_NVLS_ENABLE"] == "0"
     d_off, d_on = (commands.server_env(base, a, "disable-env") for a in ("vllm", "plugin"))
     assert d_off["VLLM_PLUGINS"] == d_on["VLLM_PLUGINS"] == "moe_align"
+    # the default baseline: every vLLM setting of the arms equal (vLLM hashes its own
+    # variables into the torch.compile cache key), only the plugin's switch differs
+    assert commands.server_env(base, "vllm") == d_off
+
+    def vllm_vars(env: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if k.startswith("VLLM_") and k != "VLLM_MOE_ALIGN_DISABLE"}
+
+    assert vllm_vars(d_off) == vllm_vars(d_on) and d_off["VLLM_MOE_ALIGN_DISABLE"] == "1"
+    assert vllm_vars(off) != vllm_vars(on)
     assert d_off["VLLM_MOE_ALIGN_DISABLE"] == "1" and "VLLM_MOE_ALIGN_DISABLE" not in d_on
     client = commands.client_env(base)
     assert client["VLLM_PLUGINS"] == "" and "VLLM_MOE_ALIGN_DISABLE" not in client
@@ -255,7 +264,7 @@ def test_options_and_model_shapes(tmp_path: Path) -> None:
     a = options.parse_args([])
     assert (a.model, a.concurrency, a.input_len, a.output_len, a.rounds) == \
         (["qwen3-30b-a3b", "deepseek-v2-lite"], [1, 64, 256], 1024, 256, 5)
-    assert a.capture is None and a.strategy == "auto" and a.baseline == "plugins-off"
+    assert a.capture is None and a.strategy == "auto" and a.baseline == "disable-env"
     assert [options.num_prompts(a, c) for c in (1, 32, 256)] == [16, 128, 1024]
     seeds = {options.bench_seed(a, r, i) for r in (1, 2, 3) for i in range(3)}
     assert len(seeds) == 9
@@ -323,9 +332,11 @@ def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # the stand-in's traces: prefill 18 us, decode 6 us of align per step, both arms
     assert "| 3 | baseline | 1 | 300 | 1.0 | 18.0 |" in md and "| 3 | plugin | 1 | 300 | 1.0 | 18.0 |" in md
     # the same compiled graph on both servers; the decode kernels side by side
-    assert md.count("| ok | reference | ") == 1 and md.count(" (2 pieces) | 11 sizes, 1-512 | 8192 |") == 2
+    assert md.count("| ok | reference | ") == 1
+    assert md.count(" (2 pieces) | k939 | 11 sizes, 1-512 | 8192 |") == 2  # one cache: VLLM_PLUGINS equal
     assert "### Kernels per decode step, concurrency 3" in md
     assert "| vllm_moe_align::tiny_kernel<>() | 0.00 | 0.00 | 1.00 | 6.00 | +6.00 |" in md
+    assert "every server used one torch.compile cache folder" in md
     assert "| all 3 kernels | 2.0 | 46.0 | 2.0 | 46.0 | +0.00 |" in md
     assert (logs_dir / "graph-vllm.py").read_text() == (logs_dir / "graph-plugin.py").read_text()
     rows = list(csv.DictReader(open(out / "serve_deepseek-v2-lite_tp2_in16_out4.csv")))
@@ -343,12 +354,14 @@ def test_driver_restart_fails_on_tokens_and_plugin_line(tmp_path: Path, monkeypa
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     _standin(tmp_path, monkeypatch, STANDIN_DIFF="1", STANDIN_MAIN_ONLY="1")
     code = _run(tmp_path, 18441, "--strategy", "restart", "--order", "abba", "--concurrency", "2",
-                "--tp", "2")
+                "--tp", "2", "--baseline", "plugins-off")
     printed = capsys.readouterr().out
     assert code == 1, printed
     assert "r1-plugin: greedy tokens: 3 of 3 prompts differ (first: prompt 0 at position 0)" in printed
     assert "0 plugin lines (expected 1)" in printed
     logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_tp2_in16_out4_logs"
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_tp2_in16_out4.md").read_text()
+    assert "compile cache: 2 different torch.compile cache folders" in md
     servers = sorted(p.name for p in logs_dir.glob("server-*.log"))
     assert servers == [f"server-r{r}-{a}.log" for r in (1, 2, 3) for a in ("plugin", "vllm")]
     recs = results.load_records(logs_dir / "rounds.jsonl")

@@ -86,6 +86,7 @@ class ServerCheck:
     graph_problem: Optional[str] = None  # differs from the first server's graph
     capture_sizes: Optional[str] = None
     max_num_batched_tokens: Optional[int] = None
+    compile_cache: Optional[str] = None  # compiled.CompileInfo.cache
 
     @property
     def tokens_verdict(self) -> str:

@@ -13,10 +13,18 @@ asked, ``--gpu-memory-utilization`` (two servers on one GPU),
 profiler (``--profiler-config``; vLLM 0.26 has no VLLM_TORCH_PROFILER_DIR) and
 ``--disable-custom-all-reduce``. Everything set is listed in the report.
 
-The arms differ in their environment only (``server_env``): ``vllm`` has no
-general plugin loaded (``VLLM_PLUGINS=""``) or, with baseline mode
-``disable-env``, the plugin loaded but switched off (VLLM_MOE_ALIGN_DISABLE=1);
-``plugin`` has this plugin only (``VLLM_PLUGINS=moe_align``). In A/A mode
+The arms differ in their environment only (``server_env``): ``plugin`` has
+this plugin only (``VLLM_PLUGINS=moe_align``); ``vllm`` has it loaded but
+switched off (baseline mode ``disable-env``, the default:
+``VLLM_MOE_ALIGN_DISABLE=1``, so vLLM keeps its own function) or no general
+plugin at all (``plugins-off``: ``VLLM_PLUGINS=""``). The default keeps every
+vLLM setting of the two arms equal: vLLM hashes its own environment
+variables, ``VLLM_PLUGINS`` among them but not the plugin's switch, into the
+torch.compile cache key, so with ``plugins-off`` each arm compiles the model
+separately and the Triton kernels Inductor generates and tunes at run time
+can differ between the arms by tens of microseconds per step, whichever arm
+has the plugin. For the same reason the profiler's trace folder (part of
+vLLM's config) is one path for every server. In A/A mode
 (``--aa``) both arms get the baseline's environment: the ratio of two
 identical servers is the harness's own bias (start order, port, memory
 placement).
@@ -144,7 +152,7 @@ def non_defaults(spec: ServerSpec) -> list[str]:
     return notes
 
 
-def server_env(base: dict[str, str], arm: str, baseline_mode: str = "plugins-off") -> dict[str, str]:
+def server_env(base: dict[str, str], arm: str, baseline_mode: str = "disable-env") -> dict[str, str]:
     """The environment of an arm's server: ``environment.child_env`` (pid in
     every log line, spawned workers, no network, NVLink multicast off) with
     the plugin switched as ``baseline_mode`` says."""

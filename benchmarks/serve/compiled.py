@@ -12,7 +12,9 @@ function runs inside vLLM's fused-MoE custom op, which Dynamo does not trace,
 so it cannot add a graph break or an op to the graph. The cache directories
 themselves differ between the arms whenever ``VLLM_PLUGINS`` differs (vLLM
 hashes every vLLM environment variable that is not on its ignore list into
-the cache key); that alone says nothing.
+the cache key). Then each arm compiles on its own, and the Triton kernels
+that Inductor generates and tunes at run time may differ in speed between
+the arms: the report says whether every server used one cache folder.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class CompileInfo:
     capture_sizes: Optional[str]  # "<count> sizes, <min>-<max>"; None: not logged
     max_num_batched_tokens: Optional[int]
     graph_files: tuple[Path, ...] = ()
+    cache: Optional[str] = None  # the cache folders' keys (vLLM's hash of config and environment)
 
 
 def graph_digest(path: Path) -> str:
@@ -59,7 +62,20 @@ def read(log_text: str) -> CompileInfo:
         got = sorted({int(x) for x in m.group(1).replace(" ", "").split(",") if x})
         sizes = f"{len(got)} sizes, {got[0]}-{got[-1]}" if got else "none"
     batched = BATCHED_RE.search(log_text)
-    return CompileInfo("; ".join(digests) or None, sizes, int(batched.group(1)) if batched else None, files)
+    keys = sorted({cache_key(d) for d in dirs})
+    return CompileInfo("; ".join(digests) or None, sizes, int(batched.group(1)) if batched else None, files,
+                       "; ".join(keys) or None)
+
+
+def cache_key(cache_dir: str) -> str:
+    """The folder under ``torch_compile_cache`` (vLLM's hash of the
+    compile-relevant config and environment), else the folder itself."""
+    parts = Path(cache_dir).parts
+    if "torch_compile_cache" in parts:
+        i = parts.index("torch_compile_cache")
+        if i + 1 < len(parts):
+            return parts[i + 1]
+    return cache_dir
 
 
 def keep_graphs(info: CompileInfo, log_dir: Path, tag: str) -> list[Path]:

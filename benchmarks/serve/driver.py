@@ -16,7 +16,8 @@ is printed (and appended to ``progress.log``), and the report files are
 rewritten after every round, so a run cut short keeps what it finished;
 ``--resume`` continues it (the arm-rounds not yet complete), ``--time-budget``
 stops before a server start or round that would not fit. With ``--profile``,
-each arm's server of the last round runs one profiled load per concurrency.
+each arm's first server runs one profiled load per concurrency before its
+measured loads, so a run stopped by its budget keeps its profiles.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class ModelRun:
         return ServerSpec(arm=arm, model=self.model, model_dir=self.work / "model",
                           port=a.port + ARMS.index(arm), tp=a.tp, ep=a.ep,
                           gpu_memory_utilization=self.util, capture_sizes=a.capture,
-                          profile_dir=self.work / "traces" / tag / "live" if a.profile else None,
+                          profile_dir=self.work / "traces" / "live" if a.profile else None,
                           custom_all_reduce=a.custom_all_reduce, extra_args=tuple(a.serve_arg))
 
     def load(self, rnd: int, level: int, c: int, output_len: Optional[int] = None,
@@ -217,18 +218,18 @@ class ModelRun:
         a = self.args
         for rnd in range(1, a.rounds + 1):
             for arm in round_order(rnd, a.order):
-                last = rnd == a.rounds
-                if self.done(rnd, arm) and not (last and self.needs_profile(arm)):
+                if self.done(rnd, arm) and not self.needs_profile(arm):
                     continue
                 self.budget("start", "arm")
-                t0, server = time.monotonic(), self.start(arm, f"r{rnd}-{arm}")
+                server = self.start(arm, f"r{rnd}-{arm}")
                 try:
+                    if self.needs_profile(arm):
+                        self.profile(server)
+                    t1 = time.monotonic()
                     for level, c in enumerate(a.concurrency):
                         if not self.done(rnd, arm):
                             self.measure(server, rnd, level, c)
-                    self.costs["arm"] = time.monotonic() - t0 - self.costs["start"]
-                    if last and self.needs_profile(arm):
-                        self.profile(server)
+                    self.costs["arm"] = time.monotonic() - t1
                 finally:
                     server.stop()
             self.round_done(rnd)
@@ -244,6 +245,9 @@ class ModelRun:
             for arm in ARMS:
                 self.budget("start", "start", "round")
                 servers[arm] = self.start(arm, f"{arm}-{earlier + 1}" if earlier else arm)
+            for arm in ARMS:
+                if self.needs_profile(arm):
+                    self.profile(servers[arm])
             for rnd in todo:
                 self.budget("round")
                 t0 = time.monotonic()
@@ -252,9 +256,6 @@ class ModelRun:
                         self.measure(servers[arm], rnd, level, c)
                 self.costs["round"] = time.monotonic() - t0
                 self.round_done(rnd)
-            for arm in ARMS:
-                if self.needs_profile(arm):
-                    self.profile(servers[arm])
         finally:
             for server in servers.values():
                 server.stop()

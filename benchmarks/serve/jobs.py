@@ -110,6 +110,7 @@ def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_s
     compiled.keep_graphs(info, log_dir, server.tag)
     result.graph, result.capture_sizes = info.graph, info.capture_sizes
     result.max_num_batched_tokens = info.max_num_batched_tokens
+    result.compile_cache = info.cache
     result.graph_problem = compiled.compare(graph_reference, info.graph)
     return result
 
@@ -122,6 +123,10 @@ def profile_server(server: Server, expect: str, loads: list[Load], dest: Path, l
     rows, problems = [], []
     for load in loads:
         c = load.concurrency
+        # every server writes into one folder (a path of vLLM's config: one
+        # path keeps the compile cache shared); leave nothing of an earlier bracket
+        for stale in trace.find_traces(server.spec.profile_dir):
+            stale.unlink()
         try:
             server.post("/start_profile", {}, timeout=300.0)
         except (urllib.error.URLError, OSError) as exc:

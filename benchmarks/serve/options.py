@@ -54,9 +54,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     help="requests per load: this times the concurrency, at least --min-prompts")
     ap.add_argument("--min-prompts", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0, help="base seed of the random dataset")
-    ap.add_argument("--baseline", choices=BASELINE_MODES, default="plugins-off",
-                    help="baseline arm: plugins-off (VLLM_PLUGINS=\"\") or disable-env (plugin "
-                         "loaded, VLLM_MOE_ALIGN_DISABLE=1)")
+    ap.add_argument("--baseline", choices=BASELINE_MODES, default="disable-env",
+                    help="baseline arm: disable-env (default: plugin loaded and switched off, so both "
+                         "arms have the same vLLM environment and share one torch.compile cache) or "
+                         "plugins-off (VLLM_PLUGINS=\"\": a vLLM setting, so each arm compiles "
+                         "separately, and their Inductor kernels can differ)")
     ap.add_argument("--gpu-memory-utilization", type=float, default=None,
                     help=f"per server (default: vLLM's; {HALF_MEMORY} with --strategy both-up)")
     ap.add_argument("--capture-sizes", default="default",

@@ -58,7 +58,8 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device
     settings (every non-default option), load, arms."""
     experts, topk = moe_shape(cfg)
     baseline = ("`VLLM_PLUGINS=\"\"` (no general plugin)" if a.baseline == "plugins-off"
-                else "`VLLM_PLUGINS=moe_align VLLM_MOE_ALIGN_DISABLE=1` (plugin loaded, off)")
+                else "`VLLM_PLUGINS=moe_align VLLM_MOE_ALIGN_DISABLE=1` (plugin loaded and switched off: "
+                     "vLLM's own function runs, and vLLM's settings equal the plugin arm's)")
     return [
         f"{device}; {vllm}",
         f"model: {model} shape ({cfg['architectures'][0]}, {cfg['num_hidden_layers']} layers, "
@@ -134,12 +135,25 @@ def ratio_name(labels: dict[str, str]) -> str:
 def checks_table(checks: list[ServerCheck], labels: dict[str, str] = ARM_LABELS) -> str:
     rows = [[c.tag, labels[c.arm], fmt(c.ready_s, 0), c.processes,
              "; ".join(c.plugin_problems or []) or "ok", c.tokens_verdict, c.graph_verdict,
-             c.capture_sizes or "-", fmt(c.max_num_batched_tokens)]
+             c.compile_cache or "-", c.capture_sizes or "-", fmt(c.max_num_batched_tokens)]
             for c in checks]
     return markdown_table(["server start", "arm", "ready after s", "plugin line / processes",
                            "plugin line check", "greedy tokens vs first baseline",
-                           "compiled graph (sha256, pieces)", "CUDA-graph sizes",
+                           "compiled graph (sha256, pieces)", "compile cache", "CUDA-graph sizes",
                            "max_num_batched_tokens"], rows)
+
+
+def cache_line(checks: list[ServerCheck]) -> Optional[str]:
+    """Whether every server used one torch.compile cache (None: none logged)."""
+    keys = {c.compile_cache for c in checks if c.compile_cache}
+    if not keys:
+        return None
+    if len(keys) == 1:
+        return ("compile cache: every server used one torch.compile cache folder, so both arms ran "
+                "the same Inductor kernels")
+    return (f"compile cache: {len(keys)} different torch.compile cache folders, so each server may run "
+            "Inductor kernels of its own (tuned at run time, their speed can differ between the arms "
+            "by tens of us per step)")
 
 
 def profile_table(rows: list[dict[str, Any]], labels: dict[str, str] = ARM_LABELS) -> str:
@@ -203,7 +217,8 @@ def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs
              concurrency: list[int], profile_rows: list[dict[str, Any]],
              problems: list[str], labels: dict[str, str] = ARM_LABELS) -> str:
     """The whole report."""
-    parts = [f"# {title}", "", *[f"- {line}" for line in setting_lines], "",
+    cache = cache_line(checks)
+    parts = [f"# {title}", "", *[f"- {line}" for line in [*setting_lines, *([cache] if cache else [])]], "",
              "## Checks", "", checks_table(checks, labels) if checks else "(no server started)", ""]
     if problems:
         parts += ["Problems:", "", *[f"- {p}" for p in problems], ""]

@@ -94,12 +94,16 @@ def log_compile(model: str, sizes: list[int]) -> None:
     server when ``STANDIN_GRAPH_DIFF`` is set), the capture sizes, the
     scheduler's token budget."""
     extra = PLUGIN_ON and bool(os.environ.get("STANDIN_GRAPH_DIFF"))
-    cache = os.path.join(os.path.dirname(os.path.abspath(model)), "compile_cache",
-                         "plugin" if PLUGIN_ON else "baseline", "rank_0_0", "backbone")
+    # like vLLM: the key hashes VLLM_PLUGINS, not the plugin's own switch
+    key = "k" + str(sum(map(ord, os.environ.get("VLLM_PLUGINS", "-")))) + ("x" if extra else "")
+    cache = os.path.join(os.path.dirname(os.path.abspath(model)), "torch_compile_cache", key,
+                         "rank_0_0", "backbone")
     os.makedirs(cache, exist_ok=True)
     pieces = 3 if extra else 2
-    with open(os.path.join(cache, "computation_graph.py"), "w") as f:
-        f.write("".join(f"class submod_{i}(torch.nn.Module):\n    pass\n" for i in range(pieces)))
+    graph = os.path.join(cache, "computation_graph.py")
+    if not os.path.exists(graph):
+        with open(graph, "w") as f:
+            f.write("".join(f"class submod_{i}(torch.nn.Module):\n    pass\n" for i in range(pieces)))
     LOG.info("Using cache directory: %s for vLLM's torch.compile", cache)
     LOG.info("Initializing a V1 LLM engine (v%s) with config: compilation_config={'cudagraph_capture_sizes': "
              "%s, 'mode': 3}", VERSION, sorted(sizes, reverse=True))
