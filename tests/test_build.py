@@ -450,7 +450,7 @@ def test_expected_cuda_code_of_an_arch_list() -> None:
                     reason="builds a wheel (minutes): VLLM_MOE_ALIGN_TEST_WHEEL=1")
 def test_wheel_build_holds_the_library_for_every_arch(tmp_path: Path) -> None:
     if importlib.util.find_spec("build") is None:
-        pytest.skip("needs the build package (make wheel-tools)")
+        pytest.skip("needs the build package (pip install build; make wheel builds in .venv-build)")
     env = {**os.environ, "VLLM_MOE_ALIGN_WHEEL": "1", "VLLM_MOE_ALIGN_BUILD_BASE": str(tmp_path / "b"),
            "TORCH_CUDA_ARCH_LIST": setup_py.WHEEL_ARCHS}
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
