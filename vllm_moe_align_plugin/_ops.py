@@ -34,6 +34,7 @@ from typing import Any, Optional
 import torch
 
 from .binary import explain_load_error, read_build_info
+from .messages import describe
 
 
 def _library_path(name: str = "_C") -> Optional[str]:
@@ -197,14 +198,14 @@ def check_int(name: str, value: object) -> int:
     """``value`` as a Python int: an integer (anything with ``__index__`` but a
     bool) that fits the ops' 64-bit ints; else TypeError / ValueError naming
     ``name``. Every integer argument the package passes to an op goes through it."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool ({value!r})")
     try:
+        if isinstance(value, bool):
+            raise TypeError
         number = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})") from None
+        raise TypeError(f"{name} must be an int, got {describe(value)}") from None
     if not _INT64_MIN <= number <= _INT64_MAX:
-        raise ValueError(f"{name} must fit in a signed 64-bit integer, got {number}")
+        raise ValueError(f"{name} must fit in a signed 64-bit integer, got {describe(number)}")
     return number
 
 

@@ -27,6 +27,7 @@ import torch
 
 from . import _ops, devices
 from .contract import NEWEST, Contract
+from .messages import describe, preview
 
 AlignResult = Union[
     tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -118,17 +119,19 @@ def parameters_mismatch(
         return None
 
     def show(ps: tuple[Param, ...]) -> str:
-        return ", ".join(p.name if p.default is REQUIRED else f"{p.name}={p.default!r}"
+        return ", ".join(p.name if p.default is REQUIRED else f"{p.name}={preview(p.default)}"
                          for p in ps)
 
     return f"vLLM's is ({show(theirs)}), the {contract.name} contract's is ({show(ours)})"
 
 
 def _check_tensor(name: str, value: object, optional: bool = False) -> None:
+    """TypeError naming ``name`` unless ``value`` is a tensor (or None when
+    ``optional``)."""
     if not isinstance(value, torch.Tensor) and not (optional and value is None):
         what = "a torch.Tensor or None" if optional else "a torch.Tensor"
         hint = f"; {_ARG_ORDER_HINT}" if name == "expert_map" else ""
-        raise TypeError(f"{name} must be {what}, got {type(value).__name__} ({value!r}){hint}")
+        raise TypeError(f"{name} must be {what}, got {describe(value)}{hint}")
 
 
 def _check_args(

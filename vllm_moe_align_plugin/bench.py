@@ -29,6 +29,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from .contract import NEWEST, V0_17, Contract
+from .messages import describe
 from .reference import moe_align_block_size_reference
 
 VLLM_SO_ENV = "VLLM_MOE_ALIGN_VLLM_OP_SO"
@@ -223,8 +224,15 @@ def make_inputs(case: Case, device: str, count: int, seed: int = 0) -> list[torc
     ]
 
 
-def time_graph_us(calls: list[Callable[[], object]], calls_per_graph: int = 20,
-                  replays: int = 30, repeats: int = 5) -> float:
+#: graph timing: calls captured in one CUDA graph, replays per measurement, measurements
+CALLS_PER_GRAPH, GRAPH_REPLAYS, GRAPH_REPEATS = 20, 30, 5
+#: untimed calls before every eager timing, and the least time they take
+#: (one-time costs: lazy kernel loads, allocator growth, clocks ramping up)
+WARMUP_CALLS, WARMUP_S = 20, 0.05
+
+
+def time_graph_us(calls: list[Callable[[], object]], calls_per_graph: int = CALLS_PER_GRAPH,
+                  replays: int = GRAPH_REPLAYS, repeats: int = GRAPH_REPEATS) -> float:
     """Device time per call: calls captured in one CUDA graph, replayed."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -253,12 +261,27 @@ def time_graph_us(calls: list[Callable[[], object]], calls_per_graph: int = 20,
     return statistics.median(times)
 
 
-def time_eager_us(calls: list[Callable[[], object]], n: int = 2000, device: str = "cuda") -> float:
-    """Wall time per call of ``n`` back-to-back calls (then one synchronize)."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for fn in calls:
-        fn()
+def warm_up(calls: list[Callable[[], object]], sync: Callable[[], object],
+            calls_at_least: int = WARMUP_CALLS, seconds_at_least: float = WARMUP_S) -> int:
+    """Untimed calls, rotating over ``calls``: at least ``calls_at_least`` (and
+    one per callable), going on until ``seconds_at_least`` have passed.
+    Returns how many it made."""
+    done, start = 0, time.perf_counter()
+    while done < max(calls_at_least, len(calls)) or time.perf_counter() - start < seconds_at_least:
+        calls[done % len(calls)]()
+        done += 1
+        if done % len(calls) == 0:
+            sync()
     sync()
+    return done
+
+
+def time_eager_us(calls: list[Callable[[], object]], n: int = 2000, device: str = "cuda",
+                  warmup: int = WARMUP_CALLS) -> float:
+    """Wall time per call of ``n`` back-to-back calls (then one synchronize),
+    after ``warm_up`` (at least ``warmup`` untimed calls)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    warm_up(calls, sync, warmup)
     start = time.perf_counter()
     for k in range(n):
         calls[k % len(calls)]()
@@ -275,6 +298,26 @@ def available_impls(device: str, with_reference: bool = True) -> list[Impl]:
     if with_reference:
         impls.append(reference_impl())
     return impls
+
+
+def eager_calls_for(impl: Impl, eager_calls: int) -> int:
+    """How many calls an eager cell of ``impl`` times: ``eager_calls``, or a
+    twentieth of it (at least 20) for the slow reference, which is not graphed."""
+    return eager_calls if impl.graphable else max(20, eager_calls // 20)
+
+
+def timing_note(device: str, eager_calls: int, impls: Sequence[Impl],
+                warmup: int = WARMUP_CALLS) -> str:
+    """What one cell of ``format_table`` measured, with the number of calls
+    each implementation's cells time, for the line above the table."""
+    counts = ", ".join(f"{i.name} {eager_calls_for(i, eager_calls)}" for i in impls)
+    eager = (f"wall time per call of back-to-back calls ({counts} calls), after at least "
+             f"{warmup} untimed warm-up calls ({WARMUP_S * 1000:g} ms or more of them)")
+    if device != "cuda":
+        return f"each cell: {eager}"
+    return (f"each cell: graph / eager. graph: device time per call, {CALLS_PER_GRAPH} calls "
+            f"captured in one CUDA graph and replayed {GRAPH_REPLAYS} times, median of "
+            f"{GRAPH_REPEATS} such runs, after warm-up calls and replays; eager: {eager}")
 
 
 @dataclass
@@ -298,8 +341,8 @@ def run(cases: list[Case], device: str, impls: list[Impl], n_inputs: int = 4,
             for ids, fn in zip(inputs, calls):
                 validate(impl, fn(), ids, case.num_experts, case.block_size)
             graph = time_graph_us(calls) if device == "cuda" and impl.graphable else None
-            n = eager_calls if impl.graphable else max(20, eager_calls // 20)
-            rows.append(Row(case, impl.name, graph, time_eager_us(calls, n, device)))
+            eager = time_eager_us(calls, eager_calls_for(impl, eager_calls), device)
+            rows.append(Row(case, impl.name, graph, eager))
     return rows
 
 
@@ -319,7 +362,7 @@ def markdown_table(headers: Sequence[object], rows: Sequence[Sequence[object]],
     lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "|".join(rules) + "|"]
     for row in rows:
         if len(row) != n:
-            raise ValueError(f"a row has {len(row)} cells, headers {n}: {list(row)}")
+            raise ValueError(f"a row has {len(row)} cells, headers {n}: {describe(row)}")
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
 

@@ -6,7 +6,8 @@
   verify   random cases against the pure-torch reference on every device
   bench    the plugin against the reference (and vLLM's / SGLang's compiled
            ops when present) on one device
-  patch    check | apply | revert the static vLLM patch (patches/README.md)
+  patch    check | apply | revert | diff the static vLLM patch: vLLM's own
+           source binds the plugin's function, for setups without plugins
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from . import __version__, _ops, binary, devices
 from .contract import ALL, NEWEST, contract_for_vllm
 from .log import logger
+from .messages import preview
 from .vllm.env import DISABLE_ENV, PLUGIN_NAME, off_reason, running_vllm_version
 from .vllm.runtime import DEFINING_MODULE, NAME, OPS_MODULE
 
@@ -166,20 +168,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = bench.run(cases, device, impls, eager_calls=eager_calls)
     gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"moe_align_block_size on {gpu} (outputs validated against the reference first)")
+    print(bench.timing_note(device, eager_calls, impls))
     print(bench.format_table(rows, device))
     return 0
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
     """check: 0 when the tree is pristine or patched, 1 otherwise; apply: 0
-    when done or already applied; revert: 0 when done; 1 (files untouched)
-    when refused."""
+    when done or already applied; revert: 0 when done; diff: 0 with the diff
+    on stdout (the rest on stderr); 1 (files untouched) when refused."""
     from .vllm import source_patch
 
     try:
         target = source_patch.load_target(args.path, args.vllm_version)
-        print(f"vLLM {target.version} at {target.root} (version from {target.version_source})")
-        print(f"patch   patches/{target.contract.patch_file} ({target.contract.name} contract)")
+        about = sys.stderr if args.action == "diff" else sys.stdout
+        print(f"vLLM {target.version} at {target.root} (version from {target.version_source})",
+              file=about)
+        print(f"patch   the {target.contract.name} contract's static patch "
+              "(`vllm-moe-align patch diff` prints it)", file=about)
+        if args.action == "diff":
+            sys.stdout.write(source_patch.unified_diff(target))
+            return 0
         if args.action == "check":
             for f in target.files:
                 print(f"  {f.rel}: {f.status} ({f.detail})")
@@ -201,10 +210,43 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 
 def _at_least_one(text: str) -> int:
-    value = int(text)
+    """argparse type of ``--cases``: an integer >= 1, else an error saying so."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"needs an integer >= 1, got {preview(text)}")
     return value
+
+
+#: (name, one-line help, --help description) of each subcommand
+COMMANDS = {
+    "info": ("versions, kernels, per-device routing, whether vLLM loads it",
+             "Print the versions of the plugin, torch and vLLM, the compiled op and its "
+             "kernels, per visible device whether vLLM's calls run the plugin or vLLM's own "
+             "function (and why), and whether vLLM processes will load the plugin "
+             "(off switches included). Exit code 1 when the compiled op does not load."),
+    "verify": ("random cases against the reference on every device",
+               "Run random cases (sizes, expert maps, every vLLM line's contract) through the "
+               "plugin on every device it has kernels for, and compare each result with the "
+               "pure-torch reference, element for element. Exit code 1 on any difference."),
+    "bench": ("time the plugin against the reference and vLLM's op",
+              "Time the plugin, the pure-torch reference and, when installed, vLLM's and "
+              "SGLang's compiled ops on one device, after validating each one's outputs; "
+              "prints a markdown table and how many calls each cell timed."),
+    "patch": ("check, apply, revert or print the static vLLM patch",
+              "Patch vLLM's source once instead of loading the runtime plugin: two vLLM files "
+              "get one guarded block each, which binds the plugin's function when this "
+              "package is importable and does nothing otherwise. `diff` prints the change as "
+              "a unified diff (for `patch -p1` or `git apply` in the directory holding vllm/)."),
+}
+
+
+def _subparser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    """The subcommand ``name`` with its help line and its --help description."""
+    short, long = COMMANDS[name]
+    return sub.add_parser(name, help=short, description=long)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -212,23 +254,22 @@ def main(argv: Optional[list[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{info,verify,bench,patch}")
-    sub.add_parser("info", help="versions, kernels, per-device routing, whether vLLM loads it"
-                   ).set_defaults(fn=cmd_info)
-    p = sub.add_parser("verify", help="random cases against the reference on every device")
+    _subparser(sub, "info").set_defaults(fn=cmd_info)
+    p = _subparser(sub, "verify")
     p.add_argument("--cases", type=_at_least_one, default=300,
-                   help="number of random cases (at least 1; default 300)")
+                   help="number of random cases (an integer >= 1; default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
     p.set_defaults(fn=cmd_verify)
-    p = sub.add_parser("bench", help="time the plugin against the reference and vLLM's op")
+    p = _subparser(sub, "bench")
     p.add_argument("--quick", action="store_true", help="a few shapes, fewer calls")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None,
                    help="where to time (default: cuda when available, else cpu)")
     p.set_defaults(fn=cmd_bench)
-    p = sub.add_parser("patch", help="check, apply or revert the static vLLM patch (patches/)",
-                       description="Patch vLLM's source once instead of loading the runtime plugin.")
-    p.add_argument("action", choices=["check", "apply", "revert"],
+    p = _subparser(sub, "patch")
+    p.add_argument("action", choices=["check", "apply", "revert", "diff"],
                    help="check: state of each file; apply: add the plugin's block (no-op when "
-                        "already applied); revert: remove it byte for byte")
+                        "already applied); revert: remove it byte for byte; diff: print the "
+                        "change as a unified diff, writing nothing")
     p.add_argument("path", nargs="?", default=None,
                    help="directory holding vllm/ (source tree or site-packages); default: installed vLLM")
     p.add_argument("--vllm-version", default=None, help="the tree's version, when it cannot be read")

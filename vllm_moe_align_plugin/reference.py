@@ -30,6 +30,7 @@ from typing import Optional
 import torch
 
 from .contract import NEWEST, Contract
+from .messages import preview
 
 
 def moe_align_block_size_reference(
@@ -127,7 +128,7 @@ def rank_expert_map(num_experts: int, rank: int, ranks: int) -> torch.Tensor:
     ``0, 1, ...`` in global order, every other expert ``-1``. For example
     ``rank_expert_map(6, 1, 2)`` is ``[-1, -1, -1, 0, 1, 2]``."""
     if ranks < 1 or not 0 <= rank < ranks:
-        raise ValueError(f"rank {rank} of {ranks}: need 0 <= rank < ranks")
+        raise ValueError(f"rank {preview(rank)} of {preview(ranks)}: need 0 <= rank < ranks")
     per = -(-num_experts // ranks)
     first, last = min(rank * per, num_experts), min((rank + 1) * per, num_experts)
     emap = torch.full((num_experts,), -1, dtype=torch.int32)

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from ..messages import preview
+
 PLUGIN_NAME = "moe_align"
 DISABLE_ENV = "VLLM_MOE_ALIGN_DISABLE"
 PLUGINS_ENV = "VLLM_PLUGINS"
@@ -31,7 +33,7 @@ def off_reason() -> Optional[str]:
         return f"{DISABLE_ENV} is set"
     allow = os.environ.get(PLUGINS_ENV)
     if allow is not None and PLUGIN_NAME not in [x.strip() for x in allow.split(",")]:
-        return f"{PLUGINS_ENV}={allow!r} does not list {PLUGIN_NAME!r}"
+        return f"{PLUGINS_ENV}={preview(allow)} does not list {PLUGIN_NAME!r}"
     return None
 
 

@@ -130,14 +130,23 @@ def _enabled_line(state: _State) -> str:
 
     backends = ["CPU"] + ([f"CUDA ({', '.join(_ops.cuda_archs())})"]
                           if _ops.has_backend("cuda") else [])
-    now = len(patched_modules())
     return (
         f"vllm-moe-align-plugin {__version__} on for vLLM {state.vllm_version} "
         f"({state.contract.name} contract): {DEFINING_MODULE}.{NAME} and "
         f"{OPS_MODULE}.{NAME} run the plugin's op, wherever vLLM imports them "
-        f"({now} module{'s' if now != 1 else ''} already imported, the rest as they are); "
+        f"({_where_replaced(len(patched_modules()))}); "
         f"kernels: {', '.join(backends)}; other devices keep vLLM's function"
     )
+
+
+def _where_replaced(loaded: int) -> str:
+    """The part of the enabled line that says where the function was swapped
+    now and what happens to vLLM modules imported afterwards."""
+    later = "modules loaded later get the plugin's function when they import it"
+    if loaded == 0:
+        return f"no vLLM module that uses it is loaded yet; {later}"
+    modules = "module" if loaded == 1 else "modules"
+    return f"replaced in the {loaded} vLLM {modules} loaded so far; {later}"
 
 
 def unregister() -> None:

@@ -29,6 +29,7 @@ import logging
 from typing import Any, Callable, Optional
 
 from ..log import announce, logger
+from ..messages import describe
 from .env import DISABLE_ENV, disabled_by_env, running_vllm_version
 
 KINDS = ("python", "op")
@@ -41,7 +42,7 @@ _WHERE = {
 def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[..., Any]], str]:
     """(replacement, message) or (None, reason to keep ``original``)."""
     if kind not in KINDS:
-        return None, f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})"
+        return None, f"unknown kind {describe(kind)} (expected one of {', '.join(KINDS)})"
     if disabled_by_env():
         return None, f"disabled by {DISABLE_ENV}"
     from ..contract import contract_for_vllm

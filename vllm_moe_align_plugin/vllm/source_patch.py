@@ -34,6 +34,7 @@ that they are).
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import os
 import tempfile
@@ -309,6 +310,25 @@ def _write_all(root: Path, contents: dict[str, tuple[str, str]]) -> None:
 
 def _describe(target: Target) -> str:
     return "; ".join(f"{f.rel}: {f.status} ({f.detail})" for f in target.files)
+
+
+def unified_diff(target: Target) -> str:
+    """The git-style unified diff (paths ``a/vllm/...``, ``b/vllm/...``; apply
+    with ``patch -p1`` or ``git apply`` in the directory holding ``vllm/``) of
+    the change ``apply`` makes to ``target``: from its files as they are when
+    pristine, to them as they are when patched. Refuses any other tree."""
+    status = target.status()
+    if status not in (PRISTINE, PATCHED):
+        raise PatchError(f"vLLM {target.version} at {target.root} is {status}, no diff to show: "
+                         f"{_describe(target)}")
+    out = []
+    for f in target.files:
+        before, after = (f.text, f.patched_text) if status == PRISTINE else (f.pristine_text, f.text)
+        out.append(f"diff --git a/{f.rel} b/{f.rel}\n")
+        out.extend(difflib.unified_diff(before.splitlines(keepends=True),
+                                        after.splitlines(keepends=True),
+                                        fromfile=f"a/{f.rel}", tofile=f"b/{f.rel}", n=3))
+    return "".join(out)
 
 
 def apply(target: Target) -> list[str]:
