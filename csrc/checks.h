@@ -9,8 +9,9 @@
 //   std::string dtype_name(t)       "Float", "Long", ... (messages only)
 //   bool same_device(a, b)
 //   std::string device_name(t)      "cuda:0", ... (messages only)
-//   int64_t numel(t), dim(t), size(t, d)
+//   int64_t numel(t), dim(t), size(t, d), stride(t, d)
 //   bool is_contiguous(t)
+//   void* data(t)
 #pragma once
 
 #include "errors.h"
@@ -144,8 +145,81 @@ std::string shape_of(const T& t) {
   return out + "]";
 }
 
-// Validates the out-variant's arguments (dtypes, devices, sizes, limits) and
-// returns the problem description.
+// Bytes per element of the dtypes the ops accept (Dtype).
+inline int64_t element_bytes(int dtype) {
+  return dtype == kInt64 ? 8 : dtype == kInt32 ? 4 : dtype == kInt16 ? 2 : 1;
+}
+
+// The bytes [begin, end) that hold a tensor's elements: from the lowest to
+// the highest element address, given its data pointer, sizes and strides.
+// For a non-contiguous tensor this includes the gaps between its elements,
+// so a buffer placed in those gaps counts as overlapping (a layout no caller
+// needs, and refusing it keeps the test to one comparison per pair). A
+// tensor without elements occupies no bytes.
+struct ByteSpan {
+  uintptr_t begin = 0;
+  uintptr_t end = 0;
+};
+
+template <typename T>
+ByteSpan byte_span(const T& t, int64_t element_size) {
+  using TT = TensorTraits<T>;
+  if (TT::numel(t) == 0) return {};
+  int64_t low = 0, high = 0;  // element offsets of the lowest and highest element
+  for (int64_t d = 0; d < TT::dim(t); ++d) {
+    const int64_t reach = (TT::size(t, d) - 1) * TT::stride(t, d);
+    (reach < 0 ? low : high) += reach;
+  }
+  const auto base = reinterpret_cast<uintptr_t>(TT::data(t));
+  return {base + static_cast<uintptr_t>(low * element_size),
+          base + static_cast<uintptr_t>((high + 1) * element_size)};
+}
+
+inline bool overlap(const ByteSpan& a, const ByteSpan& b) {
+  return a.begin != a.end && b.begin != b.end && a.begin < b.end && b.begin < a.end;
+}
+
+// No output shares a byte with another output or with an input. The kernels
+// read the inputs while they write the outputs, and write each output as if
+// nothing else wrote there, so any sharing gives a wrong result and no error
+// (sorted_token_ids over topk_ids can overwrite ids not yet read; a
+// num_tokens_post_pad inside expert_ids can end up holding an expert id).
+// The inputs may share memory with each other: both are only read.
+// Only data pointers, sizes and strides are compared (no storage lookup), so
+// the check costs a few comparisons per call; tensors on different devices
+// were refused before this runs. Expects the other checks to have passed:
+// the outputs and expert_map are int32.
+template <typename T>
+void check_no_overlap(const T& topk_ids, int ids_dtype, const T& sorted_token_ids,
+                      const T& expert_ids, const T& num_tokens_post_pad,
+                      const std::optional<T>& expert_map, const std::optional<T>& scatter_idx) {
+  struct Named {
+    const char* name;
+    ByteSpan span;
+  };
+  // The outputs first, then the inputs: a pair is checked when its first
+  // member is an output, and messages name the output first.
+  Named all[6];
+  int outputs = 0;
+  all[outputs++] = {"sorted_token_ids", byte_span(sorted_token_ids, 4)};
+  all[outputs++] = {"expert_ids", byte_span(expert_ids, 4)};
+  all[outputs++] = {"num_tokens_post_pad", byte_span(num_tokens_post_pad, 4)};
+  if (scatter_idx.has_value()) all[outputs++] = {"scatter_idx", byte_span(*scatter_idx, 4)};
+  int count = outputs;
+  all[count++] = {"topk_ids", byte_span(topk_ids, element_bytes(ids_dtype))};
+  if (expert_map.has_value()) all[count++] = {"expert_map", byte_span(*expert_map, 4)};
+  for (int i = 0; i < outputs; ++i) {
+    for (int j = i + 1; j < count; ++j) {
+      VLLM_MOE_ALIGN_CHECK_VALUE(!overlap(all[i].span, all[j].span), all[i].name, " and ",
+                                 all[j].name,
+                                 " overlap in memory; every output needs memory of its own, "
+                                 "apart from the other outputs and the inputs");
+    }
+  }
+}
+
+// Validates the out-variant's arguments (dtypes, devices, sizes, limits, no
+// output overlapping another argument) and returns the problem description.
 template <typename T>
 AlignProblem check_align_args(const T& topk_ids, int64_t num_experts, int64_t block_size,
                               const T& sorted_token_ids, const T& expert_ids,
@@ -198,6 +272,9 @@ AlignProblem check_align_args(const T& topk_ids, int64_t num_experts, int64_t bl
     VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(*scatter_idx) == numel, "scatter_idx must have ", numel,
                                " elements (one per route), got ", TT::numel(*scatter_idx));
   }
+
+  check_no_overlap(topk_ids, ids.dtype, sorted_token_ids, expert_ids, num_tokens_post_pad,
+                   expert_map, scatter_idx);
 
   AlignProblem p;
   p.ids_dtype = ids.dtype;

@@ -1,7 +1,6 @@
 // The bodies of the tensor ops, written once over the frontend's tensor type
 // T (at::Tensor or torch::stable::Tensor). Besides the checks' functions
 // (checks.h), TensorTraits<T> provides:
-//   void* data(t)
 //   T contiguous(t)                  t itself when already contiguous
 //   T to_int32(t)
 //   T empty_int32(like, sizes)       uninitialised, on like's device

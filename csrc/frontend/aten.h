@@ -28,6 +28,7 @@ struct TensorTraits<at::Tensor> {
   static int64_t numel(const T& t) { return t.numel(); }
   static int64_t dim(const T& t) { return t.dim(); }
   static int64_t size(const T& t, int64_t d) { return t.size(d); }
+  static int64_t stride(const T& t, int64_t d) { return t.stride(d); }
   static bool is_contiguous(const T& t) { return t.is_contiguous(); }
   static void* data(const T& t) { return t.data_ptr(); }
   static T contiguous(const T& t) { return t.contiguous(); }
