@@ -154,6 +154,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--serving", action="store_true",
+                    help="also the serving models' shapes (bench.SERVING_CASES): DeepSeek-V2-Lite and "
+                         "Qwen3-30B-A3B at decode and an 8192-token prefill")
     ap.add_argument("--first-call", action="store_true", help="also time first calls")
     ap.add_argument("--no-reference", action="store_true", help="skip the pure-torch reference")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -173,6 +176,8 @@ def main() -> int:
         print(table)
         return 0
     cases = bench.QUICK_CASES if args.quick else bench.CASES
+    if args.serving:
+        cases = cases + [c for c in bench.SERVING_CASES if c not in cases]
     impls = bench.available_impls(device, with_reference=not args.no_reference)
     t0 = time.time()
     rows = bench.run(cases, device, impls, eager_calls=2000 if device == "cuda" else 50)

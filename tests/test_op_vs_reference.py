@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from vllm_moe_align_plugin import contract as C
 from vllm_moe_align_plugin import moe_align_block_size
 from vllm_moe_align_plugin.api import drop_in_for
+from vllm_moe_align_plugin.bench import SERVING_CASES, Case
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
 
 NUMELS = [0, 1, 7, 64, 1000, 4096, 8192, 8193, 20000, 65536]
@@ -47,6 +48,15 @@ def test_grid(device: str, numel: int, num_experts: int, block_size: int, top_k:
     want = reference(ids, block_size, num_experts)
     got = moe_align_block_size(ids.to(device), block_size, num_experts)
     assert_same(got, want, f"numel={numel} E={num_experts} B={block_size}")
+
+
+@pytest.mark.parametrize("case", SERVING_CASES, ids=lambda c: c.label)
+def test_serving_shapes(device: str, case: Case) -> None:
+    """The serving models' shapes of the benchmark grid (random ids) equal the reference."""
+    ids = random_routes(case.numel, case.num_experts, top_k=case.top_k, seed=case.numel + case.num_experts)
+    want = reference(ids, case.block_size, case.num_experts)
+    got = moe_align_block_size(ids.to(device), case.block_size, case.num_experts)
+    assert_same(got, want, case.label)
 
 
 OPTION_CASES = [

@@ -61,6 +61,17 @@ CASES = [
     Case(16384, 4, 128, 128), Case(16384, 8, 256, 128), Case(32768, 8, 128, 128),
     Case(65536, 8, 256, 128),
 ]
+# The serving models' shapes (``benchmarks/serve``), decode at 1 and 8
+# requests and an 8192-token prefill chunk (vLLM's default
+# max_num_batched_tokens), with the block size vLLM 0.26's Triton MoE picks
+# for them on an H200: DeepSeek-V2-Lite (64 experts, top-6; vLLM's default
+# config: 16 up to 32 tokens, 128 above 512) and Qwen3-30B-A3B (128 experts,
+# top-8; its tuned config: 16 at 1-64 tokens, 128 from 1024). vLLM 0.26 skips
+# the align step itself where tokens x top-k x 4 <= experts (both 1-token rows).
+SERVING_CASES = [
+    Case(1, 6, 64, 16), Case(8, 6, 64, 16), Case(8192, 6, 64, 128),
+    Case(1, 8, 128, 16), Case(8, 8, 128, 16), Case(8192, 8, 128, 128),
+]
 #: the largest input the torch reference is timed on (it is slow)
 REFERENCE_MAX_NUMEL = 1 << 17
 QUICK_CASES = [Case(1, 8, 256, 16), Case(256, 8, 256, 16), Case(4096, 2, 64, 128),
