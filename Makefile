@@ -105,7 +105,8 @@ bench-gpu: build-inplace
 # build: the CUDA kernels need it) and the build tools, no vLLM. The CUDA
 # toolkit (nvcc) comes from the machine: CUDA_HOME, /usr/local/cuda, PATH, or
 # pip's nvidia-cuda-nvcc in BUILD_VENV (setup.py looks in that order).
-WHEEL_ARCHS ?= 8.0;8.9;9.0a;10.0+PTX
+# The archs are setup.py's WHEEL_ARCHS (one place); WHEEL_ARCHS=... overrides.
+WHEEL_ARCHS ?= $(shell sed -n 's/^WHEEL_ARCHS = "\(.*\)"$$/\1/p' setup.py)
 WHEEL_TORCH ?= 2.14.0
 WHEEL_DIR ?= build/dist
 WHEEL_BUILD := build/wheel
