@@ -299,7 +299,12 @@ def test_inplace_metadata(tmp_path: Path) -> None:
         (dist / "entry_points.txt").read_text()
     parsed = inplace._parse_toml_subset((REPO / "pyproject.toml").read_text())["project"]
     name, version, groups = inplace.read_project(REPO)
-    assert (parsed["name"], parsed["version"]) == (name, version)
+    import vllm_moe_align_plugin
+
+    # the version has one place, the package's __version__ (pyproject.toml reads it)
+    assert "version" not in parsed and version == vllm_moe_align_plugin.__version__
+    assert parsed["name"] == name and dist.name == f"vllm_moe_align_plugin-{version}.dist-info"
+    assert f"Version: {version}\n" in (dist / "METADATA").read_text()
     assert parsed["entry-points"] == groups
 
 

@@ -3,7 +3,8 @@
 vLLM finds plugins through the entry points of installed distributions. A
 project built with ``setup.py build_ext --inplace`` and put on PYTHONPATH has
 none, so this writes a minimal ``NAME-VERSION.dist-info`` (METADATA and
-entry_points.txt, from pyproject.toml's ``[project]``) into a folder that goes
+entry_points.txt, from pyproject.toml's ``[project]`` and the package's
+``__version__``) into a folder that goes
 on PYTHONPATH next to it. Nothing is written into the interpreter's environment.
 
     python -m tools.wheelhouse.inplace PROJECT_ROOT META_DIR
@@ -48,7 +49,18 @@ def read_project(root: Path) -> tuple[str, str, dict[str, dict[str, str]]]:
     except ImportError:  # Python < 3.11
         data = _parse_toml_subset(text)
     project = data["project"]
-    return project["name"], project["version"], project.get("entry-points", {})
+    version = project.get("version") or package_version(root)
+    return project["name"], version, project.get("entry-points", {})
+
+
+def package_version(root: Path) -> str:
+    """The package's ``__version__`` (pyproject.toml takes it from there:
+    ``[tool.setuptools.dynamic]``), read from the source without importing it."""
+    init = root / "vllm_moe_align_plugin" / "__init__.py"
+    m = re.search(r'^__version__\s*=\s*"([^"]+)"', init.read_text(), re.M)
+    if m is None:
+        raise ValueError(f"no __version__ = \"...\" line in {init}")
+    return m.group(1)
 
 
 def write_metadata(root: Path, meta: Path) -> Path:
