@@ -49,14 +49,20 @@ def read_project(root: Path) -> tuple[str, str, dict[str, dict[str, str]]]:
     except ImportError:  # Python < 3.11
         data = _parse_toml_subset(text)
     project = data["project"]
-    version = project.get("version") or package_version(root)
+    version = project.get("version") or package_version(root, project["name"])
     return project["name"], version, project.get("entry-points", {})
 
 
-def package_version(root: Path) -> str:
+def package_version(root: Path, dist_name: str) -> str:
     """The package's ``__version__`` (pyproject.toml takes it from there:
-    ``[tool.setuptools.dynamic]``), read from the source without importing it."""
+    ``[tool.setuptools.dynamic]``), read from the source without importing
+    it; where ``root`` has no source package (a copy of the repository
+    tested against an installed wheel), the installed distribution's."""
     init = root / "vllm_moe_align_plugin" / "__init__.py"
+    if not init.exists():
+        import importlib.metadata
+
+        return importlib.metadata.version(dist_name)
     m = re.search(r'^__version__\s*=\s*"([^"]+)"', init.read_text(), re.M)
     if m is None:
         raise ValueError(f"no __version__ = \"...\" line in {init}")
