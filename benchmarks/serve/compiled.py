@@ -15,6 +15,10 @@ hashes every vLLM environment variable that is not on its ignore list into
 the cache key). Then each arm compiles on its own, and the Triton kernels
 that Inductor generates and tunes at run time may differ in speed between
 the arms: the report says whether every server used one cache folder.
+When they share it (the default baseline), the graph file is the first
+server's and later servers load its compiled code: the graph check then
+shows only that every server used one graph, and the profile's kernel check
+(``trace.check_kernels``) shows that each arm ran its own align kernels.
 """
 
 from __future__ import annotations
