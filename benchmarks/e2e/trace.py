@@ -84,14 +84,7 @@ class TraceSummary:
 
     def kernel_table(self, kind: str) -> dict[str, list[float]]:
         """Per kernel name, [launches, us] per step of ``kind`` (means)."""
-        steps = [s for s in self.steps if s.kind == kind]
-        table: dict[str, list[float]] = {}
-        for step in steps:
-            for name, (launches, us) in step.kernels.items():
-                row = table.setdefault(name, [0.0, 0.0])
-                row[0] += launches / len(steps)
-                row[1] += us / len(steps)
-        return table
+        return mean_tables([s.kernels for s in self.steps if s.kind == kind])
 
 
 def classify_step(name: str) -> Optional[str]:
@@ -251,7 +244,8 @@ def summarize_traces(traces: list[TraceSummary]) -> dict[str, Any]:
 
 
 def mean_tables(tables: list[dict[str, list[float]]]) -> dict[str, list[float]]:
-    """The mean of per-worker kernel tables (a kernel missing in one counts 0)."""
+    """The mean of kernel tables ([launches, us] by name; per step or per
+    worker), a kernel missing from one counting 0 there; {} for none."""
     out: dict[str, list[float]] = {}
     for table in tables:
         for name, (launches, us) in table.items():
