@@ -209,7 +209,7 @@ class ModelRun:
         cs = summary.cells(self.records)
         parts = [f"c={c} {x.interval.point:.3f}" for c in self.args.concurrency
                  if (x := summary.find(cs, c, summary.RATIO_ARM, "output_tok_s")) and x.interval]
-        self.say(f"round {rnd}/{self.args.rounds} done; tok/s {self.ratio_label} so far: "
+        self.say(f"round {rnd}/{self.args.rounds} done; tok/s {report.ratio_name(self.labels)} so far: "
                  + (", ".join(parts) or "-"))
         self.write_report()
 
@@ -297,10 +297,6 @@ class ModelRun:
         argvs = [serve_command(self.spec(arm, "check"), self.args.python)[3:] for arm in ARMS]
         argvs.append(self.bench_argv()[3:])
         cli_check.parse_with_vllm(self.args.python, argvs, ["model_tag"], client_env(dict(os.environ)))
-
-    @property
-    def ratio_label(self) -> str:
-        return f"{self.labels['plugin']}/{self.labels['vllm']}"
 
     def graph_reference(self) -> Optional[str]:
         """The compiled-graph digest of the first server that logged one."""
