@@ -12,7 +12,6 @@ helpers.
 from __future__ import annotations
 
 import argparse
-import difflib
 import hashlib
 import json
 import os
@@ -88,17 +87,12 @@ def extract(archive: Path, dest: Path) -> Path:
 
 def unified_diff(target: source_patch.Target) -> str:
     """The git-style unified diff (paths a/vllm/..., b/vllm/...) that ``apply``
-    makes on a pristine ``target``."""
+    makes on ``target``, which must be pristine: a patch is made from the
+    release as published (``source_patch.unified_diff`` writes the diff)."""
     if target.status() != source_patch.PRISTINE:
         states = "; ".join(f"{f.rel}: {f.status}" for f in target.files)
         raise source_patch.PatchError(f"a patch is made from a pristine tree: {states}")
-    out = []
-    for f in target.files:
-        out.append(f"diff --git a/{f.rel} b/{f.rel}\n")
-        out.extend(difflib.unified_diff(f.text.splitlines(keepends=True),
-                                        f.patched_text.splitlines(keepends=True),
-                                        fromfile=f"a/{f.rel}", tofile=f"b/{f.rel}", n=3))
-    return "".join(out)
+    return source_patch.unified_diff(target)
 
 
 def patch_file_text(target: source_patch.Target) -> str:
