@@ -8,6 +8,7 @@ against the stand-in server. The GPU runs themselves need vLLM 0.26 and GPUs."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from benchmarks.serve import __main__ as serve_main
 from benchmarks.serve import (
     checks,
     cli_check,
+    client,
     commands,
     compiled,
     driver,
@@ -32,6 +34,7 @@ from benchmarks.serve import (
     stats,
     summary,
 )
+from benchmarks.serve import server as server_mod
 from benchmarks.serve.standin import write_package
 from benchmarks.serve.tokenizer import vocabulary, write_model_tokenizer
 
@@ -347,6 +350,10 @@ def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert len(recs) == 12 and all(r.ok for r in recs) and {r.server for r in recs} == {"vllm", "plugin"}
     assert [r.arm for r in recs[:4]] == ["vllm", "plugin", "vllm", "plugin"]  # per level, paired
     assert (logs_dir / "progress.log").read_text().count("round 2 ") == 4
+    # one load generator served every load: warm-up, profile and rounds
+    pids = {line.rsplit("(process ", 1)[1] for log in logs_dir.glob("*.log")
+            for line in log.read_text().splitlines() if line.startswith("stand-in bench:")}
+    assert len(list(logs_dir.glob("bench-*.log"))) == 12 and len(pids) == 1, pids
     _gone(logs_dir)
 
 
@@ -368,6 +375,53 @@ def test_driver_restart_fails_on_tokens_and_plugin_line(tmp_path: Path, monkeypa
     assert [(r.round, r.arm) for r in recs] == [(1, "vllm"), (1, "plugin"), (2, "plugin"), (2, "vllm"),
                                                 (3, "vllm"), (3, "plugin")]
     _gone(logs_dir)
+
+
+def test_driver_records_a_failed_load_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A load whose client raises is a failed record with the client's
+    error; the other level's loads of the same process still count."""
+    _standin(tmp_path, monkeypatch, STANDIN_BENCH_FAIL="3")
+    assert _run(tmp_path, 18491, "--strategy", "both-up") == 1
+    printed = capsys.readouterr().out
+    assert "round 1 vllm c=3: vllm bench serve: RuntimeError: stand-in bench: asked to fail at " \
+           "concurrency 3 (log bench-r1-vllm-c3.log)" in printed, printed
+    recs = results.load_records(tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs" / "rounds.jsonl")
+    assert [(r.concurrency, r.ok) for r in recs] == ([(1, True)] * 2 + [(3, False)] * 2) * 3
+
+
+def test_bench_client_timeout_and_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load past its timeout kills the load generator's group; the next
+    load starts a fresh one; a load that raises is a failed load, not a dead client."""
+    _standin(tmp_path, monkeypatch, STANDIN_BENCH_FAIL="7")
+    model = models.write_model("deepseek-v2-lite", tmp_path / "m")
+    spec = commands.ServerSpec("vllm", "deepseek-v2-lite", model, 18495)
+    server = subprocess.Popen([sys.executable, str(STANDIN), *commands.serve_command(spec, "x")[3:]],
+                              stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    bench = commands.BenchSpec(spec, 2, 2, 8, 2, 5, tmp_path / "r.json")
+    bench_client = client.BenchClient(sys.executable, ROOT, tmp_path / "client.log")
+    try:
+        for _ in range(50):
+            if not server_mod.port_free("127.0.0.1", 18495):
+                break
+            time.sleep(0.2)
+        monkeypatch.setenv("STANDIN_BENCH_SLEEP", "30")
+        assert bench_client.run(bench, tmp_path / "a.log", timeout=3) is None
+        assert bench_client.proc is None and "timed out after 3 s" == bench_client.last_error
+        monkeypatch.delenv("STANDIN_BENCH_SLEEP")
+        assert bench_client.run(bench, tmp_path / "b.log", timeout=60) == 0, (tmp_path / "b.log").read_text()
+        assert json.loads(bench.result_file.read_text())["completed"] == 2
+        first = bench_client.proc.pid
+        bad = dataclasses.replace(bench, concurrency=7)
+        assert bench_client.run(bad, tmp_path / "c.log", timeout=60) == 1
+        assert bench_client.last_error == "RuntimeError: stand-in bench: asked to fail at concurrency 7"
+        assert bench_client.last_error in (tmp_path / "c.log").read_text()
+        assert bench_client.run(bench, tmp_path / "d.log", timeout=60) == 0 and bench_client.proc.pid == first
+    finally:
+        bench_client.close()
+        os.killpg(server.pid, 9)
+        server.wait()
 
 
 def test_driver_aa_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -422,7 +476,8 @@ def test_compile_facts_from_a_log(tmp_path: Path) -> None:
 
 def test_real_bench_client_against_the_standin(tmp_path: Path) -> None:
     """The installed ``vllm bench serve`` with the harness's command line,
-    tokenizer and result reader, against the stand-in server."""
+    tokenizer and result reader, against the stand-in server: as its own
+    process and through the harness's long-lived load generator."""
     pytest.importorskip("vllm.benchmarks.serve")
     model = models.write_model("qwen3-30b-a3b", tmp_path / "model")
     write_model_tokenizer(model, models.FULL_MODELS["qwen3-30b-a3b"])
@@ -430,15 +485,27 @@ def test_real_bench_client_against_the_standin(tmp_path: Path) -> None:
     env = commands.server_env(dict(os.environ), "vllm")
     server = subprocess.Popen([sys.executable, str(STANDIN), *commands.serve_command(spec, "x")[3:]], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    bench_client = client.BenchClient(sys.executable, ROOT, tmp_path / "client.log")
     try:
         bench = commands.BenchSpec(spec, 3, 6, 64, 8, 5, tmp_path / "res" / "r.json", (("ab_arm", "vllm"),))
         (tmp_path / "res").mkdir()
         out = subprocess.run(commands.bench_command(bench, sys.executable), capture_output=True, text=True,
                              env=commands.client_env(dict(os.environ)), timeout=300)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        # the same loads through one long-lived load generator: vLLM's own parser and main
+        twice = [dataclasses.replace(bench, seed=seed, result_file=tmp_path / "res" / f"w{seed}.json")
+                 for seed in (5, 6)]
+        for b in twice:
+            code = bench_client.run(b, b.result_file.with_suffix(".log"), timeout=300)
+            assert code == 0, b.result_file.with_suffix(".log").read_text()[-3000:]
+        assert bench_client.proc is not None and bench_client.proc.poll() is None
     finally:
+        bench_client.close()
         os.killpg(server.pid, 9)
         server.wait()
+    worker = [results.read_result(b.result_file) for b in twice]
+    assert [(w["completed"], w["total_input_tokens"], w["ab_arm"]) for w in worker] == \
+        [(6, 6 * 64, "vllm")] * 2
     data = results.read_result(bench.result_file)
     assert data["ab_arm"] == "vllm" and data["completed"] == 6
     assert data["total_input_tokens"] == 6 * 64  # the tokenizer is exact: prompts of 64 tokens

@@ -108,6 +108,12 @@ def start_in_group(cmd: list[str], env: dict[str, str], log_path: Path,
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(cwd),
                                 start_new_session=True)
+    return track(proc)
+
+
+def track(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Remembers a child started in a group of its own, so that SIGTERM
+    (``kill_groups_on_sigterm``) ends its group too; returns it."""
     _RUNNING[proc.pid] = proc
     return proc
 

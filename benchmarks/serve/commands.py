@@ -190,14 +190,18 @@ class BenchSpec:
 
 
 def bench_command(b: BenchSpec, python: str) -> list[str]:
-    """``vllm bench serve``: the random dataset (fixed lengths, seed
+    """``vllm bench serve`` with ``bench_args(b)`` as its own command."""
+    return [python, "-m", CLI_MODULE, "bench", "serve", *bench_args(b)]
+
+
+def bench_args(b: BenchSpec) -> list[str]:
+    """The options of ``vllm bench serve``: the random dataset (fixed lengths, seed
     ``b.seed``), ``b.num_prompts`` requests all queued at once
     (request rate inf) with at most ``b.concurrency`` in flight, greedy,
     EOS ignored (every request generates ``output_len`` tokens), streamed
     through ``/v1/completions``; the result JSON to ``b.result_file``."""
     s = b.server
-    cmd = [python, "-m", CLI_MODULE, "bench", "serve",
-           "--backend", "openai", "--endpoint", "/v1/completions",
+    cmd = ["--backend", "openai", "--endpoint", "/v1/completions",
            "--host", s.host, "--port", str(s.port),
            "--model", str(s.model_dir), "--served-model-name", s.model,
            "--tokenizer", str(s.model_dir),

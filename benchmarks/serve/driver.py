@@ -35,6 +35,7 @@ from benchmarks.e2e import environment
 from benchmarks.e2e.models import model_config, write_model
 
 from . import checks, cli_check, jobs, options, report, state, summary
+from .client import BenchClient
 from .commands import (
     ARMS,
     BenchSpec,
@@ -49,6 +50,8 @@ from .commands import (
 from .results import JobRecord
 from .server import Server, ServerError
 from .tokenizer import write_model_tokenizer
+
+ROOT = Path(__file__).resolve().parents[2]  # the load generator runs here (the harness's package)
 
 
 class BudgetReached(Exception):
@@ -100,6 +103,8 @@ class ModelRun:
         self.vllm_line = installed_vllm(args.python)
         self.t0 = time.monotonic()
         self.costs: dict[str, float] = {}  # seconds of the last server start / arm-run / round
+        # one load generator for the whole run (vLLM imported once, not per load)
+        self.client = BenchClient(args.python, ROOT, self.log_dir / "client.log")
 
     # ------------------------------------------------------------------ pieces
     def spec(self, arm: str, tag: str) -> ServerSpec:
@@ -149,7 +154,7 @@ class ModelRun:
                 f"  ... {tag} still starting ({s:.0f} s)"))
             self.say(f"{tag} ready after {took:.0f} s; warming up")
             warm = [self.load(0, i, c, a.warmup_output_len, max(c, 4)) for i, c in enumerate(a.concurrency)]
-            self.problems += jobs.warm_up(server, warm, self.log_dir, a.python, a.bench_timeout)
+            self.problems += jobs.warm_up(server, warm, self.log_dir, self.client, a.bench_timeout)
             greedy = checks.GreedySpec(a.greedy_prompts, max_tokens=a.greedy_tokens)
             check = jobs.check_server(server, switch_of(arm, a.aa), greedy, int(self.cfg["vocab_size"]),
                                       a.tp, self.reference, self.graph_reference(), self.log_dir)
@@ -172,7 +177,7 @@ class ModelRun:
         rec = JobRecord(model=self.model, round=rnd, arm=server.spec.arm, concurrency=c,
                         num_prompts=load.num_prompts, seed=load.seed, server=server.tag)
         path = self.log_dir / f"bench-r{rnd}-{server.spec.arm}-c{c}.json"
-        rec = jobs.run_load(server, load, path, self.args.python, self.args.bench_timeout, rec)
+        rec = jobs.run_load(server, load, path, self.client, self.args.bench_timeout, rec)
         self.records = [r for r in self.records if (r.round, r.arm, r.concurrency) != (rnd, rec.arm, c)]
         self.records.append(rec)
         state.append(self.log_dir / state.ROUNDS, rec.__dict__)
@@ -193,7 +198,7 @@ class ModelRun:
                  for i, c in enumerate(a.concurrency)]
         rows, problems = jobs.profile_server(server, switch_of(server.spec.arm, a.aa), loads,
                                              self.work / "traces" / server.tag, self.log_dir,
-                                             a.python, a.bench_timeout, a.tp)
+                                             self.client, a.bench_timeout, a.tp)
         self.profile_rows = [r for r in self.profile_rows if r["arm"] != server.spec.arm] + rows
         for row in rows:
             state.append(self.log_dir / state.PROFILE, row)
@@ -349,6 +354,7 @@ class ModelRun:
             self.problems.append(first + (f" ... {rest[-1].strip()}" if rest else ""))
             self.say(f"STOPPED: {exc}")
         finally:
+            self.client.close()
             done = summary.rounds_done(self.records, self.args.concurrency)
             if done < self.args.rounds:
                 self.problems.append(f"{done} of {self.args.rounds} rounds complete")

@@ -1,8 +1,8 @@
 """What the harness does with a running server: loads, warm-up, checks, profiles.
 
-- ``run_load``: one ``vllm bench serve`` in its own process group (killed
-  with everything it started when it ends or times out), its output to a log
-  file, its result JSON read into a ``results.JobRecord``.
+- ``run_load``: one ``vllm bench serve`` load through the run's
+  ``client.BenchClient``, its output to a log file, its result JSON read
+  into a ``results.JobRecord``.
 - ``warm_up``: every concurrency level once with short outputs, not
   recorded (Triton's JIT compiles the fused-MoE kernels per batch-size
   bucket at first use; CUDA graphs and torch.compile are ready at start-up).
@@ -16,20 +16,18 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmarks.e2e import environment, trace
+from benchmarks.e2e import trace
 
 from . import checks, compiled, profiling, results
-from .commands import BenchSpec, bench_command, client_env
+from .client import BenchClient
+from .commands import BenchSpec
 from .server import Server
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class Load:
     seed: int
 
 
-def run_load(server: Server, load: Load, result_file: Path, python: str, timeout: float,
+def run_load(server: Server, load: Load, result_file: Path, client: BenchClient, timeout: float,
              record: results.JobRecord) -> results.JobRecord:
     """Runs one ``vllm bench serve`` against ``server``; fills ``record``
     (``ok`` False with ``error`` set when it failed). Its output goes to
@@ -56,13 +54,13 @@ def run_load(server: Server, load: Load, result_file: Path, python: str, timeout
                       ("ab_server", server.tag)))
     log_path = result_file.with_suffix(".log")
     record.started = time.time()
-    code = environment.run_in_group(bench_command(spec, python), client_env(dict(os.environ)),
-                                    log_path, ROOT, timeout)
+    code = client.run(spec, log_path, timeout)
     record.result_file = str(result_file)
     if code != 0 or not result_file.exists():
-        why = "timed out" if code is None else f"exit status {code}"
+        # the client's own error where it gave one, else the end of its log
         tail = log_path.read_text(errors="replace").splitlines()[-5:] if log_path.exists() else []
-        record.ok, record.error = False, f"vllm bench serve {why}: " + " | ".join(tail)
+        why = client.last_error or "wrote no result: " + " | ".join(tail)
+        record.ok, record.error = False, f"vllm bench serve: {why} (log {log_path.name})"
         return record
     try:
         return results.fill(record, results.read_result(result_file), load.num_prompts, load.output_len)
@@ -71,7 +69,7 @@ def run_load(server: Server, load: Load, result_file: Path, python: str, timeout
         return record
 
 
-def warm_up(server: Server, loads: list[Load], log_dir: Path, python: str,
+def warm_up(server: Server, loads: list[Load], log_dir: Path, client: BenchClient,
             timeout: float) -> list[str]:
     """One short load per concurrency level; returns problems (failed loads)."""
     problems = []
@@ -80,7 +78,7 @@ def warm_up(server: Server, loads: list[Load], log_dir: Path, python: str,
                                 concurrency=load.concurrency, num_prompts=load.num_prompts,
                                 seed=load.seed, server=server.tag)
         path = log_dir / f"warmup-{server.tag}-c{load.concurrency}.json"
-        rec = run_load(server, load, path, python, timeout, rec)
+        rec = run_load(server, load, path, client, timeout, rec)
         if not rec.ok:
             problems.append(f"{server.tag}: warm-up at concurrency {load.concurrency}: {rec.error}")
     return problems
@@ -116,7 +114,7 @@ def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_s
 
 
 def profile_server(server: Server, expect: str, loads: list[Load], dest: Path, log_dir: Path,
-                   python: str, timeout: float, tp: int) -> tuple[list[dict[str, Any]], list[str]]:
+                   client: BenchClient, timeout: float, tp: int) -> tuple[list[dict[str, Any]], list[str]]:
     """One profiled load per entry of ``loads``; (profile rows, problems);
     the align kernels must be those of arm ``expect``."""
     assert server.spec.profile_dir is not None, "server started without a profiler"
@@ -135,7 +133,7 @@ def profile_server(server: Server, expect: str, loads: list[Load], dest: Path, l
         rec = results.JobRecord(model=server.spec.model, round=0, arm=server.spec.arm,
                                 concurrency=c, num_prompts=load.num_prompts, seed=load.seed,
                                 server=server.tag)
-        rec = run_load(server, load, log_dir / f"profile-{server.tag}-c{c}.json", python, timeout, rec)
+        rec = run_load(server, load, log_dir / f"profile-{server.tag}-c{c}.json", client, timeout, rec)
         try:
             server.post("/stop_profile", {}, timeout=900.0)
         except (urllib.error.URLError, OSError) as exc:

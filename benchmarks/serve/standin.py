@@ -19,9 +19,13 @@ the harness's commands reach it unchanged. On the outside it behaves like the re
   per-token delay. It logs the compile lines of a real server
   (``log_compile``); ``STANDIN_GRAPH_DIFF`` gives a plugin server another
   graph.
-- ``bench serve``: the options the harness passes; sends the requests
+- ``bench serve``: the options the harness passes (also as
+  ``vllm.benchmarks.serve.add_cli_args`` and ``main``, what the long-lived
+  load generator imports); sends the requests
   (``--max-concurrency`` threads) and writes a result JSON with the keys the
-  real client writes (``results`` reads them).
+  real client writes (``results`` reads them). ``STANDIN_BENCH_FAIL=<c>``
+  makes the load at concurrency c fail, ``STANDIN_BENCH_SLEEP`` delays every
+  load by that many seconds.
 """
 
 from __future__ import annotations
@@ -209,8 +213,8 @@ def serve(argv: list[str]) -> None:
     server.serve_forever()
 
 
-def bench(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser()
+def add_bench_args(ap: argparse.ArgumentParser) -> None:
+    """The options of ``bench serve`` that the harness passes."""
     for opt in ("--backend", "--endpoint", "--host", "--port", "--model", "--served-model-name",
                 "--tokenizer", "--dataset-name", "--random-input-len", "--random-output-len",
                 "--random-range-ratio", "--num-prompts", "--max-concurrency", "--request-rate",
@@ -220,7 +224,13 @@ def bench(argv: list[str]) -> None:
     for flag in ("--ignore-eos", "--disable-tqdm", "--save-result"):
         ap.add_argument(flag, action="store_true")
     ap.add_argument("--metadata", nargs="*", default=[])
-    args = ap.parse_args(argv)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """One load: the requests, then the result JSON."""
+    if os.environ.get("STANDIN_BENCH_FAIL") == args.max_concurrency:
+        raise RuntimeError(f"stand-in bench: asked to fail at concurrency {args.max_concurrency}")
+    time.sleep(float(os.environ.get("STANDIN_BENCH_SLEEP", "0")))
     n, c, out_len = int(args.num_prompts), int(args.max_concurrency), int(args.random_output_len)
     url = f"http://{args.host}:{args.port}{args.endpoint}"
     ttfts, tpots, lock = [], [], threading.Lock()
@@ -266,7 +276,13 @@ def bench(argv: list[str]) -> None:
     result.update(dict(kv.split("=", 1) for kv in args.metadata))
     with open(os.path.join(args.result_dir, args.result_filename), "w") as f:
         json.dump(result, f)
-    print(f"stand-in bench: {len(ttfts)} requests in {duration:.2f} s")
+    print(f"stand-in bench: {len(ttfts)} requests in {duration:.2f} s (process {os.getpid()})")
+
+
+def bench(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    add_bench_args(ap)
+    run_bench(ap.parse_args(argv))
 
 
 def write_package(dest: Path) -> Path:
@@ -279,6 +295,15 @@ def write_package(dest: Path) -> Path:
         (folder / "__init__.py").write_text("")
     here = str(Path(__file__).resolve())
     (cli / "main.py").write_text(f"import runpy\nrunpy.run_path({here!r}, run_name='__main__')\n")
+    # what the long-lived load generator (bench_worker) imports
+    for sub in ("benchmarks", "utils"):
+        (dest / "vllm" / sub).mkdir(exist_ok=True)
+        (dest / "vllm" / sub / "__init__.py").write_text("")
+    (dest / "vllm" / "benchmarks" / "serve.py").write_text(
+        f"import runpy\n_standin = runpy.run_path({here!r}, run_name='standin')\n"
+        "add_cli_args, main = _standin['add_bench_args'], _standin['run_bench']\n")
+    (dest / "vllm" / "utils" / "argparse_utils.py").write_text(
+        "from argparse import ArgumentParser as FlexibleArgumentParser  # noqa: F401\n")
     return dest
 
 
