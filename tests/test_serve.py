@@ -67,6 +67,7 @@ def test_intervals_and_verdicts() -> None:
     tight = stats.paired_ratio([100.0, 100.0, 100.0], [110.0, 111.0, 112.0])
     assert tight.low > 1.0 and stats.verdict(tight, True) == "plugin better"
     assert stats.verdict(tight, False) == "plugin worse"
+    assert stats.verdict(tight, False, "baseline B") == "baseline B worse"  # A/A: the second arm's label
     assert stats.verdict(stats.paired_ratio([1.0], [2.0]), True) == "-"
     with pytest.raises(ValueError):
         stats.paired_ratio([1.0, 2.0], [1.0])
@@ -340,6 +341,8 @@ def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "### Kernels per decode step, concurrency 3" in md
     assert "| vllm_moe_align::tiny_kernel<>() | 0.00 | 0.00 | 1.00 | 6.00 | +6.00 |" in md
     assert "every server used one torch.compile cache folder" in md
+    # the first server traced afresh (another cache key) and was restarted once; the second loaded
+    assert printed.count("traced the model afresh") == 1 and "vllm traced the model afresh" in printed
     assert "| all 3 kernels | 2.0 | 46.0 | 2.0 | 46.0 | +0.00 |" in md
     assert (logs_dir / "graph-vllm.py").read_text() == (logs_dir / "graph-plugin.py").read_text()
     rows = list(csv.DictReader(open(out / "serve_deepseek-v2-lite_tp2_in16_out4.csv")))

@@ -15,6 +15,12 @@ hashes every vLLM environment variable that is not on its ignore list into
 the cache key). Then each arm compiles on its own, and the Triton kernels
 that Inductor generates and tunes at run time may differ in speed between
 the arms: the report says whether every server used one cache folder.
+With equal settings one more thing splits the key: a server that finds no
+saved AOT artifact of vLLM's compile traces the model itself and logs
+``saved AOT compiled function``; its cache key differs from that of every
+later server, which loads the artifact (``Directly load AOT compilation``).
+``traced_afresh`` spots it, and the driver restarts such a server once, so
+that every measured server loads the same artifact and shares one key.
 When they share it (the default baseline), the graph file is the first
 server's and later servers load its compiled code: the graph check then
 shows only that every server used one graph, and the profile's kernel check
@@ -34,6 +40,7 @@ CACHE_DIR_RE = re.compile(r"Using cache directory: (\S+) for vLLM's torch\.compi
 CAPTURE_RE = re.compile(r"""['"]?cudagraph_capture_sizes['"]?\s*[:=]\s*\[([0-9,\s]*)\]""")
 BATCHED_RE = re.compile(r"max_num_batched_tokens=(\d+)")
 PIECE_RE = re.compile(r"\bsubmod_(\d+)\b")
+AOT_SAVED_RE = re.compile(r"saved AOT compiled function to ")
 GRAPH_FILE = "computation_graph.py"
 
 
@@ -69,6 +76,13 @@ def read(log_text: str) -> CompileInfo:
     keys = sorted({cache_key(d) for d in dirs})
     return CompileInfo("; ".join(digests) or None, sizes, int(batched.group(1)) if batched else None, files,
                        "; ".join(keys) or None)
+
+
+def traced_afresh(log_text: str) -> bool:
+    """Whether the server traced the model itself and saved vLLM's AOT
+    compile artifact (no earlier server had): its compile cache key then
+    differs from that of every later server with the same settings."""
+    return AOT_SAVED_RE.search(log_text) is not None
 
 
 def cache_key(cache_dir: str) -> str:

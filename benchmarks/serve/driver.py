@@ -17,7 +17,10 @@ rewritten after every round, so a run cut short keeps what it finished;
 ``--resume`` continues it (the arm-rounds not yet complete), ``--time-budget``
 stops before a server start or round that would not fit. With ``--profile``,
 each arm's first server runs one profiled load per concurrency before its
-measured loads, so a run stopped by its budget keeps its profiles.
+measured loads, so a run stopped by its budget keeps its profiles. A server
+that traced the model afresh (``compiled.traced_afresh``: the first start on
+a cold compile cache) is restarted once before it is used, so that every
+measured server shares one torch.compile cache key.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any, Optional
 from benchmarks.e2e import environment
 from benchmarks.e2e.models import model_config, write_model
 
-from . import checks, cli_check, jobs, options, report, state, summary
+from . import checks, cli_check, compiled, jobs, options, report, state, summary
 from .client import BenchClient
 from .commands import (
     ARMS,
@@ -103,6 +106,7 @@ class ModelRun:
         self.vllm_line = installed_vllm(args.python)
         self.t0 = time.monotonic()
         self.costs: dict[str, float] = {}  # seconds of the last server start / arm-run / round
+        self.restarted_afresh = False  # a server that traced afresh was restarted (once per run)
         # one load generator for the whole run (vLLM imported once, not per load)
         self.client = BenchClient(args.python, ROOT, self.log_dir / "client.log")
 
@@ -150,8 +154,15 @@ class ModelRun:
                  + " ".join(server.command[2:]))
         server.start()
         try:
-            took = server.wait_ready(a.start_timeout, progress=lambda s: self.say(
-                f"  ... {tag} still starting ({s:.0f} s)"))
+            took = self.wait_ready(server)
+            if compiled.traced_afresh(server.log_text()) and not self.restarted_afresh:
+                # its cache key would differ from every later server's (see compiled.py)
+                self.restarted_afresh = True
+                self.say(f"{tag} traced the model afresh (no saved AOT compile yet), so its torch.compile "
+                         f"cache key differs from later servers'; restarting it once to load what it saved")
+                server.stop()
+                server.start()
+                took = self.wait_ready(server)
             self.say(f"{tag} ready after {took:.0f} s; warming up")
             warm = [self.load(0, i, c, a.warmup_output_len, max(c, 4)) for i, c in enumerate(a.concurrency)]
             self.problems += jobs.warm_up(server, warm, self.log_dir, self.client, a.bench_timeout)
@@ -171,6 +182,10 @@ class ModelRun:
                  f"greedy tokens {check.tokens_verdict}; compiled graph {check.graph_verdict}")
         self.costs["start"] = time.monotonic() - t0
         return server
+
+    def wait_ready(self, server: Server) -> float:
+        return server.wait_ready(self.args.start_timeout, progress=lambda s: self.say(
+            f"  ... {server.tag} still starting ({s:.0f} s)"))
 
     def measure(self, server: Server, rnd: int, level: int, c: int) -> JobRecord:
         load = self.load(rnd, level, c)
@@ -211,7 +226,7 @@ class ModelRun:
         return state.arm_round_done(self.records, rnd, arm, self.args.concurrency)
 
     def round_done(self, rnd: int) -> None:
-        cs = summary.cells(self.records)
+        cs = summary.cells(self.records, self.labels["plugin"])
         parts = [f"c={c} {x.interval.point:.3f}" for c in self.args.concurrency
                  if (x := summary.find(cs, c, summary.RATIO_ARM, "output_tok_s")) and x.interval]
         self.say(f"round {rnd}/{self.args.rounds} done; tok/s {report.ratio_name(self.labels)} so far: "
@@ -319,7 +334,8 @@ class ModelRun:
                                      self.why, done, self.spec("plugin", "x"))
         setting = {"model": self.model, "tp": a.tp, "ep": a.ep, "strategy": self.strategy,
                    "mode": "aa" if a.aa else "ab", "input_len": a.input_len, "output_len": a.output_len}
-        return report.write_all(self.stem, title, lines, setting, self.checks, summary.cells(self.records),
+        cs = summary.cells(self.records, self.labels["plugin"])
+        return report.write_all(self.stem, title, lines, setting, self.checks, cs,
                                 a.concurrency, self.profile_rows, self.problems, self.labels)
 
     def resume(self) -> None:

@@ -17,8 +17,9 @@ the harness's commands reach it unchanged. On the outside it behaves like the re
   plugin server; ``STANDIN_MAIN_ONLY`` keeps the plugin line out of the
   children. ``STANDIN_SPEEDUP`` (default 1.0) divides the plugin arm's
   per-token delay. It logs the compile lines of a real server
-  (``log_compile``); ``STANDIN_GRAPH_DIFF`` gives a plugin server another
-  graph.
+  (``log_compile``: the first server of a work folder traces afresh and
+  gets another cache key); ``STANDIN_GRAPH_DIFF`` gives a plugin server
+  another graph.
 - ``bench serve``: the options the harness passes (also as
   ``vllm.benchmarks.serve.add_cli_args`` and ``main``, what the long-lived
   load generator imports); sends the requests
@@ -100,8 +101,11 @@ def log_compile(model: str, sizes: list[int]) -> None:
     extra = PLUGIN_ON and bool(os.environ.get("STANDIN_GRAPH_DIFF"))
     # like vLLM: the key hashes VLLM_PLUGINS, not the plugin's own switch
     key = "k" + str(sum(map(ord, os.environ.get("VLLM_PLUGINS", "-")))) + ("x" if extra else "")
-    cache = os.path.join(os.path.dirname(os.path.abspath(model)), "torch_compile_cache", key,
-                         "rank_0_0", "backbone")
+    root = os.path.join(os.path.dirname(os.path.abspath(model)), "torch_compile_cache")
+    # like vLLM 0.26: the first server traces and saves the AOT artifact, under another key
+    aot = os.path.join(root, "torch_aot_compile", "a1")
+    fresh = not os.path.isdir(aot)
+    cache = os.path.join(root, key + ("f" if fresh else ""), "rank_0_0", "backbone")
     os.makedirs(cache, exist_ok=True)
     pieces = 3 if extra else 2
     graph = os.path.join(cache, "computation_graph.py")
@@ -109,6 +113,11 @@ def log_compile(model: str, sizes: list[int]) -> None:
         with open(graph, "w") as f:
             f.write("".join(f"class submod_{i}(torch.nn.Module):\n    pass\n" for i in range(pieces)))
     LOG.info("Using cache directory: %s for vLLM's torch.compile", cache)
+    if fresh:
+        os.makedirs(aot)
+        LOG.info("saved AOT compiled function to %s", aot)
+    else:
+        LOG.info("Directly load AOT compilation from path %s", aot)
     LOG.info("Initializing a V1 LLM engine (v%s) with config: compilation_config={'cudagraph_capture_sizes': "
              "%s, 'mode': 3}", VERSION, sorted(sizes, reverse=True))
     LOG.info("Chunked prefill is enabled with max_num_batched_tokens=8192.")

@@ -149,14 +149,14 @@ def paired_ratio(baseline: Sequence[float], plugin: Sequence[float],
     return Interval(len(logs), math.exp(mean), math.exp(low), math.exp(high))
 
 
-def verdict(ratio: Interval, higher_is_better: bool) -> str:
-    """``plugin better`` / ``plugin worse`` when the ratio's interval excludes
-    1, ``no significant difference`` when it contains 1, ``-`` without an
-    interval."""
+def verdict(ratio: Interval, higher_is_better: bool, subject: str = "plugin") -> str:
+    """``<subject> better`` / ``<subject> worse`` (the ratio's numerator arm)
+    when the ratio's interval excludes 1, ``no significant difference`` when
+    it contains 1, ``-`` without an interval."""
     inside = ratio.contains_one
     if inside is None:
         return "-"
     if inside:
         return NO_DIFFERENCE
     better = ratio.point > 1.0 if higher_is_better else ratio.point < 1.0
-    return "plugin better" if better else "plugin worse"
+    return f"{subject} better" if better else f"{subject} worse"

@@ -48,8 +48,9 @@ def by_round(records: Iterable[JobRecord], concurrency: int, arm: str, metric: s
     return out
 
 
-def cells(records: list[JobRecord]) -> list[Cell]:
-    """Every arm cell and ratio cell, by concurrency, then metric."""
+def cells(records: list[JobRecord], subject: str = "plugin") -> list[Cell]:
+    """Every arm cell and ratio cell, by concurrency, then metric; verdicts
+    name ``subject``, the second arm as the report calls it."""
     out: list[Cell] = []
     for c in sorted({r.concurrency for r in records}):
         for metric, _, higher in METRICS:
@@ -63,7 +64,7 @@ def cells(records: list[JobRecord]) -> list[Cell]:
             ratio = stats.paired_ratio(base, plug) if paired and min(*base, *plug) > 0 else None
             vals = tuple(p / b for b, p in zip(base, plug)) if ratio else ()
             out.append(Cell(c, RATIO_ARM, metric, ratio, vals,
-                            stats.verdict(ratio, higher) if ratio else "-"))
+                            stats.verdict(ratio, higher, subject) if ratio else "-"))
     return out
 
 
