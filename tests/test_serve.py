@@ -247,6 +247,10 @@ def test_summary_and_report(tmp_path: Path) -> None:
     assert summary.rounds_done(recs, [1, 8]) == 3 and summary.rounds_done(recs[:3], [1, 8]) == 0
     same = summary.cells(_records(1.0))
     assert summary.find(same, 1, summary.RATIO_ARM, "median_tpot_ms").verdict == stats.NO_DIFFERENCE
+    # extra rounds: TPOT ratios are exact, tok/s ratios vary +-1% per round (half-width about 2.5%
+    # with 3 rounds); a level without records has no interval yet
+    assert summary.wide_levels(cs, [1, 8, 64], 0.02) == [1, 8, 64]
+    assert summary.wide_levels(cs, [1, 8, 64], 0.05) == [64]
     check = checks.ServerCheck("r1-vllm", "vllm", "0/2", [], [[1]], None, 12.0, reference=True)
     profile = [{"concurrency": 8, "arm": "plugin", "decode_steps": 5, "decode_align_us": 6.5,
                 "decode_tokens": 8.0, "decode_align_share": 0.05}]
@@ -391,6 +395,31 @@ def test_driver_records_a_failed_load_and_goes_on(tmp_path: Path, monkeypatch: p
            "concurrency 3 (log bench-r1-vllm-c3.log)" in printed, printed
     recs = results.load_records(tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs" / "rounds.jsonl")
     assert [(r.concurrency, r.ok) for r in recs] == ([(1, True)] * 2 + [(3, False)] * 2) * 3
+
+
+def test_driver_extra_rounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-rounds: rounds after --rounds for the levels still wider than
+    --target-width (both strategies), none when every level is narrow enough."""
+    _standin(tmp_path, monkeypatch)
+    assert _run(tmp_path, 18501, "--strategy", "both-up", "--max-rounds", "5", "--target-width", "1e-9") == 0
+    printed = capsys.readouterr().out
+    assert printed.count("extra round 4 done (c=1, 3: still wider than +-0%)") == 1, printed
+    assert printed.count("extra round 5 done") == 1 and "extra round 6" not in printed
+    logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs"
+    recs = results.load_records(logs_dir / "rounds.jsonl")
+    assert sorted({r.round for r in recs}) == [1, 2, 3, 4, 5] and len(recs) == 5 * 2 * 2
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md").read_text()
+    assert "then extra rounds, up to 5 in all" in md and "| 1 | baseline | 5 |" in md
+    # restart strategy, every level narrow enough at once: no extra round
+    assert _run(tmp_path, 18505, "--strategy", "restart", "--concurrency", "2", "--max-rounds", "4",
+                "--target-width", "0.99") == 0
+    printed = capsys.readouterr().out
+    assert "extra round" not in printed and printed.count("starting the ") == 6
+    assert _run(tmp_path, 18507, "--strategy", "restart", "--concurrency", "2", "--max-rounds", "4",
+                "--target-width", "1e-9") == 0
+    printed = capsys.readouterr().out
+    assert "extra round 4 done (c=2" in printed and "server-r4-plugin.log" in printed
 
 
 def test_bench_client_timeout_and_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,10 @@ and profile row is appended to its file at once (``state``), a progress line
 is printed (and appended to ``progress.log``), and the report files are
 rewritten after every round, so a run cut short keeps what it finished;
 ``--resume`` continues it (the arm-rounds not yet complete), ``--time-budget``
-stops before a server start or round that would not fit. With ``--profile``,
+stops before a server start or round that would not fit. ``--max-rounds N``
+adds rounds after ``--rounds``, up to N in all, each of only the levels whose
+TPOT or output tok/s ratio interval is still wider than ``--target-width``
+(``summary.wide_levels``). With ``--profile``,
 each arm's first server runs one profiled load per concurrency before its
 measured loads, so a run stopped by its budget keeps its profiles. A server
 that traced the model afresh (``compiled.traced_afresh``: the first start on
@@ -192,7 +195,9 @@ class ModelRun:
         rec = JobRecord(model=self.model, round=rnd, arm=server.spec.arm, concurrency=c,
                         num_prompts=load.num_prompts, seed=load.seed, server=server.tag)
         path = self.log_dir / f"bench-r{rnd}-{server.spec.arm}-c{c}.json"
+        t0 = time.monotonic()
         rec = jobs.run_load(server, load, path, self.client, self.args.bench_timeout, rec)
+        self.costs[f"c{c}"] = time.monotonic() - t0  # what an extra round's load of this level costs
         self.records = [r for r in self.records if (r.round, r.arm, r.concurrency) != (rnd, rec.arm, c)]
         self.records.append(rec)
         state.append(self.log_dir / state.ROUNDS, rec.__dict__)
@@ -209,7 +214,7 @@ class ModelRun:
     def profile(self, server: Server) -> None:
         a = self.args
         self.say(f"profiling {server.tag}")
-        loads = [self.load(a.rounds + 1, i, c, a.profile_output_len, max(c, 4))
+        loads = [self.load(options.PROFILE_ROUND, i, c, a.profile_output_len, max(c, 4))
                  for i, c in enumerate(a.concurrency)]
         rows, problems = jobs.profile_server(server, switch_of(server.spec.arm, a.aa), loads,
                                              self.work / "traces" / server.tag, self.log_dir,
@@ -222,15 +227,34 @@ class ModelRun:
     def needs_profile(self, arm: str) -> bool:
         return self.args.profile and not any(r["arm"] == arm for r in self.profile_rows)
 
-    def done(self, rnd: int, arm: str) -> bool:
-        return state.arm_round_done(self.records, rnd, arm, self.args.concurrency)
+    def done(self, rnd: int, arm: str, levels: Optional[list[int]] = None) -> bool:
+        return state.arm_round_done(self.records, rnd, arm, levels or self.args.concurrency)
 
-    def round_done(self, rnd: int) -> None:
+    def next_extra(self, tried: set[int]) -> Optional[tuple[int, list[int]]]:
+        """The next extra round (``--max-rounds``) not yet tried in this run
+        and its levels (those still wider than ``--target-width``); None when
+        every level is narrow enough or the extra rounds are used up."""
+        a = self.args
+        levels = summary.wide_levels(summary.cells(self.records), a.concurrency, a.target_width)
+        if not levels:
+            return None
+        for rnd in range(a.rounds + 1, a.max_rounds + 1):
+            if rnd not in tried and not all(self.done(rnd, arm, levels) for arm in ARMS):
+                return rnd, levels
+        return None
+
+    def extra_cost(self, levels: list[int], arms: int) -> list[str]:
+        """The ``budget`` steps of one extra round: the last load of each level, per arm."""
+        return [f"c{c}" for c in levels for _ in range(arms)]
+
+    def round_done(self, rnd: int, levels: Optional[list[int]] = None) -> None:
         cs = summary.cells(self.records, self.labels["plugin"])
         parts = [f"c={c} {x.interval.point:.3f}" for c in self.args.concurrency
                  if (x := summary.find(cs, c, summary.RATIO_ARM, "output_tok_s")) and x.interval]
-        self.say(f"round {rnd}/{self.args.rounds} done; tok/s {report.ratio_name(self.labels)} so far: "
-                 + (", ".join(parts) or "-"))
+        head = (f"round {rnd}/{self.args.rounds} done" if levels is None else
+                f"extra round {rnd} done (c={', '.join(map(str, levels))}: still wider than "
+                f"+-{self.args.target_width:.0%})")
+        self.say(f"{head}; tok/s {report.ratio_name(self.labels)} so far: " + (", ".join(parts) or "-"))
         self.write_report()
 
     # ------------------------------------------------------------------ strategies
@@ -253,11 +277,27 @@ class ModelRun:
                 finally:
                     server.stop()
             self.round_done(rnd)
+        tried: set[int] = set()
+        while (extra := self.next_extra(tried)) is not None:
+            rnd, levels = extra
+            tried.add(rnd)
+            for arm in round_order(rnd, a.order):
+                if self.done(rnd, arm, levels):
+                    continue
+                self.budget("start", *self.extra_cost(levels, 1))
+                server = self.start(arm, f"r{rnd}-{arm}")
+                try:
+                    for c in levels:
+                        if not self.done(rnd, arm, [c]):
+                            self.measure(server, rnd, a.concurrency.index(c), c)
+                finally:
+                    server.stop()
+            self.round_done(rnd, levels)
 
     def run_both_up(self) -> None:
         a = self.args
         todo = [rnd for rnd in range(1, a.rounds + 1) if not all(self.done(rnd, arm) for arm in ARMS)]
-        if not todo and not any(self.needs_profile(arm) for arm in ARMS):
+        if not todo and not any(self.needs_profile(arm) for arm in ARMS) and self.next_extra(set()) is None:
             return
         servers: dict[str, Server] = {}
         earlier = len(self.checks) // 2  # server pairs of runs this one resumes
@@ -276,6 +316,16 @@ class ModelRun:
                         self.measure(servers[arm], rnd, level, c)
                 self.costs["round"] = time.monotonic() - t0
                 self.round_done(rnd)
+            tried: set[int] = set()
+            while (extra := self.next_extra(tried)) is not None:
+                rnd, levels = extra
+                tried.add(rnd)
+                self.budget(*self.extra_cost(levels, len(ARMS)))
+                for c in levels:
+                    for arm in round_order(rnd, a.order):
+                        if not self.done(rnd, arm, [c]):
+                            self.measure(servers[arm], rnd, a.concurrency.index(c), c)
+                self.round_done(rnd, levels)
         finally:
             for server in servers.values():
                 server.stop()

@@ -39,6 +39,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                          "once on the same GPUs, half the memory each; auto: both-up where the "
                          "model fits half the GPU memory, else restart")
     ap.add_argument("--rounds", type=int, default=5, help="paired rounds, >= 3 (default 5)")
+    ap.add_argument("--max-rounds", type=int, default=0, metavar="N",
+                    help="after --rounds, more rounds (up to N in all) of only the levels whose TPOT or "
+                         "output tok/s ratio interval is still wider than +-(--target-width); 0: none")
+    ap.add_argument("--target-width", type=float, default=0.02, metavar="W",
+                    help="half-width of the 95%% interval, relative, that --max-rounds aims for "
+                         "(default 0.02: +-2%%)")
     ap.add_argument("--order", choices=("abab", "abba"), default="abab",
                     help="arm order: abab (baseline first in every round) or abba (the first "
                          "arm alternates between rounds: cancels a linear drift)")
@@ -96,6 +102,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.tp < 1 or args.rounds < 3:
         ap.error("--tp must be >= 1 and --rounds >= 3 (at least 3 paired rounds per arm)")
+    if args.max_rounds and not args.rounds <= args.max_rounds < PROFILE_ROUND:
+        ap.error(f"--max-rounds must be 0 or between --rounds and {PROFILE_ROUND - 1}")
+    if not 0 < args.target_width < 1:
+        ap.error("--target-width must be in (0, 1)")
     if min(args.concurrency) < 1 or args.input_len < 1 or args.output_len < 2:
         ap.error("--concurrency and --input-len must be >= 1, --output-len >= 2")
     if args.prompts_per_concurrency < 1 or args.min_prompts < 1:
@@ -112,6 +122,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def num_prompts(args: argparse.Namespace, concurrency: int) -> int:
     return max(args.min_prompts, args.prompts_per_concurrency * concurrency)
+
+
+# The profiled loads' round index in ``bench_seed``: never a measured round,
+# so no measured load meets a prompt that the profile put in the prefix cache
+PROFILE_ROUND = 99_999
 
 
 def bench_seed(args: argparse.Namespace, rnd: int, level: int) -> int:

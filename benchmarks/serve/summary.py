@@ -68,6 +68,26 @@ def cells(records: list[JobRecord], subject: str = "plugin") -> list[Cell]:
     return out
 
 
+# The ratios that extra rounds (--max-rounds) aim to narrow; TTFT's per-round
+# medians vary too much between rounds for a fixed target
+TARGET_METRICS = ("median_tpot_ms", "output_tok_s")
+
+
+def wide_levels(cs: list[Cell], concurrency: list[int], width: float) -> list[int]:
+    """The levels whose TPOT or output tok/s ratio has no interval yet or one
+    reaching further than ``width`` (relative) from its point on either side."""
+    out = []
+    for c in concurrency:
+        for metric in TARGET_METRICS:
+            x = find(cs, c, RATIO_ARM, metric)
+            iv = x.interval if x else None
+            if iv is None or iv.low is None or iv.high is None or \
+                    max(iv.high / iv.point - 1.0, 1.0 - iv.low / iv.point) > width:
+                out.append(c)
+                break
+    return out
+
+
 def find(cs: list[Cell], concurrency: int, arm: str, metric: str) -> Optional[Cell]:
     return next((x for x in cs if (x.concurrency, x.arm, x.metric) == (concurrency, arm, metric)),
                 None)
