@@ -7,7 +7,7 @@ plot to --out (default benchmarks/results/).
 
 Reference kernels (no vLLM needed): set VLLM_MOE_ALIGN_VLLM_OP_SO to vLLM's
 _moe_C .so and/or VLLM_MOE_ALIGN_SGLANG_SO to sgl_kernel's common_ops .so
-(benchmarks/fetch_reference_kernels.sh fetches both).
+(benchmarks/fetch_reference_kernels.sh fetches both; benchmarks/loaders.py loads them).
 
     python -m benchmarks.benchmark_moe_align_block_size [--quick] [--first-call]
     python -m benchmarks.benchmark_moe_align_block_size --variants   # options, limits
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import loaders
 from vllm_moe_align_plugin import bench
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference, random_expert_map
 
@@ -178,7 +179,7 @@ def main() -> int:
     cases = bench.QUICK_CASES if args.quick else bench.CASES
     if args.serving:
         cases = cases + [c for c in bench.SERVING_CASES if c not in cases]
-    impls = bench.available_impls(device, with_reference=not args.no_reference)
+    impls = loaders.available_impls(device, with_reference=not args.no_reference)
     t0 = time.time()
     rows = bench.run(cases, device, impls, eager_calls=2000 if device == "cuda" else 50)
     gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU"

@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import torch
 
+from benchmarks import loaders
 from vllm_moe_align_plugin import _ops, api, bench
 from vllm_moe_align_plugin.contract import V0_17
 
@@ -54,7 +55,7 @@ def vllm_function(vllm_op: Any) -> Any:
 
 
 def _vllm_op() -> Any:
-    impl = bench.vllm_impl()  # loads the library
+    impl = loaders.vllm_impl()  # loads the library
     if impl is None:
         raise SystemExit("vLLM's compiled op is not available: set VLLM_MOE_ALIGN_VLLM_OP_SO")
     return torch.ops._moe_C.moe_align_block_size

@@ -6,7 +6,7 @@ result.
 
 Every case runs through the raw op and through the op-level wrapper
 (``op_level_for``: the package's function that takes the caller's buffers),
-on every device of ``conftest.DEVICES``."""
+on every device of ``helpers.DEVICES``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 import torch
-from conftest import POISON, assert_same, random_expert_map, random_routes
+from helpers import POISON, assert_same, random_expert_map, random_routes
 
 from vllm_moe_align_plugin.api import op_level_for
 from vllm_moe_align_plugin.contract import NEWEST

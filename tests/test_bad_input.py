@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import POISON, poisoned, random_routes
+from helpers import POISON, poisoned, random_routes
 
 from vllm_moe_align_plugin import _ops, api, binary, moe_align_block_size
 from vllm_moe_align_plugin.contract import NEWEST

@@ -393,10 +393,10 @@ def test_origin_of_an_installed_wheel(tmp_path: Path) -> None:
     site = tmp_path / "site-packages"
     lib = "vllm_moe_align_plugin/_C.cpython-311-x86_64-linux-gnu.so"
     wheel = {"url": "file:///tmp/x.whl", "archive_info": {}}
-    assert binary.binary_origin(str(site / lib), _dist(site, wheel, lib)) == \
+    assert cli.binary_origin(str(site / lib), _dist(site, wheel, lib)) == \
         "installed wheel 0.1.0 (file:///tmp/x.whl)"
     index = tmp_path / "index"
-    assert binary.binary_origin(str(index / lib), _dist(index, None, lib)) == \
+    assert cli.binary_origin(str(index / lib), _dist(index, None, lib)) == \
         "installed wheel 0.1.0 (from a package index)"
 
 
@@ -405,15 +405,15 @@ def test_origin_of_an_editable_install_and_of_an_in_place_build(tmp_path: Path) 
     lib = src / "vllm_moe_align_plugin" / "_C.so"
     editable = {"url": src.as_uri(), "dir_info": {"editable": True}}
     dist = _dist(site, editable, "__editable__.vllm_moe_align_plugin-0.1.0.pth")
-    assert binary.binary_origin(str(lib), dist) == \
+    assert cli.binary_origin(str(lib), dist) == \
         f"editable install 0.1.0, built in place in {os.path.realpath(src)}"
     other = tmp_path / "other" / "vllm_moe_align_plugin" / "_C.so"
-    assert binary.binary_origin(str(other), dist).startswith("in-place build in a source tree, "
-                                                           "not the installed")
+    assert cli.binary_origin(str(other), dist).startswith("in-place build in a source tree, "
+                                                        "not the installed")
     local = {"url": src.as_uri(), "dir_info": {}}
     lib_in_site = "vllm_moe_align_plugin/_C.so"
-    assert binary.binary_origin(str(tmp_path / "s2" / lib_in_site),
-                              _dist(tmp_path / "s2", local, lib_in_site)) == \
+    assert cli.binary_origin(str(tmp_path / "s2" / lib_in_site),
+                             _dist(tmp_path / "s2", local, lib_in_site)) == \
         f"installed 0.1.0, built from the source tree {os.path.realpath(src)}"
 
 
@@ -424,7 +424,7 @@ def test_info_shows_the_binary(capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert f"compiled op           {_ops.binary_path()}" in lines
     origin = next(x for x in lines if x.startswith("  from "))
-    assert origin.split(None, 1)[1] == binary.binary_origin()
+    assert origin.split(None, 1)[1] == cli.binary_origin()
     built = next(x for x in lines if x.startswith("  built for "))
     info = _ops.build_info()
     if binary.is_stable_abi(info):

@@ -11,7 +11,7 @@ from typing import Optional
 
 import pytest
 import torch
-from conftest import DEVICES, random_expert_map, random_routes
+from helpers import DEVICES, random_expert_map, random_routes
 
 from vllm_moe_align_plugin import moe_align_block_size
 from vllm_moe_align_plugin.api import op_level_for

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import assert_same, random_routes
+from helpers import assert_same, random_routes
 
 from vllm_moe_align_plugin import _ops, api, devices
+from vllm_moe_align_plugin._ops import cuda_host, library
 from vllm_moe_align_plugin.contract import ALL, NEWEST
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
 
@@ -42,8 +43,8 @@ def test_cpu_runs_the_plugin() -> None:
 
 def test_build_without_cuda_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.version, "hip", None)
-    monkeypatch.setattr(_ops, "has_backend", lambda t: t == "cpu")
-    monkeypatch.setattr(_ops, "CUDA_LOAD_ERROR", None)
+    monkeypatch.setattr(library, "has_backend", lambda t: t == "cpu")
+    monkeypatch.setattr(library, "CUDA_LOAD_ERROR", None)
     why = devices.unsupported_reason(CUDA0)
     assert why is not None and "no CUDA kernels" in why and "CUDA_HOME" in why
 
@@ -52,8 +53,8 @@ def test_cuda_library_that_does_not_load(monkeypatch: pytest.MonkeyPatch) -> Non
     """A wheel's _C_cuda next to a torch of another CUDA major: _C works, CUDA
     calls go to vLLM's function, and the reason names the load error."""
     monkeypatch.setattr(torch.version, "hip", None)
-    monkeypatch.setattr(_ops, "has_backend", lambda t: t == "cpu")
-    monkeypatch.setattr(_ops, "CUDA_LOAD_ERROR",
+    monkeypatch.setattr(library, "has_backend", lambda t: t == "cpu")
+    monkeypatch.setattr(library, "CUDA_LOAD_ERROR",
                         ImportError("libcudart.so.13: cannot open shared object file"))
     why = devices.unsupported_reason(CUDA0)
     assert why is not None and "CUDA library did not load" in why and "libcudart.so.13" in why
@@ -66,9 +67,9 @@ def test_binary_without_code_for_the_gpu(monkeypatch: pytest.MonkeyPatch) -> Non
         raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
 
     monkeypatch.setattr(torch.version, "hip", None)
-    monkeypatch.setattr(_ops, "has_backend", lambda t: True)
-    monkeypatch.setattr(_ops, "preload_cuda_kernels", no_image)
-    monkeypatch.setattr(_ops, "cuda_archs", lambda: ["8.0"])
+    monkeypatch.setattr(library, "has_backend", lambda t: True)
+    monkeypatch.setattr(cuda_host, "preload_cuda_kernels", no_image)
+    monkeypatch.setattr(cuda_host, "cuda_archs", lambda: ["8.0"])
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i: (12, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "Some GPU")
     why = devices.unsupported_reason(CUDA0)
@@ -94,7 +95,7 @@ def test_meta_runs_the_fake_kernels() -> None:
 
 
 def test_op_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_ops, "LOAD_ERROR", ImportError("undefined symbol"))
+    monkeypatch.setattr(library, "LOAD_ERROR", ImportError("undefined symbol"))
     why = devices.unsupported_reason(torch.device("cpu"))
     assert why is not None and "undefined symbol" in why
 
@@ -258,3 +259,22 @@ def test_without_a_fallback_there_is_no_device_check() -> None:
     fn = api.drop_in_for(NEWEST)
     assert "_runs_here" not in fn.__code__.co_names
     assert "_runs_here" in api.drop_in_for(NEWEST, fallback=Recorder().python).__code__.co_names
+
+
+def test_a_generated_wrapper_shows_its_source() -> None:
+    """The built functions have source: inspect.getsource reads it and a
+    traceback through one shows its lines, under a file name that says which."""
+    import inspect
+    import traceback
+
+    fn = api.op_level_for(NEWEST, fallback=Recorder().op)
+    source = inspect.getsource(fn)
+    assert source.startswith("def moe_align_block_size(topk_ids, num_experts, block_size,")
+    assert "return _fallback(" in source and "_runs_here(topk_ids)" in source
+    with pytest.raises(TypeError) as info:
+        api.drop_in_for(NEWEST)("not a tensor", 16, 8)
+    frames = traceback.extract_tb(info.value.__traceback__)
+    generated = next(f for f in frames if f.name == "moe_align_block_size")
+    assert generated.filename == (f"<vllm_moe_align_plugin generated: moe_align_block_size, "
+                                  f"{NEWEST.name} contract>")
+    assert generated.line.startswith("return _impl(_contract, topk_ids, block_size, num_experts")

@@ -28,10 +28,9 @@ from typing import Callable, Optional
 
 import pytest
 import torch
-from conftest import POISON, assert_same, poisoned
+from helpers import POISON, assert_same, call_api, env_int
 
 from vllm_moe_align_plugin import contract as C
-from vllm_moe_align_plugin.api import drop_in_for, op_level_for
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
 
 CASES_ENV = "VLLM_MOE_ALIGN_FUZZ_CASES"
@@ -252,36 +251,10 @@ def apply_layout(flat: torch.Tensor, case: Case) -> torch.Tensor:
 
 def call_op(case: Case, ids: torch.Tensor, emap: Optional[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """The plugin's result for ``case`` through the case's entry point (on ids' device)."""
-    contract = CONTRACTS[case.contract]
-    ignore = case.map_mode == "map_while_counting" or case.ignore_without_map
-    if case.api == "op_level":
-        fn_op = op_level_for(contract)
-        device = ids.device.type
-        size = contract.max_num_tokens_padded(case.numel, case.num_experts, case.block_size,
-                                              case.pad_sorted_ids) + case.slack
-        blocks = -(-size // case.block_size) + (case.slack // 16 + 1 if case.slack else 0)
-        out = (poisoned(size, device), poisoned(blocks, device), poisoned(1, device))
-        scatter = poisoned(0, device, (case.numel, 1)) if case.return_scatter_idx else None
-        if contract.has_scatter_idx:
-            fn_op(ids, case.num_experts, case.block_size, *out, emap, scatter)
-        elif contract.has_ignore_invalid_experts:
-            fn_op(ids, case.num_experts, case.block_size, *out, emap)
-        else:
-            fn_op(ids, case.num_experts, case.block_size, *out)
-        return out + ((scatter,) if scatter is not None else ())
-    fn = drop_in_for(contract)
-    kwargs: dict[str, object] = {}
-    if case.return_scatter_idx:
-        kwargs["return_scatter_idx"] = True
-    args: list[object] = [ids, case.block_size, case.num_experts, emap, case.pad_sorted_ids]
-    if contract.has_ignore_invalid_experts:
-        args.append(ignore)
-    if case.api == "drop_in_kwargs":
-        names = ["topk_ids", "block_size", "num_experts", "expert_map", "pad_sorted_ids",
-                 "ignore_invalid_experts"]
-        kwargs.update(zip(names, args))
-        return fn(**kwargs)
-    return fn(*args, **kwargs)
+    return call_api(case.api, ids, case.num_experts, case.block_size, emap,
+                    contract=CONTRACTS[case.contract], pad_sorted_ids=case.pad_sorted_ids,
+                    ignore_invalid_experts=case.map_mode == "map_while_counting" or case.ignore_without_map,
+                    return_scatter_idx=case.return_scatter_idx, slack=case.slack)
 
 
 def expected(case: Case, ids: torch.Tensor, emap: Optional[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -335,11 +308,6 @@ def _first_seed() -> int:
     return int(os.environ.get(SEED_ENV, "0"))
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
 def run_cases(cases: list[Case], device: str, check: Callable[[Case, str], None] = check_case) -> None:
     """Checks every case; fails once at the end with a reproducer line per
     failing case (the first MAX_REPORTED of them)."""
@@ -359,8 +327,8 @@ def run_cases(cases: list[Case], device: str, check: Callable[[Case, str], None]
                              + (f"\n... and {more} more" if more > 0 else ""))
 
 
-NUM_CASES = _env_int(CASES_ENV, DEFAULT_CASES)
-NUM_HUGE = _env_int(HUGE_ENV, 0)
+NUM_CASES = env_int(CASES_ENV, DEFAULT_CASES)
+NUM_HUGE = env_int(HUGE_ENV, 0)
 
 
 @pytest.mark.parametrize("batch", range(max(1, -(-NUM_CASES // BATCH))))

@@ -14,11 +14,10 @@ from typing import Callable, Optional
 
 import pytest
 import torch
-from conftest import assert_same, poisoned, random_expert_map, random_routes
+from helpers import assert_same, call_api, poisoned, random_expert_map, random_routes
 
 from vllm_moe_align_plugin import contract as C
 from vllm_moe_align_plugin import moe_align_block_size
-from vllm_moe_align_plugin.api import op_level_for
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
 
 # The limits the README states; test_enforced_limits_are_the_stated_ones
@@ -38,25 +37,15 @@ APIS = ["drop_in", "alloc_op", "out_op", "op_level"]
 
 def call(api: str, ids: torch.Tensor, num_experts: int, block_size: int,
          emap: Optional[torch.Tensor] = None, tiny_buffers: bool = False) -> tuple[torch.Tensor, ...]:
-    """Runs the op through ``api``; caller buffers are sized by vLLM 0.33's
-    rule (at least one element each), or one element each with
-    ``tiny_buffers`` (for calls refused before the buffers are looked at)."""
-    numel = ids.numel()
-    size = max(1, C.NEWEST.max_num_tokens_padded(numel, num_experts, max(block_size, 1), False))
-    if api == "drop_in":
-        return moe_align_block_size(ids, block_size, num_experts, emap, False, emap is not None)
-    if api == "alloc_op":
-        return OPS.moe_align_block_size(ids, num_experts, block_size, size, emap, emap is not None)
-    device = ids.device.type
-    if tiny_buffers:
+    """Runs the op through ``api`` (``helpers.call_api``, vLLM 0.33's line);
+    sizes by vLLM 0.33's rule (at least one element each), caller buffers of
+    one element each with ``tiny_buffers`` (for calls refused before the
+    buffers are looked at)."""
+    size = max(1, C.NEWEST.max_num_tokens_padded(ids.numel(), num_experts, max(block_size, 1), False))
+    if tiny_buffers and api in ("out_op", "op_level"):
         size = 1
-    blocks = max(1, -(-size // max(block_size, 1)))
-    out = (poisoned(size, device), poisoned(blocks, device), poisoned(1, device))
-    if api == "out_op":
-        OPS.moe_align_block_size_out(ids, num_experts, block_size, *out, emap, None, emap is not None, -1)
-    else:
-        op_level_for(C.NEWEST)(ids, num_experts, block_size, *out, emap)
-    return out
+    return call_api(api, ids, num_experts, block_size, emap,
+                    ignore_invalid_experts=emap is not None, size=size)
 
 
 def huge_ids(numel: int, device: str) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 import pytest
 import torch
-from conftest import assert_same, poisoned, random_expert_map, random_routes
+from helpers import assert_same, poisoned, random_expert_map, random_routes
 
 from vllm_moe_align_plugin import contract as C
 from vllm_moe_align_plugin import moe_align_block_size

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import POISON, assert_same, poisoned, random_expert_map, random_routes
+from helpers import POISON, assert_same, poisoned, random_expert_map, random_routes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_same, poisoned, random_expert_map, random_routes
+from helpers import assert_same, poisoned, random_expert_map, random_routes
 
 from vllm_moe_align_plugin import moe_align_block_size
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference

@@ -335,6 +335,21 @@ def test_replacement_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     assert source_hook.replacement("op", _op_like) is _op_like
 
 
+# --------------------------------------------------------------------------- what patching needs
+
+
+def test_source_patch_imports_neither_torch_nor_the_library() -> None:
+    """Patching a source tree is text work: importing source_patch (and the
+    package above it) loads neither torch nor the compiled library."""
+    probe = ("import sys; import vllm_moe_align_plugin.vllm.source_patch; "
+             "print(sorted(m for m in ('torch', 'vllm_moe_align_plugin._C', "
+             "'vllm_moe_align_plugin._ops') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 # --------------------------------------------------------------------------- the .patch files
 
 

@@ -12,7 +12,6 @@ Environment:
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from typing import Callable, Optional
 
 import pytest
 import torch
-from conftest import HAS_CUDA, assert_same, poisoned, random_expert_map, random_routes
+from helpers import HAS_CUDA, assert_same, env_int, poisoned, random_expert_map, random_routes
 
 from vllm_moe_align_plugin import contract as C
 from vllm_moe_align_plugin import moe_align_block_size
@@ -34,13 +33,8 @@ pytestmark = [
 ]
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
-GRAPH_REPLAYS = _env_int("VLLM_MOE_ALIGN_GRAPH_REPLAYS", 1000)
-MEMORY_CALLS = _env_int("VLLM_MOE_ALIGN_MEMORY_CALLS", 20_000)
+GRAPH_REPLAYS = env_int("VLLM_MOE_ALIGN_GRAPH_REPLAYS", 1000)
+MEMORY_CALLS = env_int("VLLM_MOE_ALIGN_MEMORY_CALLS", 20_000)
 
 # Shapes across the kernels' size regimes: (numel, num_experts, block_size,
 # ids dtype, expert_map mode, return_scatter_idx).
@@ -405,19 +399,19 @@ def test_preload_cuda_kernels_on_every_device() -> None:
 
 
 def test_import_preloads_only_where_a_context_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vllm_moe_align_plugin import _ops
+    from vllm_moe_align_plugin._ops import cuda_host
 
     calls: list[Optional[int]] = []
-    monkeypatch.setattr(_ops, "preload_cuda_kernels", calls.append)
+    monkeypatch.setattr(cuda_host, "preload_cuda_kernels", calls.append)
     torch.zeros(1, device="cuda")  # this process has a context on its current device
-    _ops._preload_if_cuda_is_up()
+    cuda_host._preload_if_cuda_is_up()
     assert calls == [torch.cuda.current_device()]
 
     def boom(device: Optional[int] = None) -> None:
         raise RuntimeError("preload failed")
 
-    monkeypatch.setattr(_ops, "preload_cuda_kernels", boom)
-    _ops._preload_if_cuda_is_up()  # swallowed: a failed preload only costs speed
+    monkeypatch.setattr(cuda_host, "preload_cuda_kernels", boom)
+    cuda_host._preload_if_cuda_is_up()  # swallowed: a failed preload only costs speed
 
 
 # A fresh process: importing the plugin must not start CUDA (fork-based

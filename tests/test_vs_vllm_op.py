@@ -18,9 +18,9 @@ import re
 
 import pytest
 import torch
-from conftest import random_expert_map, random_routes
+from helpers import random_expert_map, random_routes
 
-from vllm_moe_align_plugin import bench
+from benchmarks import loaders
 from vllm_moe_align_plugin.contract import V0_17, parse_version
 from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vllm_version
 
@@ -35,12 +35,12 @@ def _vllm_op_version() -> tuple[bool, tuple[int, int, int] | None]:
     if not torch.cuda.is_available():
         return False, None
     try:
-        if bench._load_vllm_op() is None:
+        if loaders.load_vllm_op() is None:
             return False, None
         torch.ops._moe_C.moe_align_block_size  # noqa: B018
     except Exception:
         return False, None
-    m = re.search(r"vllm-(\d+\.\d+\.\d+)", os.environ.get(bench.VLLM_SO_ENV, ""))
+    m = re.search(r"vllm-(\d+\.\d+\.\d+)", os.environ.get(loaders.VLLM_SO_ENV, ""))
     version = os.environ.get(VERSION_ENV) or (m.group(1) if m else installed_vllm_version())
     return True, parse_version(version) if version else None
 
@@ -52,7 +52,7 @@ needs_op = pytest.mark.skipif(VERSION is None, reason="vLLM's compiled op and a 
 @pytest.mark.skipif(not LOADED, reason="vLLM's compiled op and a GPU are needed")
 def test_the_ops_vllm_version_is_known() -> None:
     assert VERSION is not None, (
-        f"vLLM's op loaded from {os.environ.get(bench.VLLM_SO_ENV)!r} but its vLLM version is "
+        f"vLLM's op loaded from {os.environ.get(loaders.VLLM_SO_ENV)!r} but its vLLM version is "
         f"unknown: set {VERSION_ENV}=X.Y.Z (which cases apply depends on it)")
 
 

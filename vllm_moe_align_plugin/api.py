@@ -2,10 +2,10 @@
 
 ``moe_align_block_size`` has vLLM 0.33's signature and contract. ``drop_in_for``
 and ``op_level_for`` build the function and the op-level wrapper with the exact
-signature of any vLLM line, from one table of parameters (``PARAMETERS``), for
-the vLLM integration to install. Each call checks its arguments in Python
-(cheap ``isinstance`` tests) and makes exactly one call into C++, which
-allocates the outputs and runs the kernel.
+signature of any vLLM line, from the contract's table of parameters
+(``contract.PARAMETERS``), for the vLLM integration to install. Each call
+checks its arguments in Python (cheap ``isinstance`` tests) and makes exactly
+one call into C++, which allocates the outputs and runs the kernel.
 
 Given a ``fallback`` (vLLM's own function), the built function hands a call
 to ``fallback``, unchanged, when the plugin has no working kernel for
@@ -19,15 +19,15 @@ otherwise the error is the caller's and is raised.
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
+import linecache
 from typing import Any, Callable, Optional, Union
 
 import torch
 
-from . import _ops, devices
-from .contract import NEWEST, Contract
-from .messages import describe, preview
+from . import devices
+from ._ops import checks, library
+from .contract import NEWEST, OP, PARAMETERS, PYTHON, REQUIRED, Contract, parameters
+from .messages import describe
 
 AlignResult = Union[
     tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -39,91 +39,6 @@ _ARG_ORDER_HINT = (
     "expert_map=None, pad_sorted_ids=False, ...): passing top_k as a fourth "
     "positional argument puts it in expert_map"
 )
-
-PYTHON, OP = "python", "op"
-
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-#: default of a parameter that has none
-REQUIRED: Any = _Required()
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of vLLM's function: ``since`` names the ``Contract``
-    flag of the lines that have it (None: every line)."""
-
-    name: str
-    default: Any = REQUIRED
-    since: Optional[str] = None
-    keyword_only: bool = False
-
-
-#: The parameters of vLLM's two functions, newest line; older lines have the
-#: ones whose ``since`` flag their contract sets.
-PARAMETERS: dict[str, tuple[Param, ...]] = {
-    PYTHON: (
-        Param("topk_ids"),
-        Param("block_size"),
-        Param("num_experts"),
-        Param("expert_map", None),
-        Param("pad_sorted_ids", False),
-        Param("ignore_invalid_experts", False, "has_ignore_invalid_experts"),
-        # keyword-only in vLLM's @overload stubs, positional in the function itself
-        Param("return_scatter_idx", False, "has_scatter_idx"),
-    ),
-    OP: (
-        Param("topk_ids"),
-        Param("num_experts"),
-        Param("block_size"),
-        Param("sorted_token_ids"),
-        Param("experts_ids"),
-        Param("num_tokens_post_pad"),
-        Param("expert_map", None, "has_ignore_invalid_experts"),
-        Param("scatter_idx", None, "has_scatter_idx"),
-    ),
-}
-
-
-def parameters(contract: Contract, kind: str) -> tuple[Param, ...]:
-    """The parameters of vLLM's function of ``kind`` (``"python"``: the
-    fused_moe function; ``"op"``: ``vllm._custom_ops``' wrapper) in
-    ``contract``'s line, in order."""
-    return tuple(p for p in PARAMETERS[kind] if p.since is None or getattr(contract, p.since))
-
-
-def parameters_of(fn: Callable[..., Any]) -> tuple[Param, ...]:
-    """``fn``'s parameters as ``Param`` s (``since`` unset), to compare with
-    ``parameters``; ``*args`` / ``**kwargs`` show up as such."""
-    out = []
-    for p in inspect.signature(fn).parameters.values():
-        name = {p.VAR_POSITIONAL: f"*{p.name}", p.VAR_KEYWORD: f"**{p.name}"}.get(p.kind, p.name)
-        default = REQUIRED if p.default is p.empty else p.default
-        out.append(Param(name, default, keyword_only=p.kind == p.KEYWORD_ONLY))
-    return tuple(out)
-
-
-def parameters_mismatch(
-    theirs: tuple[Param, ...], contract: Contract, kind: str
-) -> Optional[str]:
-    """None when ``theirs`` (a vLLM function's parameters) are exactly those
-    of ``contract``'s line (names, order, defaults, keyword-only); else a
-    sentence showing both."""
-    ours = tuple(Param(p.name, p.default, keyword_only=p.keyword_only)
-                 for p in parameters(contract, kind))
-    if theirs == ours:
-        return None
-
-    def show(ps: tuple[Param, ...]) -> str:
-        return ", ".join(p.name if p.default is REQUIRED else f"{p.name}={preview(p.default)}"
-                         for p in ps)
-
-    return f"vLLM's is ({show(theirs)}), the {contract.name} contract's is ({show(ours)})"
-
 
 def _check_tensor(name: str, value: object, optional: bool = False) -> None:
     """TypeError naming ``name`` unless ``value`` is a tensor (or None when
@@ -145,8 +60,8 @@ def _check_args(
     """Python-level checks whose C++ counterparts would give a worse message;
     dtype, device, size and range checks live in the op (csrc/checks.h)."""
     _check_tensor("topk_ids", topk_ids)
-    _ops.check_int("block_size", block_size)
-    _ops.check_int("num_experts", num_experts)
+    checks.check_int("block_size", block_size)
+    checks.check_int("num_experts", num_experts)
     _check_tensor("expert_map", expert_map, optional=True)
     if return_scatter_idx and expert_map is not None and not ignore_invalid_experts:
         raise ValueError(
@@ -182,7 +97,7 @@ def _align(
             return_scatter_idx,
         )
     except ValueError as exc:
-        raise _ops.typed_error(exc) from None
+        raise checks.typed_error(exc) from None
     if return_scatter_idx:
         return sorted_ids, expert_ids, post_pad, scatter_idx
     return sorted_ids, expert_ids, post_pad
@@ -203,8 +118,8 @@ def _align_out(
     ``expert_map`` makes the op map ids while counting and drop routes of
     non-local experts, as vLLM's op does."""
     _check_tensor("topk_ids", topk_ids)
-    _ops.check_int("num_experts", num_experts)
-    _ops.check_int("block_size", block_size)
+    checks.check_int("num_experts", num_experts)
+    checks.check_int("block_size", block_size)
     _check_tensor("expert_map", expert_map, optional=True)
     try:
         _ALIGN_OUT(
@@ -213,7 +128,7 @@ def _align_out(
             contract.expert_ids_tail,
         )
     except ValueError as exc:
-        raise _ops.typed_error(exc) from None
+        raise checks.typed_error(exc) from None
 
 
 def moe_align_block_size(
@@ -249,7 +164,8 @@ def _build(
 ) -> Callable[..., Any]:
     """A function with exactly ``parameters(contract, kind)`` whose body calls
     ``_align`` / ``_align_out`` (parameters the line lacks get their default),
-    or ``fallback`` on devices the plugin cannot serve (module docstring)."""
+    or ``fallback`` on devices the plugin cannot serve (module docstring).
+    Its source is generated text, shown by tracebacks (``_compile_named``)."""
     params = parameters(contract, kind)
     have = {p.name for p in params}
     signature, forward = [], []
@@ -284,12 +200,23 @@ def _build(
         "_impl": _align if kind == PYTHON else _align_out,
         "_contract": contract,
     }
-    exec("\n".join(lines), namespace)  # noqa: S102 - code made from PARAMETERS only
+    what = "moe_align_block_size" if kind == PYTHON else "op-level moe_align_block_size"
+    name = f"{what}, {contract.name} contract" + (", with fallback" if fallback else "")
+    exec(_compile_named("\n".join(lines) + "\n", name), namespace)  # noqa: S102 - from PARAMETERS only
     fn = namespace["moe_align_block_size"]
     fn.__module__ = __name__
-    what = "moe_align_block_size" if kind == PYTHON else "op-level moe_align_block_size"
     fn.__doc__ = f"vllm-moe-align-plugin's {what} ({contract.name} contract)."
     return fn
+
+
+def _compile_named(source: str, name: str) -> Any:
+    """``source`` compiled as the pseudo-file ``<vllm_moe_align_plugin
+    generated: NAME>``, whose text ``linecache`` holds, so tracebacks and
+    ``inspect.getsource`` show the generated function's lines."""
+    filename = f"<{__package__} generated: {name}>"
+    # mtime None: linecache.checkcache keeps the entry (there is no file to check)
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    return compile(source, filename, "exec")
 
 
 def drop_in_for(
@@ -308,13 +235,13 @@ def op_level_for(
     return _build(OP, contract, fallback)
 
 
-if _ops.available():
+if library.available():
     _ALIGN = torch.ops.vllm_moe_align.moe_align_block_size.default
     _ALIGN_OUT = torch.ops.vllm_moe_align.moe_align_block_size_out.default
 else:
 
     def _ALIGN(*args: object, **kwargs: object) -> tuple[torch.Tensor, ...]:  # noqa: N802
-        _ops.require()
+        library.require()
         raise AssertionError("unreachable")
 
     _ALIGN_OUT = _ALIGN  # type: ignore[assignment]

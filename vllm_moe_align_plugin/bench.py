@@ -1,5 +1,7 @@
 """Timing of moe_align_block_size implementations, shared by ``vllm-moe-align
-bench`` and ``benchmarks/benchmark_moe_align_block_size.py``.
+bench`` and ``benchmarks/benchmark_moe_align_block_size.py``: the plugin, the
+torch reference and the installed vLLM's op here; the benchmark adds the ops
+that ``benchmarks/loaders.py`` loads from library files (vLLM's, SGLang's).
 
 Every implementation is called the way its own Python caller calls it
 (allocations included) and its outputs are validated against the reference
@@ -17,9 +19,6 @@ CPU times: wall time per call (median of repeats).
 
 from __future__ import annotations
 
-import ctypes
-import glob
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -31,9 +30,6 @@ import torch
 from .contract import NEWEST, V0_17, Contract
 from .messages import describe
 from .reference import moe_align_block_size_reference
-
-VLLM_SO_ENV = "VLLM_MOE_ALIGN_VLLM_OP_SO"
-SGLANG_SO_ENV = "VLLM_MOE_ALIGN_SGLANG_SO"
 
 
 @dataclass(frozen=True)
@@ -109,12 +105,10 @@ def reference_impl() -> Impl:
     return Impl("torch reference", make, NEWEST, exact=True, graphable=False)
 
 
-def _load_vllm_op() -> Optional[str]:
-    """Makes torch.ops._moe_C.moe_align_block_size available; returns where from."""
-    path = os.environ.get(VLLM_SO_ENV)
-    if path:
-        torch.ops.load_library(path)
-        return os.path.basename(path)
+def installed_vllm_op() -> Optional[str]:
+    """Makes torch.ops._moe_C.moe_align_block_size available from the
+    installed vLLM (importing ``vllm._custom_ops`` loads its extensions);
+    returns where from, None without a vLLM that loads."""
     try:
         import vllm._custom_ops  # noqa: F401  (loads vLLM's extensions)
     except Exception:
@@ -124,11 +118,12 @@ def _load_vllm_op() -> Optional[str]:
     return f"vllm {installed_vllm_version()}"
 
 
-def vllm_impl() -> Optional[Impl]:
-    """vLLM's compiled op, called as vLLM >= 0.17's Python wrapper calls it:
+def vllm_impl(load: Callable[[], Optional[str]] = installed_vllm_op) -> Optional[Impl]:
+    """vLLM's compiled op, made available by ``load`` (which returns where
+    from, None: not found), called as vLLM >= 0.17's Python wrapper calls it:
     three torch.empty, then the op."""
     try:
-        source = _load_vllm_op()
+        source = load()
         op = torch.ops._moe_C.moe_align_block_size
     except Exception:
         return None
@@ -147,57 +142,6 @@ def vllm_impl() -> Optional[Impl]:
         return call
 
     return Impl(f"vLLM op ({source})", make, V0_17, exact=False)
-
-
-def _load_sglang_op(path: str) -> None:
-    """sgl_kernel's common_ops needs CUDA 13 libraries loaded globally first."""
-    for lib in ("libnvrtc.so.13", "libcublasLt.so.13", "libcublas.so.13"):
-        for base in _nvidia_lib_dirs():
-            hits = glob.glob(os.path.join(base, lib))
-            if hits:
-                ctypes.CDLL(hits[0], mode=ctypes.RTLD_GLOBAL)
-                break
-    torch.ops.load_library(path)
-
-
-def _nvidia_lib_dirs() -> list[str]:
-    try:
-        import nvidia
-    except ImportError:
-        return []
-    dirs = []
-    for base in nvidia.__path__:
-        dirs += glob.glob(os.path.join(base, "cu13", "lib")) + glob.glob(os.path.join(base, "*", "lib"))
-    return dirs
-
-
-def sglang_impl() -> Optional[Impl]:
-    """sgl_kernel's op as SGLang calls it: num_experts + 1 bins, a cumsum buffer
-    of num_experts + 2, padded sorted ids."""
-    path = os.environ.get(SGLANG_SO_ENV)
-    if not path:
-        return None
-    try:
-        _load_sglang_op(path)
-        op = torch.ops.sgl_kernel.moe_align_block_size
-    except Exception:
-        return None
-
-    def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
-        def call() -> tuple[torch.Tensor, ...]:
-            numel = ids.numel()
-            bins = e + 1
-            size = numel * b if numel < bins else numel + bins * (b - 1)
-            sorted_ids = torch.empty((size,), dtype=torch.int32, device=ids.device)
-            expert_ids = torch.empty(((size + b - 1) // b,), dtype=torch.int32, device=ids.device)
-            post_pad = torch.empty((1,), dtype=torch.int32, device=ids.device)
-            cumsum = torch.empty((bins + 1,), dtype=torch.int32, device=ids.device)
-            op(ids, bins, b, sorted_ids, expert_ids, post_pad, cumsum, True, False)
-            return sorted_ids, expert_ids, post_pad
-
-        return call
-
-    return Impl("sglang-kernel 0.4.5", make, NEWEST, exact=False)
 
 
 def validate(impl: Impl, got: tuple[torch.Tensor, ...], ids: torch.Tensor, e: int, b: int) -> None:
@@ -300,10 +244,13 @@ def time_eager_us(calls: list[Callable[[], object]], n: int = 2000, device: str 
     return (time.perf_counter() - start) * 1e6 / n
 
 
-def available_impls(device: str, with_reference: bool = True) -> list[Impl]:
+def available_impls(device: str, with_reference: bool = True,
+                    others: Optional[Sequence[Optional[Impl]]] = None) -> list[Impl]:
+    """The plugin; on CUDA the other compiled ops ``others`` (default: the
+    installed vLLM's), those that are not None; then the torch reference."""
     impls = [plugin_impl()]
     if device == "cuda":
-        for extra in (vllm_impl(), sglang_impl()):
+        for extra in ([vllm_impl()] if others is None else others):
             if extra is not None:
                 impls.append(extra)
     if with_reference:

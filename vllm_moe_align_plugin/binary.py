@@ -1,26 +1,22 @@
-"""What the compiled library is: its build record and where it comes from.
+"""What a compiled library file is: its build record, and whether it can load.
 
 setup.py compiles a JSON record into the library (torch version, CUDA archs,
 nvcc, how it was built) behind ``BUILD_INFO_MARKER``. ``read_build_info``
 reads it from the file without loading it, so a library made for another
 torch can fail with an error that says so (``explain_load_error``), and
-``vllm-moe-align info`` can say which binary is in use (``describe_binary``).
+``vllm-moe-align info`` can say which binary is in use.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import mmap
-import os
 from typing import Any, Optional
-from urllib.parse import unquote, urlparse
 
 import torch
 
 #: Prefix of the build-info string in the library (setup.py BUILD_INFO_MARKER).
 BUILD_INFO_MARKER = b"VLLM_MOE_ALIGN_BUILD_INFO="
-DISTRIBUTION = "vllm-moe-align-plugin"
 
 
 def read_build_info(path: str) -> Optional[dict[str, Any]]:
@@ -84,85 +80,3 @@ def explain_load_error(exc: BaseException, info: Optional[dict[str, Any]],
                         f"{message} [{type(exc).__name__}: {exc}]")
     error.__cause__ = exc
     return error
-
-
-def _file_url_path(url: str) -> Optional[str]:
-    parsed = urlparse(url)
-    return os.path.realpath(unquote(parsed.path)) if parsed.scheme == "file" else None
-
-
-def binary_origin(path: Optional[str] = None,
-                  dist: Optional[importlib.metadata.Distribution] = None) -> str:
-    """Where the library at ``path`` (default: ``binary_path()``) comes from:
-    an installed wheel, an editable install built in place in a source tree,
-    or an in-place build that is not the installed package. Read from the
-    installed distribution's file list and its direct_url.json (PEP 610)."""
-    from . import _ops
-
-    path = _ops.binary_path() if path is None else path
-    if path is None:
-        return "not built"
-    if dist is None:
-        try:
-            dist = importlib.metadata.distribution(DISTRIBUTION)
-        except importlib.metadata.PackageNotFoundError:
-            dist = None
-    real = os.path.realpath(path)
-    if dist is None:
-        return "in-place build in a source tree (no installed vllm-moe-align-plugin)"
-    try:
-        direct = json.loads(dist.read_text("direct_url.json") or "null")
-    except ValueError:
-        direct = None
-    direct = direct if isinstance(direct, dict) else {}
-    url = direct.get("url", "")
-    installed = {os.path.realpath(str(dist.locate_file(f))) for f in (dist.files or [])
-                 if f.name.startswith("_C")}
-    if real in installed:
-        if "archive_info" in direct:
-            return f"installed wheel {dist.version} ({url})"
-        if "dir_info" in direct:
-            return f"installed {dist.version}, built from the source tree {_file_url_path(url) or url}"
-        if "vcs_info" in direct:
-            return f"installed {dist.version}, built from {url}"
-        return f"installed wheel {dist.version} (from a package index)"
-    source = _file_url_path(url) if direct.get("dir_info", {}).get("editable") else None
-    if source and real.startswith(source.rstrip(os.sep) + os.sep):
-        return f"editable install {dist.version}, built in place in {source}"
-    return (f"in-place build in a source tree, not the installed vllm-moe-align-plugin "
-            f"{dist.version} ({dist.locate_file('')})")
-
-
-def describe_binary(with_file: bool = True) -> list[str]:
-    """Lines for ``vllm-moe-align info`` under "compiled op": the library's
-    file (``with_file``), where it comes from, and what it was built for."""
-    from . import _ops
-
-    path = _ops.binary_path()
-    if path is None:
-        return [f"  {'file':20s}none: not built (pip install --no-build-isolation .)"]
-    info = _ops.build_info()
-    lines = [f"  {'file':20s}{path}"] if with_file else []
-    lines.append(f"  {'from':20s}{binary_origin(path)}")
-    if info is None:
-        lines.append(f"  {'built for':20s}unknown (a build without build info: rebuild it)")
-        return lines
-    if is_stable_abi(info):
-        torches = (f"torch >= {info.get('torch_floor')} (stable ABI, Python 3 abi3; built with "
-                   f"{info.get('torch')}; installed: {torch.__version__})")
-    else:
-        same = "the installed one" if info.get("torch") == torch.__version__ else \
-            f"installed: {torch.__version__}"
-        torches = f"torch {info.get('torch')} only (its C++ ABI; {same})"
-    command = info.get("command", "?")
-    kind = "a wheel build" if info.get("wheel") else "built by " + {
-        "editable_wheel": "pip install -e", "bdist_wheel": "pip install / a wheel build",
-        "build_ext --inplace": "setup.py build_ext --inplace"}.get(command, command)
-    cuda = (f"CUDA kernels ({' '.join(info.get('cuda_archs') or []) or '?'}) by nvcc "
-            f"{info.get('nvcc')}" if info.get("cuda")
-            else f"CPU kernel only ({info.get('no_cuda_reason') or 'no CUDA kernels'})")
-    lines.append(f"  {'built for':20s}{torches}; {cuda}; {kind}")
-    if _ops.CUDA_LIBRARY is not None:
-        state = "loaded" if _ops.CUDA_LOAD_ERROR is None else f"NOT LOADED: {_ops.CUDA_LOAD_ERROR}"
-        lines.append(f"  {'cuda library':20s}{_ops.CUDA_LIBRARY} ({state})")
-    return lines

@@ -14,24 +14,30 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import logging
+import os
 import random
 import sys
 from typing import Optional
+from urllib.parse import unquote, urlparse
 
 import torch
 
-from . import __version__, _ops, binary, devices
+from . import __version__, binary, devices
+from ._ops import build_record, cuda_host, library
 from .contract import ALL, NEWEST, contract_for_vllm
 from .log import logger
 from .messages import preview
 from .vllm.env import DISABLE_ENV, PLUGIN_NAME, off_reason, running_vllm_version
 from .vllm.runtime import DEFINING_MODULE, NAME, OPS_MODULE
 
+DISTRIBUTION = "vllm-moe-align-plugin"
+
 
 def _devices() -> list[str]:
-    devices = ["cpu"] if _ops.has_backend("cpu") else []
-    if torch.cuda.is_available() and _ops.has_backend("cuda"):
+    devices = ["cpu"] if library.has_backend("cpu") else []
+    if torch.cuda.is_available() and library.has_backend("cuda"):
         devices.append("cuda")
     return devices
 
@@ -49,6 +55,84 @@ def _device_line(device: torch.device) -> str:
     return f"{str(device) + ' (' + name + ')':32s} {'plugin' if ok else f'vLLM function ({why})'}"
 
 
+def _file_url_path(url: str) -> Optional[str]:
+    parsed = urlparse(url)
+    return os.path.realpath(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+def binary_origin(path: Optional[str] = None,
+                  dist: Optional[importlib.metadata.Distribution] = None) -> str:
+    """Where the library at ``path`` (default: ``binary_path()``) comes from:
+    an installed wheel, an editable install built in place in a source tree,
+    or an in-place build that is not the installed package. Read from the
+    installed distribution's file list and its direct_url.json (PEP 610)."""
+    path = library.binary_path() if path is None else path
+    if path is None:
+        return "not built"
+    if dist is None:
+        try:
+            dist = importlib.metadata.distribution(DISTRIBUTION)
+        except importlib.metadata.PackageNotFoundError:
+            dist = None
+    real = os.path.realpath(path)
+    if dist is None:
+        return "in-place build in a source tree (no installed vllm-moe-align-plugin)"
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+    except ValueError:
+        direct = None
+    direct = direct if isinstance(direct, dict) else {}
+    url = direct.get("url", "")
+    installed = {os.path.realpath(str(dist.locate_file(f))) for f in (dist.files or [])
+                 if f.name.startswith("_C")}
+    if real in installed:
+        if "archive_info" in direct:
+            return f"installed wheel {dist.version} ({url})"
+        if "dir_info" in direct:
+            return f"installed {dist.version}, built from the source tree {_file_url_path(url) or url}"
+        if "vcs_info" in direct:
+            return f"installed {dist.version}, built from {url}"
+        return f"installed wheel {dist.version} (from a package index)"
+    source = _file_url_path(url) if direct.get("dir_info", {}).get("editable") else None
+    if source and real.startswith(source.rstrip(os.sep) + os.sep):
+        return f"editable install {dist.version}, built in place in {source}"
+    return (f"in-place build in a source tree, not the installed vllm-moe-align-plugin "
+            f"{dist.version} ({dist.locate_file('')})")
+
+
+def describe_binary(with_file: bool = True) -> list[str]:
+    """Lines for ``vllm-moe-align info`` under "compiled op": the library's
+    file (``with_file``), where it comes from, and what it was built for."""
+    path = library.binary_path()
+    if path is None:
+        return [f"  {'file':20s}none: not built (pip install --no-build-isolation .)"]
+    info = build_record.build_info()
+    lines = [f"  {'file':20s}{path}"] if with_file else []
+    lines.append(f"  {'from':20s}{binary_origin(path)}")
+    if info is None:
+        lines.append(f"  {'built for':20s}unknown (a build without build info: rebuild it)")
+        return lines
+    if binary.is_stable_abi(info):
+        torches = (f"torch >= {info.get('torch_floor')} (stable ABI, Python 3 abi3; built with "
+                   f"{info.get('torch')}; installed: {torch.__version__})")
+    else:
+        same = "the installed one" if info.get("torch") == torch.__version__ else \
+            f"installed: {torch.__version__}"
+        torches = f"torch {info.get('torch')} only (its C++ ABI; {same})"
+    command = info.get("command", "?")
+    kind = "a wheel build" if info.get("wheel") else "built by " + {
+        "editable_wheel": "pip install -e", "bdist_wheel": "pip install / a wheel build",
+        "build_ext --inplace": "setup.py build_ext --inplace"}.get(command, command)
+    cuda = (f"CUDA kernels ({' '.join(info.get('cuda_archs') or []) or '?'}) by nvcc "
+            f"{info.get('nvcc')}" if info.get("cuda")
+            else f"CPU kernel only ({info.get('no_cuda_reason') or 'no CUDA kernels'})")
+    lines.append(f"  {'built for':20s}{torches}; {cuda}; {kind}")
+    if library.CUDA_LIBRARY is not None:
+        state = "loaded" if library.CUDA_LOAD_ERROR is None else f"NOT LOADED: {library.CUDA_LOAD_ERROR}"
+        lines.append(f"  {'cuda library':20s}{library.CUDA_LIBRARY} ({state})")
+    return lines
+
+
 def cmd_info(_: argparse.Namespace) -> int:
     found = running_vllm_version()
     vllm_version = found
@@ -59,16 +143,16 @@ def cmd_info(_: argparse.Namespace) -> int:
     print(f"torch                 {torch.__version__} (CUDA {torch.version.cuda}"
           + (f", HIP {torch.version.hip})" if torch.version.hip else ")"))
     print(f"vLLM                  {vllm_version or 'not installed'}")
-    if not _ops.available():
-        print(f"compiled op           FAILED TO LOAD: {_ops.LOAD_ERROR}")
-        print("\n".join(binary.describe_binary()))
+    if not library.available():
+        print(f"compiled op           FAILED TO LOAD: {library.LOAD_ERROR}")
+        print("\n".join(describe_binary()))
         print("enabled               no (vLLM keeps its own function)")
         return 1
-    print(f"compiled op           {_ops.binary_path() or '?'}")
-    print("\n".join(binary.describe_binary(with_file=False)))
-    backends = [d for d in ("cpu", "cuda") if _ops.has_backend(d)]
+    print(f"compiled op           {library.binary_path() or '?'}")
+    print("\n".join(describe_binary(with_file=False)))
+    backends = [d for d in ("cpu", "cuda") if library.has_backend(d)]
     print(f"kernels               {', '.join(backends)}"
-          + (f" (CUDA archs: {' '.join(_ops.cuda_archs()) or 'unknown'})" if "cuda" in backends
+          + (f" (CUDA archs: {' '.join(cuda_host.cuda_archs()) or 'unknown'})" if "cuda" in backends
              else " (no CUDA kernels: CUDA calls run vLLM's function)"))
     if not torch.cuda.is_available() and torch.version.cuda:
         print("GPU                   none visible")
@@ -120,7 +204,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .api import drop_in_for
     from .reference import moe_align_block_size_reference, random_expert_map
 
-    _ops.require()
+    library.require()
     rng = random.Random(args.seed)
     devices = _devices()
     passed = {d: 0 for d in devices}
@@ -153,7 +237,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
-    _ops.require()
+    library.require()
     device = args.device or ("cuda" if "cuda" in _devices() else "cpu")
     if device not in _devices():
         why = "no CUDA device is visible" if not torch.cuda.is_available() else \

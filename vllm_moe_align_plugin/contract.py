@@ -1,8 +1,9 @@
 """What vLLM's ``moe_align_block_size`` returns, by vLLM version.
 
 This module owns every rule that changed between vLLM releases: output sizes,
-the tail value of ``expert_ids``, and which arguments each signature has. The
-rest of the package asks it; nothing else hard-codes a version.
+the tail value of ``expert_ids``, and which arguments each signature has (the
+table ``PARAMETERS``). The rest of the package asks it; nothing else
+hard-codes a version.
 
 Lines (the releases whose rules are the same):
 
@@ -18,9 +19,12 @@ vLLM          tail   numel < E       ignore_invalid_experts     scatter_idx
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
+
+from .messages import preview
 
 Version = tuple[int, int, int]
 
@@ -102,3 +106,91 @@ def contract_for_vllm(version: str) -> Optional[Contract]:
     if v is None:
         return None
     return next((c for c in ALL if c.covers(v)), None)
+
+
+# --------------------------------------------------------------------------- signatures
+
+#: the kinds of vLLM's function: the fused_moe module's, and ``vllm._custom_ops``' wrapper
+PYTHON, OP = "python", "op"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: default of a parameter that has none
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of vLLM's function: ``since`` names the ``Contract``
+    flag of the lines that have it (None: every line)."""
+
+    name: str
+    default: Any = REQUIRED
+    since: Optional[str] = None
+    keyword_only: bool = False
+
+
+#: The parameters of vLLM's two functions, newest line; older lines have the
+#: ones whose ``since`` flag their contract sets.
+PARAMETERS: dict[str, tuple[Param, ...]] = {
+    PYTHON: (
+        Param("topk_ids"),
+        Param("block_size"),
+        Param("num_experts"),
+        Param("expert_map", None),
+        Param("pad_sorted_ids", False),
+        Param("ignore_invalid_experts", False, "has_ignore_invalid_experts"),
+        # keyword-only in vLLM's @overload stubs, positional in the function itself
+        Param("return_scatter_idx", False, "has_scatter_idx"),
+    ),
+    OP: (
+        Param("topk_ids"),
+        Param("num_experts"),
+        Param("block_size"),
+        Param("sorted_token_ids"),
+        Param("experts_ids"),
+        Param("num_tokens_post_pad"),
+        Param("expert_map", None, "has_ignore_invalid_experts"),
+        Param("scatter_idx", None, "has_scatter_idx"),
+    ),
+}
+
+
+def parameters(contract: Contract, kind: str) -> tuple[Param, ...]:
+    """The parameters of vLLM's function of ``kind`` (``"python"``: the
+    fused_moe function; ``"op"``: ``vllm._custom_ops``' wrapper) in
+    ``contract``'s line, in order."""
+    return tuple(p for p in PARAMETERS[kind] if p.since is None or getattr(contract, p.since))
+
+
+def parameters_of(fn: Callable[..., Any]) -> tuple[Param, ...]:
+    """``fn``'s parameters as ``Param`` s (``since`` unset), to compare with
+    ``parameters``; ``*args`` / ``**kwargs`` show up as such."""
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        name = {p.VAR_POSITIONAL: f"*{p.name}", p.VAR_KEYWORD: f"**{p.name}"}.get(p.kind, p.name)
+        default = REQUIRED if p.default is p.empty else p.default
+        out.append(Param(name, default, keyword_only=p.kind == p.KEYWORD_ONLY))
+    return tuple(out)
+
+
+def parameters_mismatch(
+    theirs: tuple[Param, ...], contract: Contract, kind: str
+) -> Optional[str]:
+    """None when ``theirs`` (a vLLM function's parameters) are exactly those
+    of ``contract``'s line (names, order, defaults, keyword-only); else a
+    sentence showing both."""
+    ours = tuple(Param(p.name, p.default, keyword_only=p.keyword_only)
+                 for p in parameters(contract, kind))
+    if theirs == ours:
+        return None
+
+    def show(ps: tuple[Param, ...]) -> str:
+        return ", ".join(p.name if p.default is REQUIRED else f"{p.name}={preview(p.default)}"
+                         for p in ps)
+
+    return f"vLLM's is ({show(theirs)}), the {contract.name} contract's is ({show(ours)})"

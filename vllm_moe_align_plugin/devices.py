@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from . import _ops
+from ._ops import cuda_host, library
 from .log import logger
 
 _lock = threading.Lock()
@@ -36,19 +36,19 @@ def _cuda_reason(device: torch.device) -> Optional[str]:
     if torch.version.hip is not None:
         return (f"torch {torch.__version__} is a ROCm/HIP build; the plugin has CUDA kernels "
                 "only")
-    if not _ops.has_backend("cuda"):
-        if _ops.CUDA_LOAD_ERROR is not None:
-            return (f"the plugin's CUDA library did not load ({_ops.CUDA_LOAD_ERROR}); install "
+    if not library.has_backend("cuda"):
+        if library.CUDA_LOAD_ERROR is not None:
+            return (f"the plugin's CUDA library did not load ({library.CUDA_LOAD_ERROR}); install "
                     "a build made for this torch's CUDA (the wheel needs a CUDA 13 torch), or "
                     "build from source")
         return ("this build of the plugin has no CUDA kernels (nvcc was not found when it was "
                 "built); set CUDA_HOME to a CUDA toolkit and reinstall")
     index = device.index if device.index is not None else torch.cuda.current_device()
     try:
-        _ops.preload_cuda_kernels(index)
+        cuda_host.preload_cuda_kernels(index)
     except Exception as exc:  # noqa: BLE001 - any failure means: not here
         major, minor = torch.cuda.get_device_capability(index)
-        archs = ", ".join(_ops.cuda_archs()) or "unknown"
+        archs = ", ".join(cuda_host.cuda_archs()) or "unknown"
         error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return (f"the plugin's CUDA kernels do not load on {torch.cuda.get_device_name(index)} "
                 f"(sm_{major}{minor}; built for {archs}): {error}; "
@@ -59,13 +59,13 @@ def _cuda_reason(device: torch.device) -> Optional[str]:
 def unsupported_reason(device: torch.device) -> Optional[str]:
     """None when the plugin's op has a working kernel for ``device``, else
     why not (with the fix). Not cached: it may load kernels (CUDA) to find out."""
-    if not _ops.available():
-        return f"the compiled op failed to load ({_ops.LOAD_ERROR})"
+    if not library.available():
+        return f"the compiled op failed to load ({library.LOAD_ERROR})"
     if device.type == "cuda":
         return _cuda_reason(device)
     if device.type == "meta":
         return None  # shapes only: the op's fake kernels
-    if _ops.has_backend(device.type):
+    if library.has_backend(device.type):
         return None
     return f"the plugin has no kernels for {device.type} devices"
 

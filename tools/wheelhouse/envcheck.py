@@ -61,9 +61,10 @@ def plugin_problems() -> list[str]:
     """Why the plugin would not work in this process ([] when it would)."""
     import torch
 
+    import vllm_moe_align_plugin
     import vllm_moe_align_plugin._ops as ops
 
-    print("plugin imported from:", Path(ops.__file__).parent)
+    print("plugin imported from:", Path(vllm_moe_align_plugin.__file__).parent)
     print("plugin op loaded:", ops.available(), "| cuda kernel:", ops.has_backend("cuda"),
           ops.LOAD_ERROR or "")
     eps = [f"{e.name} -> {e.value}" for e in md.entry_points(group=PLUGIN_GROUP)]

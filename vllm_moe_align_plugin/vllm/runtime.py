@@ -110,9 +110,9 @@ def _register() -> None:
                 "moe_align_block_size", version,
             )
             return
-        from .. import _ops
+        from .._ops import library
 
-        _ops.require()
+        library.require()
         state = _State(contract=contract, vllm_version=version)
         _state = state
         for mod_name in (DEFINING_MODULE, OPS_MODULE):
@@ -126,10 +126,11 @@ def _register() -> None:
 
 
 def _enabled_line(state: _State) -> str:
-    from .. import __version__, _ops
+    from .. import __version__
+    from .._ops import cuda_host, library
 
-    backends = ["CPU"] + ([f"CUDA ({', '.join(_ops.cuda_archs())})"]
-                          if _ops.has_backend("cuda") else [])
+    backends = ["CPU"] + ([f"CUDA ({', '.join(cuda_host.cuda_archs())})"]
+                          if library.has_backend("cuda") else [])
     return (
         f"vllm-moe-align-plugin {__version__} on for vLLM {state.vllm_version} "
         f"({state.contract.name} contract): {DEFINING_MODULE}.{NAME} and "

@@ -13,7 +13,7 @@ of these hold, and ``original`` itself otherwise:
 
 - ``VLLM_MOE_ALIGN_DISABLE`` is not set;
 - the vLLM version is known to ``contract.contract_for_vllm``;
-- the compiled op loaded (``_ops.available()``);
+- the compiled op loaded (``_ops.library.available()``);
 - ``original`` has exactly the parameters of the contract's line (same names
   in the same order, same defaults), so no caller of that vLLM can notice the
   swap.
@@ -45,7 +45,7 @@ def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[.
         return None, f"unknown kind {describe(kind)} (expected one of {', '.join(KINDS)})"
     if disabled_by_env():
         return None, f"disabled by {DISABLE_ENV}"
-    from ..contract import contract_for_vllm
+    from ..contract import contract_for_vllm, parameters_mismatch, parameters_of
 
     version = running_vllm_version()
     if version is None:
@@ -53,11 +53,12 @@ def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[.
     contract = contract_for_vllm(version)
     if contract is None:
         return None, f"vLLM {version} is not a version this plugin knows"
-    from .. import _ops, api
+    from .. import api
+    from .._ops import library
 
-    if not _ops.available():
-        return None, f"the compiled op failed to load ({_ops.LOAD_ERROR})"
-    mismatch = api.parameters_mismatch(api.parameters_of(original), contract, kind)
+    if not library.available():
+        return None, f"the compiled op failed to load ({library.LOAD_ERROR})"
+    mismatch = parameters_mismatch(parameters_of(original), contract, kind)
     if mismatch is not None:
         return None, f"signature differs: {mismatch}"
     build = api.drop_in_for if kind == "python" else api.op_level_for

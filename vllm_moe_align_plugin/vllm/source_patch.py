@@ -15,7 +15,7 @@ and the reason):
 
 - ``apply`` needs both files pristine: no block of ours, the definition found,
   and its parameters exactly those of the tree's contract line
-  (``contract.contract_for_vllm`` of the tree's version, ``api.parameters``);
+  (``contract.contract_for_vllm`` of the tree's version, ``contract.parameters``);
   on a tree already patched it changes nothing and says so.
 - ``revert`` needs at least one file patched and none modified: it removes the
   block byte for byte (removing and re-adding it must give the file back).
@@ -42,8 +42,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..api import OP, PYTHON, REQUIRED, Param, parameters_mismatch
-from ..contract import V0_9, V0_13, V0_17, V0_31, Contract, contract_for_vllm
+from ..contract import (
+    OP,
+    PYTHON,
+    REQUIRED,
+    V0_9,
+    V0_13,
+    V0_17,
+    V0_31,
+    Contract,
+    Param,
+    contract_for_vllm,
+    parameters_mismatch,
+)
 from .env import vllm_version
 
 PY_FILE = "vllm/model_executor/layers/fused_moe/moe_align_block_size.py"
@@ -136,7 +147,7 @@ def _insert(text: str, kind: str, rel: str) -> str:
 
 
 def _ast_params(fn: ast.FunctionDef) -> tuple[Param, ...]:
-    """The parameters of a ``def`` as ``api.Param`` s (defaults are literals in
+    """The parameters of a ``def`` as ``contract.Param`` s (defaults are literals in
     every vLLM release)."""
     a = fn.args
     positional = a.posonlyargs + a.args

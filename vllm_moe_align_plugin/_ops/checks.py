@@ -1,0 +1,63 @@
+"""The Python side of the ops' argument checks (csrc/checks.h holds the rest).
+
+``check_int`` is the one way an integer argument reaches an op;
+``typed_error`` gives a dtype error from an op its Python type;
+``check_devices`` is the C++ device check, for the fake kernels.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Optional
+
+import torch
+
+from ..messages import describe
+
+#: How the ops word a wrong dtype (csrc/checks.h): "<name> must be an int32
+#: tensor, got Long", "topk_ids must be an integer tensor (int64, ...), got Float".
+_DTYPE_ERRORS = ("an int32 tensor, got ", "an integer tensor (")
+
+
+def typed_error(exc: ValueError) -> Exception:
+    """The error the package's functions raise for ``exc``, a ValueError from
+    an op: a TypeError for a wrong dtype. A library on PyTorch's stable ABI
+    (csrc/frontend/stable.cpp) can raise ValueError but not TypeError, so its
+    dtype errors arrive as ValueError; the C++-ABI library raises TypeError
+    itself. Any other error is returned as it is."""
+    message = str(exc)
+    if message.partition(" must be ")[2].startswith(_DTYPE_ERRORS):
+        error = TypeError(message)
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+def check_devices(topk_ids: torch.Tensor, **tensors: Optional[torch.Tensor]) -> None:
+    """The C++ ops' device check (csrc/checks.h), in the same words: every
+    tensor argument is on topk_ids' device. The fake kernels run it because a
+    meta tensor among real ones sends the call to them, not to a backend."""
+    for name, t in tensors.items():
+        if t is not None and t.device != topk_ids.device:
+            raise ValueError(
+                f"{name} must be on the same device as topk_ids ({topk_ids.device}), "
+                f"got {t.device}"
+            )
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_int(name: str, value: object) -> int:
+    """``value`` as a Python int: an integer (anything with ``__index__`` but a
+    bool) that fits the ops' 64-bit ints; else TypeError / ValueError naming
+    ``name``. Every integer argument the package passes to an op goes through it."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {describe(value)}") from None
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise ValueError(f"{name} must fit in a signed 64-bit integer, got {describe(number)}")
+    return number
