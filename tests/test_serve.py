@@ -93,6 +93,11 @@ def test_serve_command_and_env() -> None:
     assert (profiler["profiler"], profiler["torch_profiler_dir"], profiler["ignore_frontend"]) == \
         ("torch", "/t", True)
     assert len(commands.non_defaults(full)) == 5 and "shortened" in commands.non_defaults(full)[1]
+    dp = commands.serve_command(_spec(dp=2, ep=True, executor="ray"), "py")
+    assert " ".join(dp).endswith("--data-parallel-size 2 --enable-expert-parallel "
+                                 "--distributed-executor-backend ray")
+    assert commands.non_defaults(_spec(executor="ray")) == ["--distributed-executor-backend ray"]
+    assert (logs.expected_processes(1, 2), logs.expected_processes(2, 2)) == (3, 7)
     assert commands.capture_sizes("default", [1, 32]) is None
     assert commands.capture_sizes("short", [1, 48, 1024]) == (1, 2, 4, 8, 16, 32, 48, 64, 128, 256, 512)
     assert commands.capture_sizes("4, 2,2", [1]) == (2, 4)
@@ -150,7 +155,12 @@ def test_commands_parse_with_the_installed_vllm() -> None:
             "profiler_config", "disable_custom_all_reduce", "max_concurrency", "num_prompts",
             "random_input_len", "temperature", "ignore_eos", "metadata", "result_filename", "seed"]
     env = commands.client_env(dict(os.environ))
+    dp = commands.serve_command(_spec(dp=2, ep=True, executor="ray"), "py")[3:]
     got = cli_check.parse_all(sys.executable, [serve, bench, serve + ["--no-such-option"]], keys, env)
+    dp_keys = ["data_parallel_size", "enable_expert_parallel", "distributed_executor_backend"]
+    (d,) = cli_check.check([dp], cli_check.parse_all(sys.executable, [dp], dp_keys, env))
+    assert (d["data_parallel_size"], d["enable_expert_parallel"], d["distributed_executor_backend"]) == \
+        (2, True, "ray")
     assert "error" in got[2] and "--no-such-option" in got[2]["error"]
     with pytest.raises(cli_check.CommandError, match="serve /models/m: SystemExit"):
         cli_check.check([serve, bench, serve], got)
@@ -454,6 +464,26 @@ def test_bench_client_timeout_and_restart(tmp_path: Path, monkeypatch: pytest.Mo
         bench_client.close()
         os.killpg(server.pid, 9)
         server.wait()
+
+
+def test_driver_data_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """tp=2 x dp=2 with expert parallelism and the mp executor: the options
+    reach the server, every one of its 7 processes (API server, 2 engine
+    cores, 4 workers) logs the plugin line once in the plugin arm, each of
+    the 4 GPU ranks writes a trace, and the files carry _tp2_dp2."""
+    _standin(tmp_path, monkeypatch)
+    code = _run(tmp_path, 18511, "--strategy", "restart", "--tp", "2", "--dp", "2", "--ep",
+                "--executor", "mp", "--concurrency", "2", "--profile")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "--tensor-parallel-size 2 --data-parallel-size 2 --enable-expert-parallel " \
+           "--distributed-executor-backend mp" in printed
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_tp2_dp2_in16_out4.md").read_text()
+    assert "tp=2, dp=2 ep, 16 in / 4 out" in md and "tp=2, dp=2, expert parallel, mp executor;" in md
+    assert md.count("| 7/7 | ok | ") == 3 and md.count("| 0/7 | ok | ") == 3
+    rows = list(csv.DictReader(open(tmp_path / "out" / "serve_deepseek-v2-lite_tp2_dp2_in16_out4.csv")))
+    assert {(r["tp"], r["dp"], r["ep"]) for r in rows} == {("2", "2", "True")}
 
 
 def test_driver_aa_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

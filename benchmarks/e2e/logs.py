@@ -50,18 +50,20 @@ def parse_plugin_log(text: str) -> PluginLog:
     return log
 
 
-def expected_processes(tp: int) -> int:
-    """vLLM processes of a run: the driver (or API server), the engine core,
-    and for tp > 1 one worker per GPU (tp == 1 runs the worker in the engine core)."""
-    return 2 + (tp if tp > 1 else 0)
+def expected_processes(tp: int, dp: int = 1) -> int:
+    """The fewest vLLM processes of a run: the driver (or API server), one
+    engine core per data-parallel rank, and for tp > 1 one worker per GPU
+    (tp == 1 runs the worker in the engine core). With dp > 1 vLLM may start
+    more (API servers, a coordinator); each process that logs is checked."""
+    return 1 + dp + (tp * dp if tp > 1 else 0)
 
 
-def check_plugin_log(log: PluginLog, variant: str, tp: int) -> list[str]:
+def check_plugin_log(log: PluginLog, variant: str, tp: int, dp: int = 1) -> list[str]:
     """Problems with ``log`` for a run of ``variant`` (empty: fine)."""
     problems = []
-    if len(log.pids) < expected_processes(tp):
+    if len(log.pids) < expected_processes(tp, dp):
         problems.append(f"{len(log.pids)} vLLM processes logged, expected at least "
-                        f"{expected_processes(tp)}")
+                        f"{expected_processes(tp, dp)}")
     if variant == "plugin":
         for pid in log.pids:
             n = log.plugin_lines.get(pid, 0)

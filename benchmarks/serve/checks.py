@@ -110,7 +110,7 @@ class ServerCheck:
                 and self.tokens is not None)
 
 
-def plugin_check(log_text: str, arm: str, tp: int) -> tuple[str, list[str]]:
+def plugin_check(log_text: str, arm: str, tp: int, dp: int = 1) -> tuple[str, list[str]]:
     """(summary "k/n", problems) of a server's log for an arm."""
     log = logs.parse_plugin_log(log_text)
-    return log.summary, logs.check_plugin_log(log, arm, tp)
+    return log.summary, logs.check_plugin_log(log, arm, tp, dp)

@@ -64,6 +64,8 @@ class ServerSpec:
     port: int
     tp: int = 1
     ep: bool = False
+    dp: int = 1
+    executor: Optional[str] = None  # --distributed-executor-backend; None: vLLM's choice
     host: str = "127.0.0.1"
     gpu_memory_utilization: Optional[float] = None  # None: vLLM's default
     capture_sizes: Optional[tuple[int, ...]] = None  # None: vLLM's default
@@ -121,8 +123,12 @@ def serve_command(spec: ServerSpec, python: str) -> list[str]:
            "--load-format", "dummy"]
     if spec.tp > 1:
         cmd += ["--tensor-parallel-size", str(spec.tp)]
+    if spec.dp > 1:
+        cmd += ["--data-parallel-size", str(spec.dp)]
     if spec.ep:
         cmd += ["--enable-expert-parallel"]
+    if spec.executor is not None:
+        cmd += ["--distributed-executor-backend", spec.executor]
     if spec.gpu_memory_utilization is not None:
         cmd += ["--gpu-memory-utilization", f"{spec.gpu_memory_utilization:g}"]
     if spec.capture_sizes is not None:
@@ -147,6 +153,8 @@ def non_defaults(spec: ServerSpec) -> list[str]:
         notes.append("--profiler-config (torch profiler, started only for the profiled loads)")
     if not spec.custom_all_reduce:
         notes.append("--disable-custom-all-reduce")
+    if spec.executor is not None:
+        notes.append(f"--distributed-executor-backend {spec.executor}")
     if spec.extra_args:
         notes.append(" ".join(spec.extra_args))
     return notes

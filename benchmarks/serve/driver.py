@@ -65,11 +65,12 @@ class BudgetReached(Exception):
 
 
 def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
-              aa: bool = False) -> str:
-    """``serve_<model>``, plus ``_tp<N>`` for tensor parallel runs, plus
-    ``_in<I>_out<O>`` for a load other than the default, plus ``_aa`` for an
-    A/A run: each setting keeps its own files and ``--resume`` state."""
-    return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "")
+              aa: bool = False, dp: int = 1) -> str:
+    """``serve_<model>``, plus ``_tp<N>`` / ``_dp<N>`` for tensor / data
+    parallel runs, plus ``_in<I>_out<O>`` for a load other than the default,
+    plus ``_aa`` for an A/A run: each setting keeps its own files and
+    ``--resume`` state."""
+    return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "") + (f"_dp{dp}" if dp > 1 else "")
             + (f"_in{load[0]}_out{load[1]}" if tuple(load) != options.DEFAULT_LOAD else "")
             + ("_aa" if aa else ""))
 
@@ -95,7 +96,7 @@ class ModelRun:
 
     def __init__(self, args: argparse.Namespace, model: str, work: Path) -> None:
         self.args, self.model, self.cfg = args, model, model_config(model)
-        name = stem_name(model, args.tp, (args.input_len, args.output_len), args.aa)
+        name = stem_name(model, args.tp, (args.input_len, args.output_len), args.aa, args.dp)
         self.stem = args.out / name
         self.log_dir = args.out / (name + "_logs")
         self.labels = arm_labels(args.aa)
@@ -117,7 +118,7 @@ class ModelRun:
     def spec(self, arm: str, tag: str) -> ServerSpec:
         a = self.args
         return ServerSpec(arm=arm, model=self.model, model_dir=self.work / "model",
-                          port=a.port + ARMS.index(arm), tp=a.tp, ep=a.ep,
+                          port=a.port + ARMS.index(arm), tp=a.tp, ep=a.ep, dp=a.dp, executor=a.executor,
                           gpu_memory_utilization=self.util, capture_sizes=a.capture,
                           profile_dir=self.work / "traces" / "live" if a.profile else None,
                           custom_all_reduce=a.custom_all_reduce, extra_args=tuple(a.serve_arg))
@@ -218,7 +219,7 @@ class ModelRun:
                  for i, c in enumerate(a.concurrency)]
         rows, problems = jobs.profile_server(server, switch_of(server.spec.arm, a.aa), loads,
                                              self.work / "traces" / server.tag, self.log_dir,
-                                             self.client, a.bench_timeout, a.tp)
+                                             self.client, a.bench_timeout, a.tp * a.dp)
         self.profile_rows = [r for r in self.profile_rows if r["arm"] != server.spec.arm] + rows
         for row in rows:
             state.append(self.log_dir / state.PROFILE, row)
@@ -377,12 +378,13 @@ class ModelRun:
         what = ("A/A, vLLM's moe_align_block_size in both arms" if a.aa
                 else "plugin vs vLLM's moe_align_block_size")
         title = (f"vLLM serving, {what}: {self.model}"
-                 + (f", tp={a.tp}{' ep' if a.ep else ''}" if a.tp > 1 else "")
+                 + (f", tp={a.tp}" if a.tp > 1 else "") + (f", dp={a.dp}" if a.dp > 1 else "")
+                 + (" ep" if a.ep and a.tp * a.dp > 1 else "")
                  + f", {a.input_len} in / {a.output_len} out")
         done = summary.rounds_done(self.records, a.concurrency)
         lines = report.setting_lines(a, self.model, self.cfg, environment.device_name(), self.vllm_line,
                                      self.why, done, self.spec("plugin", "x"))
-        setting = {"model": self.model, "tp": a.tp, "ep": a.ep, "strategy": self.strategy,
+        setting = {"model": self.model, "tp": a.tp, "dp": a.dp, "ep": a.ep, "strategy": self.strategy,
                    "mode": "aa" if a.aa else "ab", "input_len": a.input_len, "output_len": a.output_len}
         cs = summary.cells(self.records, self.labels["plugin"])
         return report.write_all(self.stem, title, lines, setting, self.checks, cs,

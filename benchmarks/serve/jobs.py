@@ -103,7 +103,7 @@ def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_s
     except (urllib.error.URLError, OSError, ValueError) as exc:
         result.token_problem = f"greedy request failed: {exc}"
     log_text = server.log_text()
-    result.processes, result.plugin_problems = checks.plugin_check(log_text, expect, tp)
+    result.processes, result.plugin_problems = checks.plugin_check(log_text, expect, tp, server.spec.dp)
     info = compiled.read(log_text)
     compiled.keep_graphs(info, log_dir, server.tag)
     result.graph, result.capture_sizes = info.graph, info.capture_sizes
@@ -114,9 +114,10 @@ def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_s
 
 
 def profile_server(server: Server, expect: str, loads: list[Load], dest: Path, log_dir: Path,
-                   client: BenchClient, timeout: float, tp: int) -> tuple[list[dict[str, Any]], list[str]]:
+                   client: BenchClient, timeout: float, ranks: int) -> tuple[list[dict[str, Any]], list[str]]:
     """One profiled load per entry of ``loads``; (profile rows, problems);
-    the align kernels must be those of arm ``expect``."""
+    the align kernels must be those of arm ``expect``, and each of the
+    server's ``ranks`` GPU processes (tp x dp) writes one trace."""
     assert server.spec.profile_dir is not None, "server started without a profiler"
     rows, problems = [], []
     for load in loads:
@@ -142,12 +143,12 @@ def profile_server(server: Server, expect: str, loads: list[Load], dest: Path, l
         if not rec.ok:
             problems.append(f"{server.tag}: profiled load at concurrency {c}: {rec.error}")
         t0 = time.monotonic()
-        paths = profiling.collect(server.spec.profile_dir, dest / f"c{c}", expected=tp)
+        paths = profiling.collect(server.spec.profile_dir, dest / f"c{c}", expected=ranks)
         summary, workers = profiling.summarize(paths)
         profiling.write_detail(log_dir / f"profile-{server.tag}-c{c}.traces.json", summary, workers)
         found = [f"{server.tag} c={c}: {p}" for p in trace.check_kernels(summary, expect)]
-        if len(paths) < tp:
-            found.append(f"{server.tag} c={c}: {len(paths)} trace files, expected {tp} "
+        if len(paths) < ranks:
+            found.append(f"{server.tag} c={c}: {len(paths)} trace files, expected {ranks} "
                          f"(waited {time.monotonic() - t0:.0f} s)")
         problems += found
         rows.append(profiling.profile_row(server.spec.model, server.spec.arm, c, summary, found))

@@ -34,6 +34,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     help="model shapes to run, one after the other (default: %(default)s)")
     ap.add_argument("--tp", type=int, default=1, help="tensor parallel size (GPUs)")
     ap.add_argument("--ep", action="store_true", help="expert parallel (--enable-expert-parallel)")
+    ap.add_argument("--dp", type=int, default=1,
+                    help="data parallel size (--data-parallel-size): engine cores, each on tp GPUs")
+    ap.add_argument("--executor", choices=("mp", "ray"), default=None,
+                    help="--distributed-executor-backend (default: vLLM's choice)")
     ap.add_argument("--strategy", choices=STRATEGIES, default="auto",
                     help="restart: a fresh server per arm and round; both-up: both servers up at "
                          "once on the same GPUs, half the memory each; auto: both-up where the "
@@ -100,8 +104,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--dry-run", action="store_true",
                     help="print the plan and the first server's commands, run nothing")
     args = ap.parse_args(argv)
-    if args.tp < 1 or args.rounds < 3:
-        ap.error("--tp must be >= 1 and --rounds >= 3 (at least 3 paired rounds per arm)")
+    if args.tp < 1 or args.dp < 1 or args.rounds < 3:
+        ap.error("--tp and --dp must be >= 1 and --rounds >= 3 (at least 3 paired rounds per arm)")
     if args.max_rounds and not args.rounds <= args.max_rounds < PROFILE_ROUND:
         ap.error(f"--max-rounds must be 0 or between --rounds and {PROFILE_ROUND - 1}")
     if not 0 < args.target_width < 1:
@@ -148,10 +152,12 @@ def gpu_memory_gib() -> Optional[float]:
 
 def memory_need_gib(model: str, args: argparse.Namespace) -> float:
     """Rough GiB per GPU one server needs: bf16 weights (split over the
-    GPUs), the KV cache of the largest concurrency's requests, 6 GiB for
-    activations, CUDA graphs and the CUDA context."""
+    tensor-parallel GPUs; with expert parallelism over every GPU, the
+    experts being most of an MoE model), the KV cache of the largest
+    concurrency's requests, 6 GiB for activations, CUDA graphs and the CUDA
+    context."""
     cfg = model_config(model)
-    weights = param_count(cfg) * 2 / args.tp
+    weights = param_count(cfg) * 2 / (args.tp * (args.dp if args.ep else 1))
     kv = max(args.concurrency) * (args.input_len + args.output_len) * kv_bytes_per_token(cfg, args.tp)
     return (weights + kv) / GIB + 6.0
 

@@ -65,7 +65,9 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device
         f"model: {model} shape ({cfg['architectures'][0]}, {cfg['num_hidden_layers']} layers, "
         f"{experts} experts, top-{topk}, {param_count(cfg) / 1e9:.1f}B parameters), bf16, dummy "
         "weights (`--load-format dummy`), word-level tokenizer of the model's vocabulary",
-        f"parallel: tp={a.tp}{', expert parallel' if a.ep else ''}; strategy: {strategy_why}; "
+        f"parallel: tp={a.tp}" + (f", dp={a.dp}" if a.dp > 1 else "")
+        + (", expert parallel" if a.ep else "")
+        + (f", {a.executor} executor" if a.executor else "") + f"; strategy: {strategy_why}; "
         f"rounds: {rounds_done} of {a.rounds} complete, order {a.order}"
         + (f"; then extra rounds, up to {a.max_rounds} in all, of the levels whose TPOT or output tok/s "
            f"ratio interval was wider than +-{a.target_width:.1%} (the tables give each cell's n)"

@@ -5,8 +5,9 @@ Standard library only; run as ``python standin.py serve ...`` or
 package named ``vllm`` whose ``entrypoints/cli/main.py`` runs this file, so
 the harness's commands reach it unchanged. On the outside it behaves like the real thing:
 
-- ``serve``: the options the harness passes; an "engine core" child and, for
-  ``--tensor-parallel-size`` N > 1, N "worker" children, every process logging
+- ``serve``: the options the harness passes; per ``--data-parallel-size``
+  rank an "engine core" child and, for ``--tensor-parallel-size`` N > 1, N
+  "worker" children, every process logging
   through the ``VLLM_LOGGING_PREFIX`` format and, when the plugin is allowed
   (``VLLM_PLUGINS`` names ``moe_align``, ``VLLM_MOE_ALIGN_DISABLE`` unset),
   the plugin's " on for vLLM " line; HTTP: ``/health``, ``/v1/models``,
@@ -127,7 +128,8 @@ def serve(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     for opt in ("--served-model-name", "--host", "--port", "--load-format", "--tensor-parallel-size",
-                "--gpu-memory-utilization", "--profiler-config"):
+                "--data-parallel-size", "--distributed-executor-backend", "--gpu-memory-utilization",
+                "--profiler-config"):
         ap.add_argument(opt)
     ap.add_argument("--enable-expert-parallel", action="store_true")
     ap.add_argument("--disable-custom-all-reduce", action="store_true")
@@ -135,9 +137,10 @@ def serve(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     LOG.info("vLLM server version %s, serving model %s", VERSION, args.model)
-    tp = int(args.tensor_parallel_size or 1)
+    tp, dp = int(args.tensor_parallel_size or 1), int(args.data_parallel_size or 1)
     vocab = json.load(open(os.path.join(args.model, "config.json")))["vocab_size"]
-    roles = ["engine core"] + ([f"worker {i}" for i in range(tp)] if tp > 1 else [])
+    roles = [r for d in range(dp) for r in [f"engine core {d}"]
+             + ([f"worker {d}.{i}" for i in range(tp)] if tp > 1 else [])]
     for role in roles:
         subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", role])
     log_compile(args.model, args.cudagraph_capture_sizes or [1, 2, 4, 8])
@@ -178,7 +181,7 @@ def serve(argv: list[str]) -> None:
                     os.makedirs(profiler["torch_profiler_dir"], exist_ok=True)
                     align = "void vllm_moe_align::tiny_kernel<int>(int const*)" if PLUGIN_ON \
                         else "void vllm::moe::moe_align_block_size_kernel<int>(int const*)"
-                    for rank in range(tp):
+                    for rank in range(tp * dp):
                         path = os.path.join(profiler["torch_profiler_dir"],
                                             f"rank{rank}.{time.time_ns()}.pt.trace.json.gz")
                         with gzip.open(path, "wt") as f:

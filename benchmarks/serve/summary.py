@@ -21,7 +21,7 @@ RATIO_ARM = "plugin/vllm"
 # long-format CSV: one row per (concurrency, arm or ratio, metric)
 # mode: "ab" (plugin vs baseline) or "aa" (baseline vs baseline: the ratio
 # row is then the second baseline server over the first)
-SETTING_COLUMNS = ("model", "tp", "ep", "strategy", "mode", "input_len", "output_len")
+SETTING_COLUMNS = ("model", "tp", "dp", "ep", "strategy", "mode", "input_len", "output_len")
 CSV_COLUMNS = (*SETTING_COLUMNS, "concurrency", "arm", "metric", "rounds",
                "median", "ci_low", "ci_high", "verdict", "values")
 
