@@ -34,6 +34,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -172,7 +173,7 @@ class ModelRun:
             self.problems += jobs.warm_up(server, warm, self.log_dir, self.client, a.bench_timeout)
             greedy = checks.GreedySpec(a.greedy_prompts, max_tokens=a.greedy_tokens)
             check = jobs.check_server(server, switch_of(arm, a.aa), greedy, int(self.cfg["vocab_size"]),
-                                      a.tp, self.reference, self.graph_reference(), self.log_dir)
+                                      self.reference, self.graph_reference(), self.log_dir)
         except BaseException:
             server.stop()
             raise
@@ -219,7 +220,7 @@ class ModelRun:
                  for i, c in enumerate(a.concurrency)]
         rows, problems = jobs.profile_server(server, switch_of(server.spec.arm, a.aa), loads,
                                              self.work / "traces" / server.tag, self.log_dir,
-                                             self.client, a.bench_timeout, a.tp * a.dp)
+                                             self.client, a.bench_timeout)
         self.profile_rows = [r for r in self.profile_rows if r["arm"] != server.spec.arm] + rows
         for row in rows:
             state.append(self.log_dir / state.PROFILE, row)
@@ -243,6 +244,15 @@ class ModelRun:
             if rnd not in tried and not all(self.done(rnd, arm, levels) for arm in ARMS):
                 return rnd, levels
         return None
+
+    def extra_rounds(self) -> Iterator[tuple[int, list[int]]]:
+        """Each extra round to run, with its levels, while one is left;
+        reports the round once its caller has measured it."""
+        tried: set[int] = set()
+        while (extra := self.next_extra(tried)) is not None:
+            tried.add(extra[0])
+            yield extra
+            self.round_done(*extra)
 
     def extra_cost(self, levels: list[int], arms: int) -> list[str]:
         """The ``budget`` steps of one extra round: the last load of each level, per arm."""
@@ -278,10 +288,7 @@ class ModelRun:
                 finally:
                     server.stop()
             self.round_done(rnd)
-        tried: set[int] = set()
-        while (extra := self.next_extra(tried)) is not None:
-            rnd, levels = extra
-            tried.add(rnd)
+        for rnd, levels in self.extra_rounds():
             for arm in round_order(rnd, a.order):
                 if self.done(rnd, arm, levels):
                     continue
@@ -293,7 +300,6 @@ class ModelRun:
                             self.measure(server, rnd, a.concurrency.index(c), c)
                 finally:
                     server.stop()
-            self.round_done(rnd, levels)
 
     def run_both_up(self) -> None:
         a = self.args
@@ -317,16 +323,12 @@ class ModelRun:
                         self.measure(servers[arm], rnd, level, c)
                 self.costs["round"] = time.monotonic() - t0
                 self.round_done(rnd)
-            tried: set[int] = set()
-            while (extra := self.next_extra(tried)) is not None:
-                rnd, levels = extra
-                tried.add(rnd)
+            for rnd, levels in self.extra_rounds():
                 self.budget(*self.extra_cost(levels, len(ARMS)))
                 for c in levels:
                     for arm in round_order(rnd, a.order):
                         if not self.done(rnd, arm, [c]):
                             self.measure(servers[arm], rnd, a.concurrency.index(c), c)
-                self.round_done(rnd, levels)
         finally:
             for server in servers.values():
                 server.stop()

@@ -84,7 +84,7 @@ def warm_up(server: Server, loads: list[Load], log_dir: Path, client: BenchClien
     return problems
 
 
-def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_size: int, tp: int,
+def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_size: int,
                  reference: Optional[Any], graph_reference: Optional[str],
                  log_dir: Path) -> checks.ServerCheck:
     """Greedy tokens (compared with ``reference`` when given), the plugin
@@ -103,7 +103,8 @@ def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_s
     except (urllib.error.URLError, OSError, ValueError) as exc:
         result.token_problem = f"greedy request failed: {exc}"
     log_text = server.log_text()
-    result.processes, result.plugin_problems = checks.plugin_check(log_text, expect, tp, server.spec.dp)
+    result.processes, result.plugin_problems = checks.plugin_check(log_text, expect, server.spec.tp,
+                                                                   server.spec.dp)
     info = compiled.read(log_text)
     compiled.keep_graphs(info, log_dir, server.tag)
     result.graph, result.capture_sizes = info.graph, info.capture_sizes
@@ -114,10 +115,11 @@ def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_s
 
 
 def profile_server(server: Server, expect: str, loads: list[Load], dest: Path, log_dir: Path,
-                   client: BenchClient, timeout: float, ranks: int) -> tuple[list[dict[str, Any]], list[str]]:
+                   client: BenchClient, timeout: float) -> tuple[list[dict[str, Any]], list[str]]:
     """One profiled load per entry of ``loads``; (profile rows, problems);
     the align kernels must be those of arm ``expect``, and each of the
-    server's ``ranks`` GPU processes (tp x dp) writes one trace."""
+    server's GPU processes (tp x dp) writes one trace."""
+    ranks = server.spec.tp * server.spec.dp
     assert server.spec.profile_dir is not None, "server started without a profiler"
     rows, problems = [], []
     for load in loads:
