@@ -498,8 +498,9 @@ def _extensions(build_base: Path) -> list:
     archs_flag = "-DVLLM_MOE_ALIGN_CUDA_ARCHS=" + "_".join(archs)
     extensions.append(cpp_extension.CUDAExtension(
         f"{PACKAGE}._C_cuda",
-        ["csrc/cuda_host.cpp", "csrc/cuda/launch.cpp", "csrc/cuda/plan.cpp", "csrc/cuda/tiny.cu",
-         "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu", f"csrc/frontend/{abi}_cuda.cpp"],
+        ["csrc/cuda/cuda_host.cpp", "csrc/cuda/launch.cpp", "csrc/cuda/plan.cpp",
+         "csrc/cuda/tiny.cu", "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu",
+         f"csrc/frontend/{abi}_cuda.cpp"],
         include_dirs=include_dirs,
         library_dirs=[link_dir] if link_dir else [],
         extra_compile_args={

@@ -1,11 +1,15 @@
 // Argument checks of every op, shared by both backends and both frontends:
-// the limits, the validated description of one call (AlignProblem), and the
-// checks, which throw errors naming the offending argument (errors.h).
+// the limits, and the checks, which throw errors naming the offending
+// argument (errors.h) and build the validated description of one call
+// (AlignProblem, problem.h). Each op checks each argument once: the
+// out-variant its arguments and the caller's buffers (check_align_out_args),
+// the allocating variant its arguments before it allocates the outputs
+// (check_align_alloc_args); both then run the same unchecked body (ops.h).
 //
 // The checks are templates over the frontend's tensor type T (at::Tensor or
 // torch::stable::Tensor); each frontend specialises TensorTraits<T> with
 // these static functions:
-//   int dtype(t)                    torch's ScalarType code (Dtype below)
+//   int dtype(t)                    torch's ScalarType code (Dtype, problem.h)
 //   std::string dtype_name(t)       "Float", "Long", ... (messages only)
 //   bool same_device(a, b)
 //   std::string device_name(t)      "cuda:0", ... (messages only)
@@ -15,6 +19,7 @@
 #pragma once
 
 #include "errors.h"
+#include "problem.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -30,28 +35,8 @@ constexpr int64_t kMaxRoutes = int64_t{1} << 30;
 constexpr int64_t kMaxExperts = 4096;
 constexpr int64_t kMaxBlockSize = 1024;
 
-// torch's ScalarType codes of the dtypes the ops read (the same numbers in
-// every torch release and both ABIs).
-enum Dtype : int { kUInt8 = 0, kInt8 = 1, kInt16 = 2, kInt32 = 3, kInt64 = 4 };
-
 template <typename T>
 struct TensorTraits;  // specialised by the frontend
-
-// Everything a backend needs for one call, after validation.
-struct AlignProblem {
-  int ids_dtype;            // topk_ids' dtype (Dtype)
-  int64_t numel;            // number of routes (topk_ids.numel())
-  int64_t num_experts;      // E: bins of the histogram
-  int64_t block_size;       // B
-  int64_t sorted_size;      // sorted_token_ids.numel(): every slot is written
-  int64_t expert_ids_size;  // expert_ids.numel(): every slot is written
-  bool has_map;             // expert_map given
-  bool map_while_counting;  // true: route ids go through expert_map and -1 drops
-                            // them; false: expert_ids is mapped after the fact
-  int64_t expert_ids_tail;  // value of expert_ids past the last used block
-                            // (before the output mapping, if any)
-  bool has_scatter_idx;
-};
 
 // Largest num_tokens_post_pad any input of this shape can produce: buffers of
 // at least this size are enough for the op never to write out of bounds.
@@ -62,11 +47,8 @@ inline int64_t max_padded_routes(int64_t numel, int64_t num_experts, int64_t blo
   return std::min(numel + num_experts * (block_size - 1), numel * block_size);
 }
 
-// The limits on num_experts and block_size, shared by every entry point that
-// takes them; the allocating variant's output size (at least
-// max_padded_routes, and an int32 index); the sizes cuda_launch_plan is asked
-// about (the op's limits, and a GPU of 1 to 4096 SMs with an int32 number of
-// opt-in shared-memory bytes).
+// The limits on num_experts and block_size, shared by every op that takes
+// them.
 inline void check_experts_and_block_size(int64_t num_experts, int64_t block_size) {
   VLLM_MOE_ALIGN_CHECK_VALUE(num_experts >= 1 && num_experts <= kMaxExperts,
                              "num_experts must be in [1, ", kMaxExperts, "], got ", num_experts);
@@ -74,15 +56,8 @@ inline void check_experts_and_block_size(int64_t num_experts, int64_t block_size
                              "block_size must be in [1, ", kMaxBlockSize, "], got ", block_size);
 }
 
-inline void check_max_num_tokens_padded(int64_t max_num_tokens_padded, int64_t numel,
-                                        int64_t num_experts, int64_t block_size) {
-  const int64_t need = max_padded_routes(numel, num_experts, block_size);
-  VLLM_MOE_ALIGN_CHECK_VALUE(max_num_tokens_padded >= need && max_num_tokens_padded <= INT32_MAX,
-                             "max_num_tokens_padded must be in [", need, ", 2^31) for ", numel,
-                             " routes, num_experts=", num_experts, ", block_size=", block_size,
-                             "; got ", max_num_tokens_padded);
-}
-
+// The sizes cuda_launch_plan is asked about: the align ops' limits, and a GPU
+// of 1 to 4096 SMs with an int32 number of opt-in shared-memory bytes.
 inline void check_launch_plan_args(int64_t numel, int64_t num_experts, int64_t block_size,
                                    int64_t sorted_size, int64_t num_sms,
                                    int64_t smem_optin_bytes) {
@@ -97,16 +72,13 @@ inline void check_launch_plan_args(int64_t numel, int64_t num_experts, int64_t b
                              "smem_optin_bytes must be in [0, 2^31), got ", smem_optin_bytes);
 }
 
-// The ids' dtype (the signed integer types and uint8, which every backend
-// reads) and count (so every index fits in int32), checked before anything
-// is allocated.
-struct TopkIds {
-  int dtype;  // Dtype
-  int64_t numel;
-};
-
+// The arguments both align ops check first, in this order: topk_ids' dtype
+// (the signed integer types and uint8, which every backend reads) and count
+// (so every index fits in int32), then num_experts and block_size: the
+// problem's shape. Returns the problem with these filled in; the caller
+// fills in the rest.
 template <typename T>
-TopkIds check_topk_ids(const T& topk_ids) {
+AlignProblem check_ids_and_shape(const T& topk_ids, int64_t num_experts, int64_t block_size) {
   using TT = TensorTraits<T>;
   const int t = TT::dtype(topk_ids);
   VLLM_MOE_ALIGN_CHECK_TYPE(t == kInt64 || t == kInt32 || t == kInt16 || t == kInt8 || t == kUInt8,
@@ -115,7 +87,13 @@ TopkIds check_topk_ids(const T& topk_ids) {
   const int64_t numel = TT::numel(topk_ids);
   VLLM_MOE_ALIGN_CHECK_VALUE(numel <= kMaxRoutes, "topk_ids has ", numel, " elements; at most ",
                              kMaxRoutes, " are supported");
-  return {t, numel};
+  check_experts_and_block_size(num_experts, block_size);
+  AlignProblem p{};
+  p.ids_dtype = t;
+  p.numel = numel;
+  p.num_experts = num_experts;
+  p.block_size = block_size;
+  return p;
 }
 
 // Every tensor argument is on topk_ids' device (the fake kernels in _ops.py
@@ -218,36 +196,15 @@ void check_no_overlap(const T& topk_ids, int ids_dtype, const T& sorted_token_id
   }
 }
 
-// Validates the out-variant's arguments (dtypes, devices, sizes, limits, no
-// output overlapping another argument) and returns the problem description.
+// The arguments both align ops check after the outputs' sizes: expert_map
+// (an int32 vector of num_experts entries on topk_ids' device) and
+// expert_ids_tail (an int32; with a map applied to the output, an index into
+// it). Fills in the problem's map flags and tail.
 template <typename T>
-AlignProblem check_align_args(const T& topk_ids, int64_t num_experts, int64_t block_size,
-                              const T& sorted_token_ids, const T& expert_ids,
-                              const T& num_tokens_post_pad, const std::optional<T>& expert_map,
-                              const std::optional<T>& scatter_idx, bool ignore_invalid_experts,
-                              int64_t expert_ids_tail) {
+void check_map_and_tail(AlignProblem& p, const T& topk_ids, const std::optional<T>& expert_map,
+                        bool ignore_invalid_experts, int64_t expert_ids_tail) {
   using TT = TensorTraits<T>;
-  const TopkIds ids = check_topk_ids(topk_ids);
-  const int64_t numel = ids.numel;
-  check_experts_and_block_size(num_experts, block_size);
-
-  check_int32_buffer(sorted_token_ids, "sorted_token_ids", topk_ids);
-  check_int32_buffer(expert_ids, "expert_ids", topk_ids);
-  check_int32_buffer(num_tokens_post_pad, "num_tokens_post_pad", topk_ids);
-
-  const int64_t need = max_padded_routes(numel, num_experts, block_size);
-  const int64_t sorted_size = TT::numel(sorted_token_ids);
-  VLLM_MOE_ALIGN_CHECK_VALUE(sorted_size >= need, "sorted_token_ids has ", sorted_size,
-                             " elements; at least ", need, " are needed for ", numel,
-                             " routes, num_experts=", num_experts, ", block_size=", block_size);
-  const int64_t need_blocks = (need + block_size - 1) / block_size;
-  const int64_t expert_ids_size = TT::numel(expert_ids);
-  VLLM_MOE_ALIGN_CHECK_VALUE(expert_ids_size >= need_blocks, "expert_ids has ", expert_ids_size,
-                             " elements; at least ", need_blocks, " are needed");
-  VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(num_tokens_post_pad) == 1,
-                             "num_tokens_post_pad must have exactly one element, got ",
-                             TT::numel(num_tokens_post_pad));
-
+  const int64_t num_experts = p.num_experts;
   const bool has_map = expert_map.has_value();
   if (has_map) {
     const T& m = *expert_map;
@@ -267,26 +224,80 @@ AlignProblem check_align_args(const T& topk_ids, int64_t num_experts, int64_t bl
   }
   VLLM_MOE_ALIGN_CHECK_VALUE(expert_ids_tail >= INT32_MIN && expert_ids_tail <= INT32_MAX,
                              "expert_ids_tail must fit in int32, got ", expert_ids_tail);
+  p.has_map = has_map;
+  p.map_while_counting = has_map && ignore_invalid_experts;
+  p.expert_ids_tail = expert_ids_tail;
+}
+
+// The out-variant's arguments: dtypes, devices, sizes and limits, and no
+// output overlapping another argument. Returns the problem.
+template <typename T>
+AlignProblem check_align_out_args(const T& topk_ids, int64_t num_experts, int64_t block_size,
+                                  const T& sorted_token_ids, const T& expert_ids,
+                                  const T& num_tokens_post_pad,
+                                  const std::optional<T>& expert_map,
+                                  const std::optional<T>& scatter_idx,
+                                  bool ignore_invalid_experts, int64_t expert_ids_tail) {
+  using TT = TensorTraits<T>;
+  AlignProblem p = check_ids_and_shape(topk_ids, num_experts, block_size);
+  const int64_t numel = p.numel;
+
+  check_int32_buffer(sorted_token_ids, "sorted_token_ids", topk_ids);
+  check_int32_buffer(expert_ids, "expert_ids", topk_ids);
+  check_int32_buffer(num_tokens_post_pad, "num_tokens_post_pad", topk_ids);
+
+  const int64_t need = max_padded_routes(numel, num_experts, block_size);
+  const int64_t sorted_size = TT::numel(sorted_token_ids);
+  VLLM_MOE_ALIGN_CHECK_VALUE(sorted_size >= need, "sorted_token_ids has ", sorted_size,
+                             " elements; at least ", need, " are needed for ", numel,
+                             " routes, num_experts=", num_experts, ", block_size=", block_size);
+  const int64_t need_blocks = (need + block_size - 1) / block_size;
+  const int64_t expert_ids_size = TT::numel(expert_ids);
+  VLLM_MOE_ALIGN_CHECK_VALUE(expert_ids_size >= need_blocks, "expert_ids has ", expert_ids_size,
+                             " elements; at least ", need_blocks, " are needed");
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(num_tokens_post_pad) == 1,
+                             "num_tokens_post_pad must have exactly one element, got ",
+                             TT::numel(num_tokens_post_pad));
+  p.sorted_size = sorted_size;
+  p.expert_ids_size = expert_ids_size;
+
+  check_map_and_tail(p, topk_ids, expert_map, ignore_invalid_experts, expert_ids_tail);
+
   if (scatter_idx.has_value()) {
     check_int32_buffer(*scatter_idx, "scatter_idx", topk_ids);
     VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(*scatter_idx) == numel, "scatter_idx must have ", numel,
                                " elements (one per route), got ", TT::numel(*scatter_idx));
   }
-
-  check_no_overlap(topk_ids, ids.dtype, sorted_token_ids, expert_ids, num_tokens_post_pad,
-                   expert_map, scatter_idx);
-
-  AlignProblem p;
-  p.ids_dtype = ids.dtype;
-  p.numel = numel;
-  p.num_experts = num_experts;
-  p.block_size = block_size;
-  p.sorted_size = sorted_size;
-  p.expert_ids_size = expert_ids_size;
-  p.has_map = has_map;
-  p.map_while_counting = has_map && ignore_invalid_experts;
-  p.expert_ids_tail = expert_ids_tail;
   p.has_scatter_idx = scatter_idx.has_value();
+
+  check_no_overlap(topk_ids, p.ids_dtype, sorted_token_ids, expert_ids, num_tokens_post_pad,
+                   expert_map, scatter_idx);
+  return p;
+}
+
+// The allocating variant's arguments, before anything is allocated; the
+// outputs' sizes follow from them: sorted_token_ids of max_num_tokens_padded
+// (at least max_padded_routes, and an int32 index), expert_ids of one entry
+// per block of it, scatter_idx of one per route when asked for. The outputs
+// it then allocates are int32, contiguous, on topk_ids' device and apart from
+// every other tensor: what the out-variant checks of its buffers holds by
+// construction, so it is not checked again. Returns the problem.
+template <typename T>
+AlignProblem check_align_alloc_args(const T& topk_ids, int64_t num_experts, int64_t block_size,
+                                    int64_t max_num_tokens_padded,
+                                    const std::optional<T>& expert_map,
+                                    bool ignore_invalid_experts, int64_t expert_ids_tail,
+                                    bool return_scatter_idx) {
+  AlignProblem p = check_ids_and_shape(topk_ids, num_experts, block_size);
+  const int64_t need = max_padded_routes(p.numel, num_experts, block_size);
+  VLLM_MOE_ALIGN_CHECK_VALUE(max_num_tokens_padded >= need && max_num_tokens_padded <= INT32_MAX,
+                             "max_num_tokens_padded must be in [", need, ", 2^31) for ", p.numel,
+                             " routes, num_experts=", num_experts, ", block_size=", block_size,
+                             "; got ", max_num_tokens_padded);
+  p.sorted_size = max_num_tokens_padded;
+  p.expert_ids_size = (max_num_tokens_padded + block_size - 1) / block_size;
+  check_map_and_tail(p, topk_ids, expert_map, ignore_invalid_experts, expert_ids_tail);
+  p.has_scatter_idx = return_scatter_idx;
   return p;
 }
 

@@ -1,5 +1,5 @@
 // How the library reports a bad argument or a failed call. The checks
-// (checks.h) and the host code (cuda_host.cpp, cuda/launch.cpp, the CPU
+// (checks.h) and the host code (cuda/cuda_host.cpp, cuda/launch.cpp, the CPU
 // kernel) call these, whichever torch ABI the library is built for; setup.py
 // defines VLLM_MOE_ALIGN_STABLE_ABI for the stable one:
 //

@@ -3,9 +3,9 @@
 // default from torch 2.11; frontend/aten*.cpp: the C++ ABI of one torch
 // release, for older torch) and binds the same kernels (ops.h) to them:
 //   moe_align_block_size_out  cpu/align_cpu.cpp (CPU), cuda/ (CUDA)
-//   moe_align_block_size      allocates, then runs the out-variant's kernel
+//   moe_align_block_size      allocates, then runs the same kernel
 //   cuda_launch_plan, preload_cuda_kernels, cuda_archs
-//                             cuda_host.cpp (no tensors)
+//                             cuda/cuda_host.cpp (no tensors)
 // Two libraries: _C defines the align ops and has the CPU kernels; _C_cuda
 // (a build with CUDA kernels) adds their CUDA kernels and defines the CUDA
 // host ops. A torch without CUDA, or with another CUDA major, loads _C alone.

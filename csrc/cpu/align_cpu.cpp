@@ -3,13 +3,16 @@
 // correctness (tests, CPU-only vLLM builds), not speed.
 #include "align_cpu.h"
 
+#include "../errors.h"
+
+#include <cstdint>
 #include <vector>
 
 namespace vllm_moe_align {
 namespace {
 
 template <typename IdT>
-void align_cpu_impl(const AlignProblem& p, const IdT* ids, const CpuBuffers& b) {
+void align_cpu_impl(const AlignProblem& p, const IdT* ids, const AlignBuffers& b) {
   const int64_t E = p.num_experts;
   const int64_t B = p.block_size;
   const int64_t n = p.numel;
@@ -68,7 +71,7 @@ void align_cpu_impl(const AlignProblem& p, const IdT* ids, const CpuBuffers& b) 
 
 }  // namespace
 
-void align_cpu(const AlignProblem& p, const CpuBuffers& b) {
+void align_cpu(const AlignProblem& p, const AlignBuffers& b) {
   switch (b.ids_dtype) {
     case kInt64:
       return align_cpu_impl(p, static_cast<const int64_t*>(b.ids), b);

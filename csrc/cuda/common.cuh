@@ -13,9 +13,9 @@
 // (spread.cu), tiled (tiled.cu); each file describes its kernels.
 //
 // This header: device helpers shared by the regimes, the parameters the
-// kernels read (Params, derived once on the host by to_params), and the host
-// helpers that launch them. Everything here has internal linkage: each kernel
-// file gets its own copy.
+// kernels read (Params, built once per call on the host by to_params), and
+// the host helpers that launch them. Everything here has internal linkage:
+// each kernel file gets its own copy.
 #pragma once
 
 #include "kernels.h"
@@ -54,10 +54,38 @@ struct FastDiv {
   }
 };
 
-// What the kernels read: the call's parameters, the launch plan's sizes and
-// everything derived from them once on the host (so the kernels divide by
-// run-time values only through FastDiv).
-struct Params : KernelParams {
+// What the kernels read, by value (Params): one call's problem and buffers
+// (AlignProblem and AlignBuffers, the sizes narrowed to int: the kernels
+// index in int32, which the limits in checks.h allow), the launch plan's
+// sizes, and everything derived from them once on the host (so the kernels
+// divide by run-time values only through FastDiv). to_params fills it.
+//
+// Its type is the kernels' parameter layout, which their machine code
+// follows: the call's part is a base (ParamsHead) rather than fields of
+// Params itself, because the compiler emits different (if equivalent)
+// instructions for the flat struct; fields the kernels do not read (ids,
+// ids_int64, scratch: the ids reach the kernels typed, as an argument of
+// their own) keep their places so the others keep their offsets.
+struct ParamsHead {
+  const void* ids;  // int32 or int64 routes, contiguous
+  bool ids_int64;
+  const int32_t* map;  // expert_map or nullptr
+  int32_t* sorted_ids;
+  int32_t* expert_ids;
+  int32_t* post_pad;
+  int32_t* scatter_idx;  // or nullptr
+  int32_t* scratch;      // LaunchPlan::scratch_ints ints, or nullptr if 0
+  int numel;
+  int num_experts;
+  int block_size;
+  int sorted_size;
+  int expert_ids_size;
+  int expert_ids_tail;  // before output mapping
+  bool map_in;          // map ids while counting (drop -1)
+  bool map_out;         // expert_ids = expert_map[expert_ids]
+};
+
+struct Params : ParamsHead {
   int32_t* tile_hist;  // tiled: [num_tiles][E] counts, then tile prefixes
   int32_t* totals;     // tiled with scan kernel: [E] routes per expert
   int hist_warps;      // warps with a histogram row (shared memory bound)
@@ -192,18 +220,33 @@ __device__ __forceinline__ void zero_ints(int* a, int count) {
 // ---------------------------------------------------------------------------
 // Host side: the kernels' parameters, and launching.
 // ---------------------------------------------------------------------------
-// The parameters of one call's kernels: the call's, the plan's sizes, and the
-// splits of work derived from them.
-Params to_params(const KernelParams& k, const LaunchPlan& plan) {
+// The kernels' parameters of one call: its problem and buffers, the plan's
+// sizes, and the splits of work derived from them.
+Params to_params(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan& plan) {
   Params p{};
-  static_cast<KernelParams&>(p) = k;
-  p.tile_hist = k.scratch;
-  p.totals = k.scratch ? k.scratch + static_cast<size_t>(plan.num_tiles) * k.num_experts
+  p.ids = b.ids;
+  p.ids_int64 = b.ids_dtype == kInt64;
+  p.map = b.map;
+  p.sorted_ids = b.sorted_ids;
+  p.expert_ids = b.expert_ids;
+  p.post_pad = b.post_pad;
+  p.scatter_idx = b.scatter_idx;
+  p.scratch = b.scratch;
+  p.numel = static_cast<int>(c.numel);
+  p.num_experts = static_cast<int>(c.num_experts);
+  p.block_size = static_cast<int>(c.block_size);
+  p.sorted_size = static_cast<int>(c.sorted_size);
+  p.expert_ids_size = static_cast<int>(c.expert_ids_size);
+  p.expert_ids_tail = static_cast<int>(c.expert_ids_tail);
+  p.map_in = c.map_while_counting;
+  p.map_out = c.has_map && !c.map_while_counting;
+  p.tile_hist = b.scratch;
+  p.totals = b.scratch ? b.scratch + static_cast<size_t>(plan.num_tiles) * p.num_experts
                        : nullptr;
   p.hist_warps = plan.hist_warps;
   p.tile_routes = plan.tile_routes;
   p.num_tiles = plan.num_tiles;
-  const int E = k.num_experts, W = plan.hist_warps;
+  const int E = p.num_experts, W = plan.hist_warps;
   p.warp_routes = std::max(32, ((plan.tile_routes + W - 1) / W + 31) & ~31);
   const int nt = plan.threads;
   p.experts_per_thread = (E + nt - 1) / nt;
@@ -211,25 +254,25 @@ Params to_params(const KernelParams& k, const LaunchPlan& plan) {
   p.rows_per_group = (W + p.row_groups - 1) / p.row_groups;
   // 16-byte loads of 4 experts need rows of a multiple of 4 ints and an
   // aligned scratch (torch's allocator aligns to 512 bytes).
-  const bool vec4 = E % 4 == 0 && reinterpret_cast<uintptr_t>(k.scratch) % 16 == 0;
+  const bool vec4 = E % 4 == 0 && reinterpret_cast<uintptr_t>(b.scratch) % 16 == 0;
   p.prefix_cols = vec4 ? E / 4 : E;
   // Groups beyond one per kPrefixInFlight tiles only add shared-memory
   // atomics, on few addresses when E is small.
   p.tile_groups = std::max(1, std::min(nt / p.prefix_cols,
                                        (plan.num_tiles + kPrefixInFlight - 1) / kPrefixInFlight));
   p.div_prefix_cols = FastDiv::make(static_cast<uint32_t>(p.prefix_cols));
-  p.spread_group_log2 = spread_group_log2(k.block_size);
+  p.spread_group_log2 = spread_group_log2(p.block_size);
   p.spread_group = 1 << p.spread_group_log2;
-  p.div_block = FastDiv::make(static_cast<uint32_t>(k.block_size));
+  p.div_block = FastDiv::make(static_cast<uint32_t>(p.block_size));
   p.div_experts = FastDiv::make(static_cast<uint32_t>(E));
   return p;
 }
 
 // Calls f(ids) with the routes typed as they are in memory (int32 or int64).
 template <typename F>
-cudaError_t with_typed_ids(const KernelParams& k, F f) {
-  if (k.ids_int64) return f(static_cast<const int64_t*>(k.ids));
-  return f(static_cast<const int32_t*>(k.ids));
+cudaError_t with_typed_ids(const Params& p, F f) {
+  if (p.ids_int64) return f(static_cast<const int64_t*>(p.ids));
+  return f(static_cast<const int32_t*>(p.ids));
 }
 
 // Lets kKernel use all the dynamic shared memory a block may opt into; the

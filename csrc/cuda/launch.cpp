@@ -60,22 +60,9 @@ LaunchPlan plan_call(const AlignProblem& p, const DeviceLimits& limits) {
   return plan;
 }
 
-KernelParams kernel_sizes(const AlignProblem& p) {
-  KernelParams k{};
-  k.numel = static_cast<int>(p.numel);
-  k.num_experts = static_cast<int>(p.num_experts);
-  k.block_size = static_cast<int>(p.block_size);
-  k.sorted_size = static_cast<int>(p.sorted_size);
-  k.expert_ids_size = static_cast<int>(p.expert_ids_size);
-  k.expert_ids_tail = static_cast<int>(p.expert_ids_tail);
-  k.map_in = p.map_while_counting;
-  k.map_out = p.has_map && !p.map_while_counting;
-  return k;
-}
-
-void launch_call(const KernelParams& k, const LaunchPlan& plan, int device,
-                 const DeviceLimits& limits, cudaStream_t stream) {
-  check_cuda(launch_align(k, plan, device, limits.smem_optin_bytes, stream));
+void launch_call(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan& plan,
+                 int device, const DeviceLimits& limits, cudaStream_t stream) {
+  check_cuda(launch_align(p, b, plan, device, limits.smem_optin_bytes, stream));
 }
 
 }  // namespace vllm_moe_align

@@ -40,12 +40,9 @@ void check_cuda(cudaError_t err);
 // num_experts needs more shared memory than the GPU offers per block).
 LaunchPlan plan_call(const AlignProblem& p, const DeviceLimits& limits);
 
-// The kernels' sizes and flags of one validated call; the caller sets the
-// pointers (KernelParams' first fields).
-KernelParams kernel_sizes(const AlignProblem& p);
-
-// Enqueues the kernels of `plan` on `stream`; RuntimeError on a launch error.
-void launch_call(const KernelParams& k, const LaunchPlan& plan, int device,
-                 const DeviceLimits& limits, cudaStream_t stream);
+// Enqueues the kernels of `plan` for the validated problem `p` on buffers `b`
+// on `stream`; RuntimeError on a launch error.
+void launch_call(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan& plan,
+                 int device, const DeviceLimits& limits, cudaStream_t stream);
 
 }  // namespace vllm_moe_align

@@ -131,10 +131,10 @@ cudaError_t preload_typed() {
 
 }  // namespace
 
-cudaError_t launch_spread(const KernelParams& k, const LaunchPlan& plan, int device,
-                          int smem_optin_bytes, cudaStream_t stream) {
-  const Params p = to_params(k, plan);
-  return with_typed_ids(k, [&](auto ids) {
+cudaError_t launch_spread(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan& plan,
+                          int device, int smem_optin_bytes, cudaStream_t stream) {
+  const Params p = to_params(c, b, plan);
+  return with_typed_ids(p, [&](auto ids) {
     return launch_typed(ids, p, plan, device, smem_optin_bytes, stream);
   });
 }

@@ -140,10 +140,10 @@ cudaError_t preload_typed() {
 
 }  // namespace
 
-cudaError_t launch_tiny(const KernelParams& k, const LaunchPlan& plan, int, int,
-                        cudaStream_t stream) {
-  const Params p = to_params(k, plan);
-  return with_typed_ids(k, [&](auto ids) { return launch_typed(ids, p, plan, stream); });
+cudaError_t launch_tiny(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan& plan, int,
+                        int, cudaStream_t stream) {
+  const Params p = to_params(c, b, plan);
+  return with_typed_ids(p, [&](auto ids) { return launch_typed(ids, p, plan, stream); });
 }
 
 cudaError_t preload_tiny() {

@@ -18,8 +18,8 @@ TORCH_LIBRARY(vllm_moe_align, m) {
 }
 
 TORCH_LIBRARY_IMPL(vllm_moe_align, CPU, m) {
-  m.impl("moe_align_block_size_out", &align_out_cpu<Tensor>);
-  m.impl("moe_align_block_size", &align_alloc<Tensor, align_out_cpu<Tensor>>);
+  m.impl("moe_align_block_size_out", &align_out<Tensor, run_align_cpu<Tensor>>);
+  m.impl("moe_align_block_size", &align_alloc<Tensor, run_align_cpu<Tensor>>);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The library's ops on torch's C++ ABI, CUDA part (the _C_cuda library,
 // loaded after _C): the CUDA kernels of the align ops, and the CUDA host ops,
 // which only a build with CUDA kernels has.
-#include "../cuda_host.h"
+#include "../cuda/cuda_host.h"
 #include "../module.h"
 #include "../schema.h"
 #include "aten.h"
@@ -20,8 +20,8 @@ TORCH_LIBRARY_FRAGMENT(vllm_moe_align, m) {
 }
 
 TORCH_LIBRARY_IMPL(vllm_moe_align, CUDA, m) {
-  m.impl("moe_align_block_size_out", &align_out_cuda<Tensor>);
-  m.impl("moe_align_block_size", &align_alloc<Tensor, align_out_cuda<Tensor>>);
+  m.impl("moe_align_block_size_out", &align_out<Tensor, run_align_cuda<Tensor>>);
+  m.impl("moe_align_block_size", &align_alloc<Tensor, run_align_cuda<Tensor>>);
 }
 
 // No tensor arguments, so no backend to dispatch on: one kernel for all.

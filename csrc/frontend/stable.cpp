@@ -18,8 +18,8 @@ STABLE_TORCH_LIBRARY(vllm_moe_align, m) {
 }
 
 STABLE_TORCH_LIBRARY_IMPL(vllm_moe_align, CPU, m) {
-  m.impl("moe_align_block_size_out", TORCH_BOX(&align_out_cpu<Tensor>));
-  m.impl("moe_align_block_size", TORCH_BOX((&align_alloc<Tensor, align_out_cpu<Tensor>>)));
+  m.impl("moe_align_block_size_out", TORCH_BOX((&align_out<Tensor, run_align_cpu<Tensor>>)));
+  m.impl("moe_align_block_size", TORCH_BOX((&align_alloc<Tensor, run_align_cpu<Tensor>>)));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The ops that ask about the CUDA backend from the host (schemas in
-// schema.h): only the CUDA library (_C_cuda) has them. setup.py defines
+// ../schema.h): only the CUDA library (_C_cuda) has them. setup.py defines
 // VLLM_MOE_ALIGN_CUDA_ARCHS, the archs as one token (e.g. 7.5_8.0_9.0a), for
 // that library.
 #pragma once

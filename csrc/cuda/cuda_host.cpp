@@ -1,8 +1,8 @@
 // The host-side CUDA ops (cuda_host.h).
 #include "cuda_host.h"
 
-#include "checks.h"
-#include "cuda/launch.h"
+#include "../checks.h"
+#include "launch.h"
 
 #include <algorithm>
 
