@@ -96,7 +96,7 @@ AlignProblem check_ids_and_shape(const T& topk_ids, int64_t num_experts, int64_t
   return p;
 }
 
-// Every tensor argument is on topk_ids' device (the fake kernels in _ops.py
+// Every tensor argument is on topk_ids' device (the fake kernels in _ops/fake.py
 // say the same, in the same words).
 template <typename T>
 void check_same_device(const T& t, const char* name, const T& topk_ids) {

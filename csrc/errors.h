@@ -8,7 +8,7 @@
 //   type_error       TypeError               ValueError (std::invalid_argument):
 //                                            the stable ABI has no TypeError;
 //                                            the package's Python functions
-//                                            raise TypeError for it (_ops.py)
+//                                            raise TypeError for it (_ops/checks.py)
 //   runtime_error    RuntimeError            RuntimeError
 //
 // Every message names the offending argument.

@@ -9,7 +9,7 @@
 // Two libraries: _C defines the align ops and has the CPU kernels; _C_cuda
 // (a build with CUDA kernels) adds their CUDA kernels and defines the CUDA
 // host ops. A torch without CUDA, or with another CUDA major, loads _C alone.
-// Fake (meta) kernels for torch.compile: vllm_moe_align_plugin/_ops.py.
+// Fake (meta) kernels for torch.compile: vllm_moe_align_plugin/_ops/fake.py.
 #pragma once
 
 namespace vllm_moe_align::schema {
