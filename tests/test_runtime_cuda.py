@@ -121,6 +121,42 @@ def test_cuda_graph_replays_with_new_inputs(shape: tuple) -> None:
             raise AssertionError(f"replay {step}: outputs differ from the reference")
 
 
+# Decode shapes of a router chain (tokens, experts, top-k): 1x8 of 256
+# experts, DeepSeek-V2-Lite (64, top-6), Qwen3-30B-A3B (128, top-8).
+CHAIN_SHAPES = ((1, 256, 8), (1, 64, 6), (1, 128, 8), (2, 64, 6), (8, 128, 8))
+
+
+@pytest.mark.parametrize("tokens,num_experts,topk", CHAIN_SHAPES)
+def test_router_chain_in_a_graph_reads_what_topk_wrote(tokens: int, num_experts: int,
+                                                       topk: int) -> None:
+    """Router logits -> top-k -> int32 cast -> align, captured in one graph
+    as vLLM captures a decode step, replayed with new logits: the align
+    kernel must read the ids that this replay's cast wrote."""
+    gen = torch.Generator(device="cuda").manual_seed(tokens * num_experts + topk)
+    logits = torch.randn(tokens, num_experts, device="cuda", generator=gen)
+
+    def chain() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        ids = torch.topk(logits, topk, dim=-1).indices.to(torch.int32)
+        return ids, moe_align_block_size(ids, 16, num_experts)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            chain()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_ids, static_out = chain()
+    for step in range(GRAPH_REPLAYS):
+        logits.copy_(torch.randn(tokens, num_experts, device="cuda", generator=gen))
+        graph.replay()
+        want = reference(static_ids, 16, num_experts)
+        if not _equal(static_out, want):
+            assert_same(static_out, want, f"replay {step} of {tokens}x{num_experts} top-{topk}")
+            raise AssertionError(f"replay {step}: outputs differ from the reference")
+
+
 def test_cuda_graph_of_the_op_level_wrapper() -> None:
     """vLLM's op-level call (caller buffers, expert_map mapped while counting)
     captured in a graph: 200 replays with new ids equal the reference."""

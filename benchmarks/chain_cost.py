@@ -1,0 +1,234 @@
+"""Marginal cost of the align step inside a captured decode chain.
+
+vLLM captures a decode step in a CUDA graph: the router's top-k writes the
+ids, the align step sorts them, and the fused-MoE GEMM (a Triton kernel)
+reads the align step's outputs. At decode the align step's own work is tiny;
+what it adds to the step is its launch and the dependent round trips. This
+measures that: a CUDA graph of ``--reps`` copies of the chain
+
+    top-k -> int32 cast -> align -> consumer
+
+against the same graph without the align call (the consumer then reads
+outputs computed before capture), both replayed and timed with CUDA events.
+The difference per chain is the align step's marginal cost. The consumer is a
+one-program Triton kernel that reads ``num_tokens_post_pad`` and the first
+blocks of ``sorted_token_ids`` and ``expert_ids``, as the GEMM's prologue does
+(torch ops stand in without Triton).
+
+Every implementation's outputs are validated against the contract on the
+chain's own ids before timing. The floor row puts one empty kernel (one
+thread, no memory access) where the align call was: what any extra kernel
+node costs in this chain, however little it does.
+
+    python -m benchmarks.chain_cost [--shapes 1x8x256 1x6x64 1x8x128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import torch
+
+from benchmarks.loaders import vllm_impl
+from vllm_moe_align_plugin.bench import Impl, markdown_table, plugin_impl, validate
+
+# Decode shapes (tokens x top-k x experts): a 256-expert top-8 router, the
+# DeepSeek-V2-Lite shape (64 experts, top-6) and Qwen3-30B-A3B (128, top-8)
+DEFAULT_SHAPES = ("1x8x256", "1x6x64", "1x8x128")
+FLOOR = "one empty kernel (floor)"
+
+
+@dataclass
+class Row:
+    shape: str
+    impl: str
+    without_us: float  # one chain without the align call (median over rounds)
+    with_us: float  # one chain with it
+    marginal_us: float  # median of the per-round differences
+    marginal_min_us: float
+    marginal_max_us: float
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``TxKxE`` -> (tokens, top-k, experts)."""
+    try:
+        tokens, topk, experts = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape {text!r}: expected TOKENSxTOPKxEXPERTS, e.g. 1x8x256") \
+            from None
+    if min(tokens, topk, experts) < 1 or topk > experts:
+        raise argparse.ArgumentTypeError(f"shape {text!r}: need 1 <= top-k <= experts and tokens >= 1")
+    return tokens, topk, experts
+
+
+def make_consumer() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]:
+    """The kernel after the align step: reads the post-pad count and the first
+    ``PEEK`` slots of both outputs, writes one number."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        def torch_consumer(s: torch.Tensor, e: torch.Tensor, n: torch.Tensor, out: torch.Tensor) -> None:
+            out.add_(s[:64].sum() + e[:4].sum() + n[0])
+
+        return torch_consumer
+
+    @triton.jit
+    def consume(sorted_ptr, expert_ptr, post_ptr, out_ptr, n_sorted, n_expert, PEEK: tl.constexpr):
+        post = tl.load(post_ptr)
+        offs = tl.arange(0, PEEK)
+        s = tl.load(sorted_ptr + offs, mask=(offs < n_sorted) & (offs < post), other=0)
+        e = tl.load(expert_ptr + offs, mask=offs < n_expert, other=0)
+        tl.store(out_ptr, tl.sum(s, axis=0) + tl.sum(e, axis=0) + post)
+
+    def triton_consumer(s: torch.Tensor, e: torch.Tensor, n: torch.Tensor, out: torch.Tensor) -> None:
+        consume[(1,)](s, e, n, out, s.numel(), e.numel(), PEEK=64)
+
+    return triton_consumer
+
+
+def time_graph(graph: torch.cuda.CUDAGraph, replays: int) -> float:
+    """Device time of one replay in microseconds (CUDA events around
+    ``replays`` back-to-back replays)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    graph.replay()
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1000.0 / replays
+
+
+def measure(impl: Optional[Impl], shape: str, block: int, reps: int, replays: int, rounds: int,
+            consumer: Callable[..., None]) -> Row:
+    """One row: ``impl``'s align call in the chain, or with ``impl=None``
+    the floor (an empty kernel where the align call was)."""
+    tokens, topk, experts = parse_shape(shape)
+    gen = torch.Generator(device="cuda").manual_seed(tokens * 1000 + experts)
+    logits = torch.randn(tokens, experts, device="cuda", generator=gen)
+    ids = torch.empty(tokens, topk, dtype=torch.int32, device="cuda")
+    idx64 = torch.empty(tokens, topk, dtype=torch.int64, device="cuda")
+    vals = torch.empty(tokens, topk, device="cuda")
+    out = torch.zeros(1, dtype=torch.int32, device="cuda")
+    plugin = plugin_impl()
+    align = (impl or plugin).make(ids, experts, block)
+
+    def route() -> None:
+        torch.topk(logits, topk, dim=-1, out=(vals, idx64))
+        ids.copy_(idx64)  # the int32 cast, right before the align step
+
+    route()
+    before = align()  # outputs the chain without align reads
+    validate(impl or plugin, before, ids, experts, block)
+
+    def step() -> tuple[torch.Tensor, ...]:
+        if impl is None:
+            torch.cuda._sleep(0)  # one thread that returns at once
+            return before
+        return align()
+
+    def chain(with_align: bool) -> None:
+        for _ in range(reps):
+            route()
+            outs = step() if with_align else before
+            consumer(outs[0], outs[1], outs[2], out)
+
+    graphs = {}
+    for with_align in (False, True):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            chain(with_align)  # warm-up (Triton compiles, caching allocator)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            chain(with_align)
+        graphs[with_align] = graph
+
+    # the captured align step reads the ids this replay's top-k wrote
+    logits.copy_(torch.randn(tokens, experts, device="cuda", generator=gen))
+    if impl is not None:
+        with torch.cuda.graph(g := torch.cuda.CUDAGraph()):
+            route()
+            got = align()
+        g.replay()
+        torch.cuda.synchronize()
+        validate(impl, got, ids, experts, block)
+
+    without, with_, diffs = [], [], []
+    for _ in range(rounds):
+        a = time_graph(graphs[False], replays) / reps
+        b = time_graph(graphs[True], replays) / reps
+        without.append(a)
+        with_.append(b)
+        diffs.append(b - a)
+    return Row(shape, impl.name if impl else FLOOR, statistics.median(without), statistics.median(with_),
+               statistics.median(diffs), min(diffs), max(diffs))
+
+
+def run(shapes: Sequence[str], impls: Sequence[Optional[Impl]], block: int, reps: int, replays: int,
+        rounds: int) -> list[Row]:
+    consumer = make_consumer()
+    return [measure(impl, shape, block, reps, replays, rounds, consumer)
+            for shape in shapes for impl in impls]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES), type=str,
+                    help="TOKENSxTOPKxEXPERTS (default: %(default)s)")
+    ap.add_argument("--block", type=int, default=16, help="block size (default 16, vLLM's at decode)")
+    ap.add_argument("--reps", type=int, default=20, help="chains per captured graph")
+    ap.add_argument("--replays", type=int, default=50, help="graph replays per timing")
+    ap.add_argument("--rounds", type=int, default=7, help="timings per configuration")
+    ap.add_argument("--impls", nargs="+", choices=("plugin", "vllm", "floor"),
+                    default=["plugin", "vllm", "floor"])
+    ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--quiet", action="store_true", help="no table")
+    args = ap.parse_args(argv)
+    for s in args.shapes:
+        try:
+            parse_shape(s)
+        except argparse.ArgumentTypeError as exc:
+            ap.error(str(exc))
+    if not torch.cuda.is_available():
+        print("chain_cost: needs a CUDA device", file=sys.stderr)
+        return 2
+    impls: list[Optional[Impl]] = []
+    if "plugin" in args.impls:
+        impls.append(plugin_impl())
+    if "vllm" in args.impls:
+        v = vllm_impl()
+        if v is None:
+            print("chain_cost: vLLM's op not found (install vLLM or set VLLM_MOE_ALIGN_VLLM_OP_SO); "
+                  "timing the plugin only", file=sys.stderr)
+        else:
+            impls.append(v)
+    if "floor" in args.impls:
+        impls.append(None)
+    rows = run(args.shapes, impls, args.block, args.reps, args.replays, args.rounds)
+    rows.sort(key=lambda r: (args.shapes.index(r.shape), r.impl))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in rows], f, indent=1)
+    if not args.quiet:
+        print(f"{torch.cuda.get_device_name()}, block {args.block}, {args.reps} chains per graph, "
+              f"{args.replays} replays, {args.rounds} rounds")
+        print(markdown_table(
+            ["shape (tokens x top-k x experts)", "implementation", "chain without align us",
+             "chain with align us", "marginal us (median)", "marginal us (min-max)"],
+            [[r.shape, r.impl, f"{r.without_us:.2f}", f"{r.with_us:.2f}", f"{r.marginal_us:.2f}",
+              f"{r.marginal_min_us:.2f}-{r.marginal_max_us:.2f}"] for r in rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
