@@ -432,6 +432,30 @@ def test_driver_extra_rounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "extra round 4 done (c=2" in printed and "server-r4-plugin.log" in printed
 
 
+def test_driver_server_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--server-pairs 2: rounds 1-2 on the first pair (baseline started first,
+    on the first port), rounds 3-4 on a fresh pair started plugin first; the
+    time budget before each start counts the starts still ahead, not one
+    start too many."""
+    _standin(tmp_path, monkeypatch)
+    steps: list[tuple[str, ...]] = []
+    monkeypatch.setattr(driver.ModelRun, "budget", lambda self, *s: steps.append(s))
+    assert _run(tmp_path, 18511, "--strategy", "both-up", "--rounds", "4", "--server-pairs", "2") == 0
+    printed = capsys.readouterr().out
+    starts = [line.split("starting the ")[1].split(" (log")[0] + " " + line.split("port ")[1].split(":")[0]
+              for line in printed.splitlines() if "starting the " in line]
+    assert starts == ["baseline server 18511", "plugin server 18512", "plugin server 18511",
+                      "baseline server 18512"], printed
+    assert [s for s in steps if "start" in s] == [("start", "start", "round"), ("start", "round")] * 2
+    recs = results.load_records(tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs" / "rounds.jsonl")
+    assert sorted({(r.round, r.server) for r in recs}) == [
+        (1, "plugin"), (1, "vllm"), (2, "plugin"), (2, "vllm"),
+        (3, "plugin-2"), (3, "vllm-2"), (4, "plugin-2"), (4, "vllm-2")]
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md").read_text()
+    assert "2 server pairs" in md and md.count("| ok | identical |") == 3, md
+
+
 def test_bench_client_timeout_and_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A load past its timeout kills the load generator's group; the next
     load starts a fresh one; a load that raises is a failed load, not a dead client."""

@@ -8,6 +8,10 @@ Strategies (``options.choose_strategy``):
   memory each, ports P and P+1; started one after the other so vLLM's memory
   profiling of one does not see the other starting); in each round, per
   concurrency level, the arms' loads run back to back in the round's order.
+  With ``--server-pairs K`` the rounds are split over K pairs of servers, one
+  pair after the other; the arm started first (on the first port) alternates
+  between pairs, so a bias of the first or second server (memory placement,
+  start order, port) lands in the intervals instead of in one arm.
 
 Round order: ``abab`` puts the baseline first in every round, ``abba``
 alternates the first arm between rounds. Every finished load, server check
@@ -76,6 +80,19 @@ def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
             + ("_aa" if aa else ""))
 
 
+def pair_of(rnd: int, rounds: int, pairs: int) -> int:
+    """The server pair (0-based) that runs round ``rnd`` (1-based): the
+    ``rounds`` rounds split into ``pairs`` consecutive blocks as evenly as
+    they go; extra rounds (``--max-rounds``) run on the last pair."""
+    return min((rnd - 1) * pairs // rounds, pairs - 1)
+
+
+def start_order(pair: int) -> tuple[str, ...]:
+    """The arms of server pair ``pair`` in the order their servers start:
+    the baseline first in even pairs, the plugin first in odd ones."""
+    return tuple(reversed(ARMS)) if pair % 2 else ARMS
+
+
 def round_order(rnd: int, order: str) -> tuple[str, ...]:
     """The arms of round ``rnd`` (1-based) in the order they run."""
     return tuple(reversed(ARMS)) if order == "abba" and rnd % 2 == 0 else ARMS
@@ -116,10 +133,13 @@ class ModelRun:
         self.client = BenchClient(args.python, ROOT, self.log_dir / "client.log")
 
     # ------------------------------------------------------------------ pieces
-    def spec(self, arm: str, tag: str) -> ServerSpec:
+    def spec(self, arm: str, tag: str, slot: Optional[int] = None) -> ServerSpec:
+        """``arm``'s server; ``slot``: its place in the start order (port
+        P + slot), by default the arm's place in ``ARMS``."""
         a = self.args
         return ServerSpec(arm=arm, model=self.model, model_dir=self.work / "model",
-                          port=a.port + ARMS.index(arm), tp=a.tp, ep=a.ep, dp=a.dp, executor=a.executor,
+                          port=a.port + (ARMS.index(arm) if slot is None else slot),
+                          tp=a.tp, ep=a.ep, dp=a.dp, executor=a.executor,
                           gpu_memory_utilization=self.util, capture_sizes=a.capture,
                           profile_dir=self.work / "traces" / "live" if a.profile else None,
                           custom_all_reduce=a.custom_all_reduce, extra_args=tuple(a.serve_arg))
@@ -144,10 +164,10 @@ class ModelRun:
             if time.monotonic() - self.t0 + need > self.args.time_budget:
                 raise BudgetReached(f"time budget: {' + '.join(steps)} (about {need:.0f} s) does not fit")
 
-    def start(self, arm: str, tag: str) -> Server:
+    def start(self, arm: str, tag: str, slot: Optional[int] = None) -> Server:
         """Starts, waits for, warms up and checks one server."""
         a, t0 = self.args, time.monotonic()
-        spec = self.spec(arm, tag)
+        spec = self.spec(arm, tag, slot)
         if spec.profile_dir is not None:
             spec.profile_dir.mkdir(parents=True, exist_ok=True)
         # vLLM's processes start in the work folder, not the repository root:
@@ -166,6 +186,7 @@ class ModelRun:
                 self.say(f"{tag} traced the model afresh (no saved AOT compile yet), so its torch.compile "
                          f"cache key differs from later servers'; restarting it once to load what it saved")
                 server.stop()
+                t0 = time.monotonic()  # the budget's start cost: a start that loads the saved compile
                 server.start()
                 took = self.wait_ready(server)
             self.say(f"{tag} ready after {took:.0f} s; warming up")
@@ -304,18 +325,33 @@ class ModelRun:
     def run_both_up(self) -> None:
         a = self.args
         todo = [rnd for rnd in range(1, a.rounds + 1) if not all(self.done(rnd, arm) for arm in ARMS)]
-        if not todo and not any(self.needs_profile(arm) for arm in ARMS) and self.next_extra(set()) is None:
-            return
-        servers: dict[str, Server] = {}
+        profile = any(self.needs_profile(arm) for arm in ARMS)
+        extra = self.next_extra(set()) is not None
         earlier = len(self.checks) // 2  # server pairs of runs this one resumes
+        for pair in range(a.server_pairs):
+            rounds = [rnd for rnd in todo if pair_of(rnd, a.rounds, a.server_pairs) == pair]
+            last = pair == a.server_pairs - 1
+            if not rounds and not (last and (extra or (profile and not todo))):
+                continue
+            earlier += 1
+            self.run_pair(pair, rounds, f"-{earlier}" if earlier > 1 else "", last)
+            profile = False
+
+    def run_pair(self, pair: int, rounds: list[int], suffix: str, last: bool) -> None:
+        """One pair of servers (tags ``<arm><suffix>``), started in
+        ``start_order(pair)``: the profiles still missing, ``rounds``, and
+        on the last pair the extra rounds."""
+        a = self.args
+        servers: dict[str, Server] = {}
         try:
-            for arm in ARMS:
-                self.budget("start", "start", "round")
-                servers[arm] = self.start(arm, f"{arm}-{earlier + 1}" if earlier else arm)
+            arms = start_order(pair)
+            for slot, arm in enumerate(arms):
+                self.budget(*["start"] * (len(arms) - slot), "round")
+                servers[arm] = self.start(arm, arm + suffix, slot)
             for arm in ARMS:
                 if self.needs_profile(arm):
                     self.profile(servers[arm])
-            for rnd in todo:
+            for rnd in rounds:
                 self.budget("round")
                 t0 = time.monotonic()
                 for level, c in enumerate(a.concurrency):
@@ -323,6 +359,8 @@ class ModelRun:
                         self.measure(servers[arm], rnd, level, c)
                 self.costs["round"] = time.monotonic() - t0
                 self.round_done(rnd)
+            if not last:
+                return
             for rnd, levels in self.extra_rounds():
                 self.budget(*self.extra_cost(levels, len(ARMS)))
                 for c in levels:

@@ -52,6 +52,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--order", choices=("abab", "abba"), default="abab",
                     help="arm order: abab (baseline first in every round) or abba (the first "
                          "arm alternates between rounds: cancels a linear drift)")
+    ap.add_argument("--server-pairs", type=int, default=1, metavar="K",
+                    help="both-up: split the rounds over K server pairs, started afresh, the arm "
+                         "started first (and given the first port) alternating between pairs, so the "
+                         "intervals include which server came first (default 1)")
     ap.add_argument("--aa", action="store_true",
                     help="A/A: both arms run the baseline (no plugin), everything else as in an A/B "
                          "run; the ratio is the harness's own bias. Results go to serve_<model>..._aa")
@@ -108,6 +112,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         ap.error("--tp and --dp must be >= 1 and --rounds >= 3 (at least 3 paired rounds per arm)")
     if args.max_rounds and not args.rounds <= args.max_rounds < PROFILE_ROUND:
         ap.error(f"--max-rounds must be 0 or between --rounds and {PROFILE_ROUND - 1}")
+    if not 1 <= args.server_pairs <= args.rounds:
+        ap.error("--server-pairs must be between 1 and --rounds")
     if not 0 < args.target_width < 1:
         ap.error("--target-width must be in (0, 1)")
     if min(args.concurrency) < 1 or args.input_len < 1 or args.output_len < 2:
