@@ -5,10 +5,13 @@
 //
 //   error            C++ ABI frontend        stable-ABI frontend
 //   value_error      ValueError              ValueError (std::invalid_argument)
-//   type_error       TypeError               ValueError (std::invalid_argument):
-//                                            the stable ABI has no TypeError;
-//                                            the package's Python functions
-//                                            raise TypeError for it (_ops/checks.py)
+//   type_error       TypeError               ValueError (std::invalid_argument)
+//                                            whose message starts with
+//                                            kTypeErrorTag: the stable ABI has
+//                                            no TypeError, so the package's
+//                                            Python functions turn a tagged
+//                                            ValueError into a TypeError
+//                                            (_ops/checks.py, TYPE_ERROR_TAG)
 //   runtime_error    RuntimeError            RuntimeError
 //
 // Every message names the offending argument.
@@ -25,9 +28,15 @@
 
 namespace vllm_moe_align {
 
+// The one mark of a type error on the stable ABI; Python's TYPE_ERROR_TAG
+// (vllm_moe_align_plugin/_ops/checks.py) is the same text.
+inline constexpr char kTypeErrorTag[] = "TypeError: ";
+
 #ifdef VLLM_MOE_ALIGN_STABLE_ABI
 [[noreturn]] inline void value_error(const std::string& m) { throw std::invalid_argument(m); }
-[[noreturn]] inline void type_error(const std::string& m) { throw std::invalid_argument(m); }
+[[noreturn]] inline void type_error(const std::string& m) {
+  throw std::invalid_argument(kTypeErrorTag + m);
+}
 [[noreturn]] inline void runtime_error(const std::string& m) { throw std::runtime_error(m); }
 #else
 [[noreturn]] inline void value_error(const std::string& m) { C10_THROW_ERROR(ValueError, m); }

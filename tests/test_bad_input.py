@@ -3,11 +3,15 @@ outside the buffers."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import POISON, poisoned, random_routes
 
 from vllm_moe_align_plugin import _ops, api, binary, moe_align_block_size
+from vllm_moe_align_plugin._ops import checks
 from vllm_moe_align_plugin.contract import NEWEST
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
 
@@ -125,13 +129,28 @@ def test_out_buffer_wrong_dtype(device: str, which: str) -> None:
     bufs = dict(zip(("sorted_token_ids", "expert_ids", "num_tokens_post_pad"),
                     _buffers(10, 8, 4, device)))
     bufs[which] = bufs[which].to(torch.int64)
-    # The op itself: PyTorch's stable ABI has no TypeError (ValueError there).
-    op_error = ValueError if binary.is_stable_abi(_ops.build_info()) else TypeError
-    with pytest.raises(op_error, match=f"{which} must be an int32 tensor, got Long"):
+    # The op itself: PyTorch's stable ABI has no TypeError (a ValueError
+    # carrying the type-error tag there).
+    stable = binary.is_stable_abi(_ops.build_info())
+    op_error = ValueError if stable else TypeError
+    tag = checks.TYPE_ERROR_TAG if stable else ""
+    with pytest.raises(op_error, match=f"^{tag}{which} must be an int32 tensor, got Long"):
         OUT(ids, 8, 4, *bufs.values())
-    # The package's functions: TypeError either way.
-    with pytest.raises(TypeError, match=f"{which} must be an int32 tensor, got Long"):
+    # The package's functions: TypeError either way, the message untagged.
+    with pytest.raises(TypeError, match=f"^{which} must be an int32 tensor, got Long"):
         api.op_level_for(NEWEST)(ids, 8, 4, *bufs.values())
+
+
+def test_type_error_tag_is_one_text() -> None:
+    """The C++ library's type-error tag and the one Python looks for are the
+    same text, and only a tagged ValueError becomes a TypeError."""
+    header = (Path(__file__).resolve().parents[1] / "csrc" / "errors.h").read_text()
+    found = re.search(r'kTypeErrorTag\[\] = "([^"]*)";', header)
+    assert found and found.group(1) == checks.TYPE_ERROR_TAG
+    tagged = checks.typed_error(ValueError(checks.TYPE_ERROR_TAG + "x must be an int32 tensor"))
+    assert type(tagged) is TypeError and str(tagged) == "x must be an int32 tensor"
+    plain = ValueError("x must be an int32 tensor")
+    assert checks.typed_error(plain) is plain
 
 
 def test_out_buffer_non_contiguous(device: str) -> None:

@@ -14,23 +14,23 @@ import torch
 
 from ..messages import describe
 
-#: How the ops word a wrong dtype (csrc/checks.h): "<name> must be an int32
-#: tensor, got Long", "topk_ids must be an integer tensor (int64, ...), got Float".
-_DTYPE_ERRORS = ("an int32 tensor, got ", "an integer tensor (")
+#: How a library on PyTorch's stable ABI marks a type error: it can raise
+#: ValueError but not TypeError, so its type errors are ValueErrors whose
+#: message starts with this tag (csrc/errors.h, kTypeErrorTag: the same text).
+TYPE_ERROR_TAG = "TypeError: "
 
 
 def typed_error(exc: ValueError) -> Exception:
     """The error the package's functions raise for ``exc``, a ValueError from
-    an op: a TypeError for a wrong dtype. A library on PyTorch's stable ABI
-    (csrc/frontend/stable.cpp) can raise ValueError but not TypeError, so its
-    dtype errors arrive as ValueError; the C++-ABI library raises TypeError
-    itself. Any other error is returned as it is."""
-    message = str(exc)
-    if message.partition(" must be ")[2].startswith(_DTYPE_ERRORS):
-        error = TypeError(message)
-        error.__cause__ = exc
-        return error
-    return exc
+    an op: a TypeError, without the tag, for a tagged one (a type error of the
+    stable-ABI library; the C++-ABI library raises TypeError itself). Any
+    other error is returned as it is."""
+    head, tag, rest = str(exc).partition(TYPE_ERROR_TAG)
+    if not tag:
+        return exc
+    error = TypeError(head + rest)
+    error.__cause__ = exc
+    return error
 
 
 def check_devices(topk_ids: torch.Tensor, **tensors: Optional[torch.Tensor]) -> None:
