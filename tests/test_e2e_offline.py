@@ -7,7 +7,6 @@ runs themselves need vLLM and GPUs."""
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import os
 from pathlib import Path
@@ -15,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.e2e import attribution, child, environment, logs, models, offline, report, trace
+from benchmarks.e2e.fake_trace import TraceBuilder
 
+ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_KERNEL = "void vllm_moe_align::(anonymous namespace)::tiny_kernel<int>(int const*, Params)"
 VLLM_KERNEL = "void vllm::moe::moe_align_block_size_kernel<int>(int const*, int*, int*, int*, int)"
 VLLM_SORT = "void vllm::moe::count_and_sort_expert_tokens_kernel<int>(int const*, int*, int*)"
@@ -29,58 +30,6 @@ GATHER = ("void at::native::index_elementwise_kernel<128, 4, at::native::gpu_ind
           "at::native::index_kernel_impl<at::native::OpaqueType<4> >(...)::{lambda(int)#1}>(long, ...)")
 FILL = ("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<int>, "
         "std::array<char*, 1ul> >(int, at::native::FillFunctor<int>, std::array<char*, 1ul>)")
-
-
-class TraceBuilder:
-    """A kineto-style chrome trace: CPU step annotations, launches, kernels."""
-
-    def __init__(self, pid: int = 4242, device: int = 0) -> None:
-        self.pid, self.device, self.events, self.corr = pid, device, [], 1000
-
-    def step(self, name: str, ts: float, dur: float, gpu_shift: float = 3.0) -> None:
-        self.events.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": self.pid,
-                            "tid": self.pid, "ts": ts, "dur": dur})
-        self.events.append({"ph": "X", "cat": "gpu_user_annotation", "name": name,
-                            "pid": self.device, "tid": 7, "ts": ts + gpu_shift, "dur": dur})
-
-    def cpu_op(self, name: str, ts: float, dur: float) -> None:
-        """A CPU operator of the worker's main thread (kineto ``cpu_op``)."""
-        self.events.append({"ph": "X", "cat": "cpu_op", "name": name, "pid": self.pid,
-                            "tid": self.pid, "ts": ts, "dur": dur})
-
-    def kernel(self, name: str, launch_ts: float, dur: float, *, graph_corr: int | None = None,
-               cat: str = "cuda_runtime", gpu_delay: float = 3.0, tid: int | None = None,
-               stream: int = 7, gpu_cat: str = "kernel") -> None:
-        """A launch at launch_ts and its kernel on ``stream``; graph_corr: reuse
-        a graph launch's correlation id (kernels replayed from a CUDA graph)."""
-        if graph_corr is None:
-            self.corr += 1
-            corr = self.corr
-            self.events.append({"ph": "X", "cat": cat, "name": "cudaLaunchKernel", "pid": self.pid,
-                                "tid": tid or self.pid, "ts": launch_ts, "dur": 2.0,
-                                "args": {"correlation": corr, "External id": corr}})
-        else:
-            corr = graph_corr
-        self.events.append({"ph": "X", "cat": gpu_cat, "name": name, "pid": self.device,
-                            "tid": stream, "ts": launch_ts + gpu_delay, "dur": dur,
-                            "args": {"correlation": corr, "device": self.device, "stream": stream}})
-
-    def graph_launch(self, ts: float) -> int:
-        self.corr += 1
-        self.events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaGraphLaunch",
-                            "pid": self.pid, "tid": self.pid, "ts": ts, "dur": 5.0,
-                            "args": {"correlation": self.corr}})
-        return self.corr
-
-    def write(self, path: Path, *, drop: tuple[str, ...] = ()) -> Path:
-        events = [e for e in self.events if e["cat"] not in drop]
-        data = json.dumps({"schemaVersion": 1, "traceEvents": events})
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "wt") as f:
-                f.write(data)
-        else:
-            path.write_text(data)
-        return path
 
 
 def _worker_trace(align: str, *, layers: int = 2, decode_steps: int = 3) -> TraceBuilder:
@@ -445,6 +394,7 @@ def test_parse_args() -> None:
 # (children, process groups, logs, traces, reports, exit status) run on CPU.
 FAKE_VLLM = r'''
 import gzip, json, logging, os, subprocess, sys, time
+from benchmarks.e2e.fake_trace import step_trace
 __version__ = "0.26.0"
 _fmt = (os.environ.get("VLLM_LOGGING_PREFIX", "")
         + "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s")
@@ -506,18 +456,8 @@ class LLM:
         os.makedirs(d, exist_ok=True)
         align = "void vllm_moe_align::(anonymous namespace)::tiny_kernel<int>(int const*)" if PLUGIN \
             else "void vllm::moe::moe_align_block_size_kernel<int>(int const*)"
-        ev, corr = [], 0
-        for s, name in enumerate(["execute_context_4(900)_generation_0(0)"]
-                                 + ["execute_context_0(0)_generation_4(4)"] * 3):
-            t0 = 1000.0 * s
-            ev.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": 9, "tid": 9,
-                       "ts": t0, "dur": 900.0})
-            for k, (kname, dur) in enumerate([(align, 5.0 if s else 20.0), ("fused_moe_kernel", 50.0)]):
-                corr += 1
-                ev.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 9,
-                           "tid": 9, "ts": t0 + 10 + 20 * k, "dur": 2, "args": {"correlation": corr}})
-                ev.append({"ph": "X", "cat": "kernel", "name": kname, "pid": 0, "tid": 7,
-                           "ts": t0 + 15 + 20 * k, "dur": dur, "args": {"correlation": corr}})
+        ev = step_trace(align, ["execute_context_4(900)_generation_0(0)"]
+                        + ["execute_context_0(0)_generation_4(4)"] * 3, 5.0, 20.0, 50.0)
         with gzip.open(os.path.join(d, "dp0_pp0_tp0_dcp0_ep0_rank0.1.pt.trace.json.gz"), "wt") as f:
             json.dump({"traceEvents": ev}, f)
 '''
@@ -536,7 +476,9 @@ def _fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str, env:
     fake = tmp_path / "fake"
     (fake / "vllm").mkdir(parents=True, exist_ok=True)
     (fake / "vllm" / "__init__.py").write_text(FAKE_VLLM)
-    monkeypatch.setenv("PYTHONPATH", f"{fake}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    # the repository root too: the stand-in writes its trace with benchmarks.e2e.fake_trace
+    path = [str(fake), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)
     out = tmp_path / "out"

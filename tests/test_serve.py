@@ -569,6 +569,7 @@ def test_real_bench_client_against_the_standin(tmp_path: Path) -> None:
     write_model_tokenizer(model, models.FULL_MODELS["qwen3-30b-a3b"])
     spec = commands.ServerSpec("vllm", "qwen3-30b-a3b", model, 18451)
     env = commands.server_env(dict(os.environ), "vllm")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])  # it imports benchmarks
     server = subprocess.Popen([sys.executable, str(STANDIN), *commands.serve_command(spec, "x")[3:]], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     bench_client = client.BenchClient(sys.executable, ROOT, tmp_path / "client.log")

@@ -46,6 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from benchmarks.e2e.fake_trace import step_trace
+
 VERSION = "0.26.0"
 PLUGIN_ON = ("moe_align" in os.environ.get("VLLM_PLUGINS", "moe_align").split(",")
              and not os.environ.get("VLLM_MOE_ALIGN_DISABLE"))
@@ -79,19 +81,8 @@ def greedy(prompt: list[int], n: int, vocab: int) -> list[int]:
 
 def trace_events(align: str) -> list[dict[str, Any]]:
     """One prefill and two decode steps, each with an align and a GEMM kernel."""
-    events, corr = [], 0
     steps = ["execute_context_2(300)_generation_0(0)"] + ["execute_context_0(0)_generation_2(2)"] * 2
-    for s, name in enumerate(steps):
-        t0 = 1000.0 * s
-        events.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": 9, "tid": 9,
-                       "ts": t0, "dur": 900.0})
-        for k, (kname, dur) in enumerate([(align, 6.0 if s else 18.0), ("fused_moe_kernel", 40.0)]):
-            corr += 1
-            events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 9,
-                           "tid": 9, "ts": t0 + 10 + 20 * k, "dur": 2, "args": {"correlation": corr}})
-            events.append({"ph": "X", "cat": "kernel", "name": kname, "pid": 0, "tid": 7,
-                           "ts": t0 + 15 + 20 * k, "dur": dur, "args": {"correlation": corr}})
-    return events
+    return step_trace(align, steps, 6.0, 18.0, 40.0)
 
 
 def log_compile(model: str, sizes: list[int]) -> None:
