@@ -454,6 +454,8 @@ def test_driver_server_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         (3, "plugin-2"), (3, "vllm-2"), (4, "plugin-2"), (4, "vllm-2")]
     md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md").read_text()
     assert "2 server pairs" in md and md.count("| ok | identical |") == 3, md
+    by_pair = md.split("## By server pair")[1]
+    assert "| 1 | 1: baseline first | 2 |" in by_pair and "| 3 | 2: plugin first | 2 |" in by_pair, by_pair
 
 
 def test_bench_client_timeout_and_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -427,8 +427,14 @@ class ModelRun:
         setting = {"model": self.model, "tp": a.tp, "dp": a.dp, "ep": a.ep, "strategy": self.strategy,
                    "mode": "aa" if a.aa else "ab", "input_len": a.input_len, "output_len": a.output_len}
         cs = summary.cells(self.records, self.labels["plugin"])
+        pairs = None
+        if self.strategy == "both-up" and a.server_pairs > 1:
+            of_pair = [[r for r in self.records if pair_of(r.round, a.rounds, a.server_pairs) == k]
+                       for k in range(a.server_pairs)]
+            pairs = [(f"{k + 1}: {self.labels[start_order(k)[0]]} first",
+                      summary.cells(recs, self.labels["plugin"])) for k, recs in enumerate(of_pair)]
         return report.write_all(self.stem, title, lines, setting, self.checks, cs,
-                                a.concurrency, self.profile_rows, self.problems, self.labels)
+                                a.concurrency, self.profile_rows, self.problems, self.labels, pairs)
 
     def resume(self) -> None:
         """Reads what an earlier run of the same setting finished."""

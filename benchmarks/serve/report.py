@@ -27,6 +27,9 @@ from .results import METRICS
 from .stats import Interval
 from .summary import CSV_COLUMNS, RATIO_ARM, Cell, csv_rows, find
 
+PAIRS_NOTE = ("Each server pair's rounds on their own, ratios as above. The pairs differ in which "
+              "arm's server started first (and listens on the first port); a ratio that follows the "
+              "start order, not the arm, is the servers' bias, which the pooled ratio above averages.")
 STATS_NOTE = (
     "Each round runs both arms on the same load (same prompts: the seed is the same for both "
     "arms of a round and differs between rounds and levels, so prefix caching never reuses an "
@@ -135,6 +138,22 @@ def ratio_table(cs: list[Cell], concurrency: list[int], labels: dict[str, str] =
     return markdown_table(headers, rows, "r" + "rl" * len(METRICS))
 
 
+def pair_table(pairs: list[tuple[str, list[Cell]]], concurrency: list[int],
+               labels: dict[str, str] = ARM_LABELS) -> str:
+    """TPOT and output tok/s ratios of each server pair on its own (``--server-pairs``):
+    a bias of the first-started server shows as ratios that move with the start order."""
+    rows = []
+    for c in concurrency:
+        for name, cs in pairs:
+            row: list[Any] = [c, name]
+            for metric in ("median_tpot_ms", "output_tok_s"):
+                x = find(cs, c, RATIO_ARM, metric)
+                row += [x.interval.n if x and x.interval else 0, fmt_interval(x.interval if x else None, 3)]
+            rows.append(row)
+    return markdown_table(["concurrency", "server pair", "rounds", f"TPOT {ratio_name(labels)} [95% CI]",
+                           "rounds", f"output tok/s {ratio_name(labels)} [95% CI]"], rows, "rlrrrr")
+
+
 def ratio_name(labels: dict[str, str]) -> str:
     """``plugin/baseline`` (A/B) or ``baseline B/baseline A`` (A/A)."""
     return f"{labels['plugin']}/{labels['vllm']}"
@@ -223,8 +242,9 @@ def kernel_diff_table(rows: list[dict[str, Any]], concurrency: int, kind: str = 
 
 def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs: list[Cell],
              concurrency: list[int], profile_rows: list[dict[str, Any]],
-             problems: list[str], labels: dict[str, str] = ARM_LABELS) -> str:
-    """The whole report."""
+             problems: list[str], labels: dict[str, str] = ARM_LABELS,
+             pairs: Optional[list[tuple[str, list[Cell]]]] = None) -> str:
+    """The whole report; ``pairs``: each server pair's cells (``--server-pairs``)."""
     cache = cache_line(checks)
     parts = [f"# {title}", "", *[f"- {line}" for line in [*setting_lines, *([cache] if cache else [])]], "",
              "## Checks", "", checks_table(checks, labels) if checks else "(no server started)", ""]
@@ -232,6 +252,8 @@ def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs
         parts += ["Problems:", "", *[f"- {p}" for p in problems], ""]
     parts += ["## Per arm", "", arm_table(cs, concurrency, labels), "",
               f"## {ratio_name(labels)}", "", ratio_table(cs, concurrency, labels), "", STATS_NOTE, ""]
+    if pairs:
+        parts += ["## By server pair", "", pair_table(pairs, concurrency, labels), "", PAIRS_NOTE, ""]
     if profile_rows:
         parts += ["## Align step, profiled loads (one per arm and concurrency)", "",
                   profile_table(profile_rows, labels), "", PROFILE_NOTE, ""]
@@ -265,9 +287,10 @@ def chart(cs: list[Cell], concurrency: list[int], path: Path, title: str,
 def write_all(stem: Path, title: str, setting_lines: list[str], setting: dict[str, Any],
               checks: list[ServerCheck], cs: list[Cell], concurrency: list[int],
               profile_rows: list[dict[str, Any]], problems: list[str],
-              labels: dict[str, str] = ARM_LABELS) -> str:
+              labels: dict[str, str] = ARM_LABELS,
+              pairs: Optional[list[tuple[str, list[Cell]]]] = None) -> str:
     """Writes ``stem``.md, .csv and .png; returns the markdown."""
-    md = markdown(title, setting_lines, checks, cs, concurrency, profile_rows, problems, labels)
+    md = markdown(title, setting_lines, checks, cs, concurrency, profile_rows, problems, labels, pairs)
     Path(f"{stem}.md").write_text(md)
     write_csv(csv_rows(cs, setting), Path(f"{stem}.csv"), CSV_COLUMNS)
     chart(cs, concurrency, Path(f"{stem}.png"), title[:150], labels)
