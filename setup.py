@@ -472,7 +472,8 @@ def _extensions(build_base: Path) -> list:
     # only, so it loads with any torch build (CPU-only ones too).
     extensions = [cpp_extension.CppExtension(
         f"{PACKAGE}._C",
-        ["csrc/cpu/align_cpu.cpp", f"csrc/frontend/{abi}.cpp", _generated(build_base, info)],
+        ["csrc/cpu/align_cpu.cpp", "csrc/cpu/globalize_cpu.cpp", f"csrc/frontend/{abi}.cpp",
+         _generated(build_base, info)],
         extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_args, py_limited_api=stable,
     )]
     if not build_cuda:

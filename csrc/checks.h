@@ -1,10 +1,12 @@
 // Argument checks of every op, shared by both backends and both frontends:
 // the limits, and the checks, which throw errors naming the offending
 // argument (errors.h) and build the validated description of one call
-// (AlignProblem, problem.h). Each op checks each argument once: the
-// out-variant its arguments and the caller's buffers (check_align_out_args),
-// the allocating variant its arguments before it allocates the outputs
-// (check_align_alloc_args); both then run the same unchecked body (ops.h).
+// (AlignProblem or GlobalizeProblem, problem.h). Each op checks each argument
+// once: the out-variant its arguments and the caller's buffers
+// (check_align_out_args), the allocating variant its arguments before it
+// allocates the outputs (check_align_alloc_args); both then run the same
+// unchecked body (ops.h). fused_globalize_align_block_size_out checks its
+// arguments and buffers once too (check_globalize_out_args, at the end).
 //
 // The checks are templates over the frontend's tensor type T (at::Tensor or
 // torch::stable::Tensor); each frontend specialises TensorTraits<T> with
@@ -96,22 +98,25 @@ AlignProblem check_ids_and_shape(const T& topk_ids, int64_t num_experts, int64_t
   return p;
 }
 
-// Every tensor argument is on topk_ids' device (the fake kernels in _ops/fake.py
-// say the same, in the same words).
+// Every tensor argument is on the device of the op's ids (`ids_name`:
+// topk_ids for the align ops; the fake kernels in _ops/fake.py say the same,
+// in the same words).
 template <typename T>
-void check_same_device(const T& t, const char* name, const T& topk_ids) {
+void check_same_device(const T& t, const char* name, const T& ids,
+                       const char* ids_name = "topk_ids") {
   using TT = TensorTraits<T>;
-  VLLM_MOE_ALIGN_CHECK_VALUE(TT::same_device(t, topk_ids), name,
-                             " must be on the same device as topk_ids (",
-                             TT::device_name(topk_ids), "), got ", TT::device_name(t));
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::same_device(t, ids), name, " must be on the same device as ",
+                             ids_name, " (", TT::device_name(ids), "), got ",
+                             TT::device_name(t));
 }
 
 template <typename T>
-void check_int32_buffer(const T& t, const char* name, const T& topk_ids) {
+void check_int32_buffer(const T& t, const char* name, const T& ids,
+                        const char* ids_name = "topk_ids") {
   using TT = TensorTraits<T>;
   VLLM_MOE_ALIGN_CHECK_TYPE(TT::dtype(t) == kInt32, name, " must be an int32 tensor, got ",
                             TT::dtype_name(t));
-  check_same_device(t, name, topk_ids);
+  check_same_device(t, name, ids, ids_name);
   VLLM_MOE_ALIGN_CHECK_VALUE(TT::is_contiguous(t), name, " must be contiguous");
 }
 
@@ -167,25 +172,16 @@ inline bool overlap(const ByteSpan& a, const ByteSpan& b) {
 // the check costs a few comparisons per call; tensors on different devices
 // were refused before this runs. Expects the other checks to have passed:
 // the outputs and expert_map are int32.
-template <typename T>
-void check_no_overlap(const T& topk_ids, int ids_dtype, const T& sorted_token_ids,
-                      const T& expert_ids, const T& num_tokens_post_pad,
-                      const std::optional<T>& expert_map, const std::optional<T>& scatter_idx) {
-  struct Named {
-    const char* name;
-    ByteSpan span;
-  };
-  // The outputs first, then the inputs: a pair is checked when its first
-  // member is an output, and messages name the output first.
-  Named all[6];
-  int outputs = 0;
-  all[outputs++] = {"sorted_token_ids", byte_span(sorted_token_ids, 4)};
-  all[outputs++] = {"expert_ids", byte_span(expert_ids, 4)};
-  all[outputs++] = {"num_tokens_post_pad", byte_span(num_tokens_post_pad, 4)};
-  if (scatter_idx.has_value()) all[outputs++] = {"scatter_idx", byte_span(*scatter_idx, 4)};
-  int count = outputs;
-  all[count++] = {"topk_ids", byte_span(topk_ids, element_bytes(ids_dtype))};
-  if (expert_map.has_value()) all[count++] = {"expert_map", byte_span(*expert_map, 4)};
+struct NamedSpan {
+  const char* name;
+  ByteSpan span;
+};
+
+// The pair check behind check_no_overlap and check_globalize_no_overlap:
+// `all` lists the `outputs` outputs first, then the inputs, `count` in all; a
+// pair is checked when its first member is an output, and messages name the
+// output first.
+inline void check_outputs_apart(const NamedSpan* all, int outputs, int count) {
   for (int i = 0; i < outputs; ++i) {
     for (int j = i + 1; j < count; ++j) {
       VLLM_MOE_ALIGN_CHECK_VALUE(!overlap(all[i].span, all[j].span), all[i].name, " and ",
@@ -194,6 +190,22 @@ void check_no_overlap(const T& topk_ids, int ids_dtype, const T& sorted_token_id
                                  "apart from the other outputs and the inputs");
     }
   }
+}
+
+template <typename T>
+void check_no_overlap(const T& topk_ids, int ids_dtype, const T& sorted_token_ids,
+                      const T& expert_ids, const T& num_tokens_post_pad,
+                      const std::optional<T>& expert_map, const std::optional<T>& scatter_idx) {
+  NamedSpan all[6];
+  int outputs = 0;
+  all[outputs++] = {"sorted_token_ids", byte_span(sorted_token_ids, 4)};
+  all[outputs++] = {"expert_ids", byte_span(expert_ids, 4)};
+  all[outputs++] = {"num_tokens_post_pad", byte_span(num_tokens_post_pad, 4)};
+  if (scatter_idx.has_value()) all[outputs++] = {"scatter_idx", byte_span(*scatter_idx, 4)};
+  int count = outputs;
+  all[count++] = {"topk_ids", byte_span(topk_ids, element_bytes(ids_dtype))};
+  if (expert_map.has_value()) all[count++] = {"expert_map", byte_span(*expert_map, 4)};
+  check_outputs_apart(all, outputs, count);
 }
 
 // The arguments both align ops check after the outputs' sizes: expert_map
@@ -298,6 +310,126 @@ AlignProblem check_align_alloc_args(const T& topk_ids, int64_t num_experts, int6
   p.expert_ids_size = (max_num_tokens_padded + block_size - 1) / block_size;
   check_map_and_tail(p, topk_ids, expert_map, ignore_invalid_experts, expert_ids_tail);
   p.has_scatter_idx = return_scatter_idx;
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// fused_globalize_align_block_size_out (vLLM 0.33's fused globalize + align;
+// the contract: vllm_moe_align_plugin/globalize_reference.py).
+
+// vLLM's limit on local_num_experts.
+constexpr int64_t kMaxLocalExperts = 1024;
+
+// The length of sorted_ids the contract gives: numel + L * (B - 1), capped at
+// numel * B when numel < L (each route then fills at most one block). Within
+// the checked limits (numel <= 2^30, L <= 1024, B < 2^31) nothing overflows.
+inline int64_t globalize_sorted_size(int64_t numel, int64_t local_num_experts,
+                                     int64_t block_size) {
+  const int64_t size = numel + local_num_experts * (block_size - 1);
+  return numel < local_num_experts ? std::min(size, numel * block_size) : size;
+}
+
+// No output shares a byte with another output or with the input: the ids
+// are rewritten in place while the other outputs are written, and psum is
+// read while they are.
+template <typename T>
+void check_globalize_no_overlap(const T& recv_topk_idx, const T& psum, const T& sorted_ids,
+                                const T& expert_ids, const T& num_tokens_post_pad,
+                                const std::optional<T>& scatter_idx) {
+  NamedSpan all[6];
+  int outputs = 0;
+  all[outputs++] = {"recv_topk_idx", byte_span(recv_topk_idx, 8)};
+  all[outputs++] = {"sorted_ids", byte_span(sorted_ids, 4)};
+  all[outputs++] = {"expert_ids", byte_span(expert_ids, 4)};
+  all[outputs++] = {"num_tokens_post_pad", byte_span(num_tokens_post_pad, 4)};
+  if (scatter_idx.has_value()) all[outputs++] = {"scatter_idx", byte_span(*scatter_idx, 4)};
+  int count = outputs;
+  all[count++] = {"psum_recv_per_rank", byte_span(psum, 4)};
+  check_outputs_apart(all, outputs, count);
+}
+
+// Every argument, in order: the ids (int64, 2-D, contiguous, at most
+// kMaxRoutes), psum_recv_per_rank (int32, on the ids' device, 1-D, non-empty,
+// contiguous), the integers, then the caller's buffers (int32, on the ids'
+// device, contiguous, exactly the contract's sizes) and no output
+// overlapping another argument. Nothing reads a tensor's data here: the
+// number of real rows stays on the device. Returns the problem.
+template <typename T>
+GlobalizeProblem check_globalize_out_args(const T& recv_topk_idx, const T& psum,
+                                          int64_t rank_expert_offset,
+                                          int64_t global_num_experts,
+                                          int64_t local_num_experts, int64_t block_size,
+                                          const T& sorted_ids, const T& expert_ids,
+                                          const T& num_tokens_post_pad,
+                                          const std::optional<T>& scatter_idx) {
+  using TT = TensorTraits<T>;
+  const T& ids = recv_topk_idx;
+  constexpr const char* kIds = "recv_topk_idx";
+  VLLM_MOE_ALIGN_CHECK_TYPE(TT::dtype(ids) == kInt64,
+                            "recv_topk_idx must be an int64 tensor, got ", TT::dtype_name(ids));
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::dim(ids) == 2,
+                             "recv_topk_idx must be 2-D [tokens, topk], got shape ", shape_of(ids));
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::is_contiguous(ids), "recv_topk_idx must be contiguous");
+  const int64_t numel = TT::numel(ids);
+  VLLM_MOE_ALIGN_CHECK_VALUE(numel <= kMaxRoutes, "recv_topk_idx has ", numel,
+                             " elements; at most ", kMaxRoutes, " are supported");
+
+  VLLM_MOE_ALIGN_CHECK_TYPE(TT::dtype(psum) == kInt32,
+                            "psum_recv_per_rank must be an int32 tensor, got ",
+                            TT::dtype_name(psum));
+  check_same_device(psum, "psum_recv_per_rank", ids, kIds);
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::dim(psum) == 1 && TT::numel(psum) >= 1,
+                             "psum_recv_per_rank must be a non-empty 1-D tensor, got shape ",
+                             shape_of(psum));
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::is_contiguous(psum), "psum_recv_per_rank must be contiguous");
+
+  VLLM_MOE_ALIGN_CHECK_VALUE(rank_expert_offset >= 0 && rank_expert_offset <= INT32_MAX,
+                             "rank_expert_offset must be in [0, 2^31), got ", rank_expert_offset);
+  VLLM_MOE_ALIGN_CHECK_VALUE(global_num_experts >= 0 && global_num_experts <= INT32_MAX,
+                             "global_num_experts must be in [0, 2^31), got ", global_num_experts);
+  VLLM_MOE_ALIGN_CHECK_VALUE(local_num_experts >= 0 && local_num_experts <= kMaxLocalExperts,
+                             "local_num_experts must be in [0, ", kMaxLocalExperts, "], got ",
+                             local_num_experts);
+  VLLM_MOE_ALIGN_CHECK_VALUE(block_size >= 1 && block_size <= INT32_MAX,
+                             "block_size must be in [1, 2^31), got ", block_size);
+  const int64_t need = globalize_sorted_size(numel, local_num_experts, block_size);
+  VLLM_MOE_ALIGN_CHECK_VALUE(need <= INT32_MAX, "block_size=", block_size, " with ", numel,
+                             " routes and local_num_experts=", local_num_experts,
+                             " needs sorted_ids of ", need, " elements; at most 2^31 - 1 are "
+                             "supported");
+  const int64_t need_blocks = (need + block_size - 1) / block_size;
+
+  check_int32_buffer(sorted_ids, "sorted_ids", ids, kIds);
+  check_int32_buffer(expert_ids, "expert_ids", ids, kIds);
+  check_int32_buffer(num_tokens_post_pad, "num_tokens_post_pad", ids, kIds);
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(sorted_ids) == need, "sorted_ids must have ", need,
+                             " elements for ", numel, " routes, local_num_experts=",
+                             local_num_experts, ", block_size=", block_size, "; got ",
+                             TT::numel(sorted_ids));
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(expert_ids) == need_blocks, "expert_ids must have ",
+                             need_blocks, " elements (one per block of sorted_ids), got ",
+                             TT::numel(expert_ids));
+  VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(num_tokens_post_pad) == 1,
+                             "num_tokens_post_pad must have exactly one element, got ",
+                             TT::numel(num_tokens_post_pad));
+  if (scatter_idx.has_value()) {
+    check_int32_buffer(*scatter_idx, "scatter_idx", ids, kIds);
+    VLLM_MOE_ALIGN_CHECK_VALUE(TT::numel(*scatter_idx) == numel, "scatter_idx must have ", numel,
+                               " elements (one per route), got ", TT::numel(*scatter_idx));
+  }
+  check_globalize_no_overlap(ids, psum, sorted_ids, expert_ids, num_tokens_post_pad, scatter_idx);
+
+  GlobalizeProblem p{};
+  p.numel = numel;
+  p.topk = TT::size(ids, 1);
+  p.psum_size = TT::numel(psum);
+  p.rank_expert_offset = rank_expert_offset;
+  p.global_num_experts = global_num_experts;
+  p.local_num_experts = local_num_experts;
+  p.block_size = block_size;
+  p.sorted_size = need;
+  p.expert_ids_size = need_blocks;
+  p.has_scatter_idx = scatter_idx.has_value();
   return p;
 }
 

@@ -1,5 +1,6 @@
-// The align ops, written once over the frontend's tensor type T (at::Tensor
-// or torch::stable::Tensor): each variant checks its arguments once
+// The ops, written once over the frontend's tensor type T (at::Tensor or
+// torch::stable::Tensor): each op (each variant of the align op, and
+// fused_globalize_align_block_size_out) checks its arguments once
 // (checks.h), then runs the backend's unchecked body. Besides the checks'
 // functions, TensorTraits<T> provides:
 //   T contiguous(t)                  t itself when already contiguous
@@ -11,6 +12,7 @@
 
 #include "checks.h"
 #include "cpu/align_cpu.h"
+#include "cpu/globalize_cpu.h"
 
 #ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
 #include "cuda/launch.h"
@@ -129,6 +131,38 @@ std::tuple<T, T, T, T> align_alloc(const T& topk_ids, int64_t num_experts, int64
   if (p.has_scatter_idx) scatter_arg = scatter;
   Run(p, topk_ids, sorted_ids, expert_ids, post_pad, expert_map, scatter_arg);
   return {sorted_ids, expert_ids, post_pad, scatter};
+}
+
+// The CPU body of fused_globalize_align_block_size_out. `ids` (recv_topk_idx)
+// is not used here; a CUDA body takes its device from it and allocates its
+// scratch like it.
+template <typename T>
+void run_globalize_cpu(const GlobalizeProblem& p, const GlobalizeBuffers& b, const T& /*ids*/) {
+  globalize_cpu(p, b);
+}
+
+// fused_globalize_align_block_size_out: checks its arguments and the
+// caller's buffers once, then runs the backend's body `Run`, which reads the
+// number of real rows from psum_recv_per_rank itself and writes every
+// element of every output (and of recv_topk_idx, in place). A CUDA body
+// binds to the same schema the same way (scratch for its counters from
+// TensorTraits<T>::empty_int32, as run_align_cuda does).
+template <typename T, auto Run>
+void globalize_out(T& recv_topk_idx, const T& psum_recv_per_rank, int64_t rank_expert_offset,
+                   int64_t global_num_experts, int64_t local_num_experts, int64_t block_size,
+                   T& sorted_ids, T& expert_ids, T& num_tokens_post_pad,
+                   const std::optional<T>& scatter_idx) {
+  const GlobalizeProblem p = check_globalize_out_args(
+      recv_topk_idx, psum_recv_per_rank, rank_expert_offset, global_num_experts,
+      local_num_experts, block_size, sorted_ids, expert_ids, num_tokens_post_pad, scatter_idx);
+  GlobalizeBuffers b{};
+  b.ids = static_cast<int64_t*>(TensorTraits<T>::data(recv_topk_idx));
+  b.psum = int32_data(psum_recv_per_rank);
+  b.sorted_ids = int32_data(sorted_ids);
+  b.expert_ids = int32_data(expert_ids);
+  b.post_pad = int32_data(num_tokens_post_pad);
+  b.scatter_idx = int32_data_or_null(scatter_idx);
+  Run(p, b, recv_topk_idx);
 }
 
 }  // namespace vllm_moe_align

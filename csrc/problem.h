@@ -1,9 +1,10 @@
 // One call of the align ops as every backend sees it: the problem
 // (AlignProblem: sizes and flags, built once per call by the checks in
 // checks.h) and the memory it reads and writes (AlignBuffers: plain pointers,
-// filled in by the op's body in ops.h). Plain C++, no torch types: the CPU
-// kernel, the CUDA host code and the CUDA kernel files (which stay free of
-// torch headers) include it.
+// filled in by the op's body in ops.h); GlobalizeProblem and GlobalizeBuffers
+// are the same for fused_globalize_align_block_size_out. Plain C++, no torch
+// types: the CPU kernels, the CUDA host code and the CUDA kernel files (which
+// stay free of torch headers) include it.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,36 @@ struct AlignBuffers {
   int32_t* post_pad;
   int32_t* scatter_idx;  // or nullptr
   int32_t* scratch;      // CUDA: LaunchPlan::scratch_ints ints, or nullptr if 0
+};
+
+// One call of fused_globalize_align_block_size_out, validated. Every size
+// comes from tensor shapes and integer arguments; the number of real rows
+// (num_recv) is not here: it lives on the device, in psum_recv_per_rank's last
+// element, and the kernel reads it itself (so a captured CUDA graph replays
+// with the current value and the host never waits for the device).
+struct GlobalizeProblem {
+  int64_t numel;               // routes: recv_topk_idx.numel() = N * topk
+  int64_t topk;                // recv_topk_idx.size(1): route i is in row i / topk
+  int64_t psum_size;           // P: num_recv = psum_recv_per_rank[P - 1]
+  int64_t rank_expert_offset;  // global id of local expert 0
+  int64_t global_num_experts;  // a route is dropped when its global id is >= this
+  int64_t local_num_experts;   // L: bins of the histogram
+  int64_t block_size;          // B
+  int64_t sorted_size;         // sorted_ids.numel(): every slot is written
+  int64_t expert_ids_size;     // expert_ids.numel(): every slot is written
+  bool has_scatter_idx;
+};
+
+// Where one call of fused_globalize_align_block_size_out reads and writes
+// (all on one device, contiguous).
+struct GlobalizeBuffers {
+  int64_t* ids;          // recv_topk_idx: local ids in, global ids (or -1) out
+  const int32_t* psum;   // psum_recv_per_rank (psum_size entries)
+  int32_t* sorted_ids;
+  int32_t* expert_ids;
+  int32_t* post_pad;
+  int32_t* scatter_idx;  // or nullptr
+  int32_t* scratch;      // for a CUDA kernel's counters; the CPU kernel takes nullptr
 };
 
 }  // namespace vllm_moe_align

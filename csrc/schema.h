@@ -4,6 +4,8 @@
 // release, for older torch) and binds the same kernels (ops.h) to them:
 //   moe_align_block_size_out  cpu/align_cpu.cpp (CPU), cuda/ (CUDA)
 //   moe_align_block_size      allocates, then runs the same kernel
+//   fused_globalize_align_block_size_out
+//                             cpu/globalize_cpu.cpp (CPU; no CUDA kernel yet)
 //   cuda_launch_plan, preload_cuda_kernels, cuda_archs
 //                             cuda/cuda_host.cpp (no tensors)
 // Two libraries: _C defines the align ops and has the CPU kernels; _C_cuda
@@ -31,6 +33,22 @@ constexpr const char* kAlign =
     "int max_num_tokens_padded, Tensor? expert_map=None, "
     "bool ignore_invalid_experts=False, int expert_ids_tail=-1, "
     "bool return_scatter_idx=False) -> (Tensor, Tensor, Tensor, Tensor)";
+
+// vLLM 0.33's fused_globalize_align_block_size as an out-variant (the
+// contract: vllm_moe_align_plugin/globalize_reference.py): recv_topk_idx
+// (int64 [N, topk], local ids) is rewritten in place to global ids (-1 for a
+// dropped route); the number of real rows is psum_recv_per_rank[-1], read by
+// the kernel, on the device. The caller allocates the outputs, of exactly
+// the contract's sizes (M = sorted_ids' length from numel, the local expert
+// count and block_size; expert_ids of cdiv(M, block_size); one
+// num_tokens_post_pad; scatter_idx of numel, or none); the kernel writes
+// every element. vLLM's op-level argument order.
+constexpr const char* kGlobalizeOut =
+    "fused_globalize_align_block_size_out(Tensor(a!) recv_topk_idx, "
+    "Tensor psum_recv_per_rank, int rank_expert_offset, int global_num_experts, "
+    "int local_num_experts, int block_size, Tensor(b!) sorted_ids, "
+    "Tensor(c!) expert_ids, Tensor(d!) num_tokens_post_pad, "
+    "Tensor(e!)? scatter_idx=None) -> ()";
 
 // The CUDA backend's launch plan for these sizes on a GPU with num_sms SMs
 // and smem_optin_bytes of opt-in shared memory per block. Host code: no GPU

@@ -1,13 +1,14 @@
 """vllm-moe-align-plugin: a faster ``moe_align_block_size`` for vLLM.
 
 - ``moe_align_block_size``: the drop-in (vLLM 0.33's signature and contract).
+- ``fused_globalize_align_block_size``: vLLM 0.33's fused globalize + align
+  of DeepEP v2's decode path (``globalize``; CPU kernel so far).
 - ``register`` / ``unregister``: vLLM's plugin entry point and its undo
   (``vllm_moe_align_plugin.vllm.runtime``).
 - ``reference.moe_align_block_size_reference``: the pure-torch oracle.
 
 Importing the package imports neither torch nor the compiled library (so
-patching a vLLM tree needs neither); ``moe_align_block_size`` loads both on
-first use.
+patching a vLLM tree needs neither); the functions load both on first use.
 """
 
 from __future__ import annotations
@@ -18,14 +19,19 @@ __version__ = "0.1.0"
 
 from .vllm.runtime import register, unregister
 
-__all__ = ["__version__", "moe_align_block_size", "register", "unregister"]
+__all__ = ["__version__", "fused_globalize_align_block_size", "moe_align_block_size", "register",
+           "unregister"]
+
+# The functions imported when first asked for: name -> module
+_LAZY = {"moe_align_block_size": "api", "fused_globalize_align_block_size": "globalize"}
 
 
 def __getattr__(name: str) -> Any:
-    """``moe_align_block_size``, imported from ``api`` when first asked for."""
-    if name == "moe_align_block_size":
-        from .api import moe_align_block_size
+    """The functions of ``_LAZY``, imported from their module when first asked for."""
+    if name in _LAZY:
+        import importlib
 
-        globals()[name] = moe_align_block_size
-        return moe_align_block_size
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,11 +15,14 @@ using at::Tensor;
 TORCH_LIBRARY(vllm_moe_align, m) {
   m.def(schema::kAlignOut);
   m.def(schema::kAlign);
+  m.def(schema::kGlobalizeOut);
 }
 
 TORCH_LIBRARY_IMPL(vllm_moe_align, CPU, m) {
   m.impl("moe_align_block_size_out", &align_out<Tensor, run_align_cpu<Tensor>>);
   m.impl("moe_align_block_size", &align_alloc<Tensor, run_align_cpu<Tensor>>);
+  m.impl("fused_globalize_align_block_size_out",
+         &globalize_out<Tensor, run_globalize_cpu<Tensor>>);
 }
 
 }  // namespace

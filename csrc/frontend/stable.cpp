@@ -15,11 +15,14 @@ using torch::stable::Tensor;
 STABLE_TORCH_LIBRARY(vllm_moe_align, m) {
   m.def(schema::kAlignOut);
   m.def(schema::kAlign);
+  m.def(schema::kGlobalizeOut);
 }
 
 STABLE_TORCH_LIBRARY_IMPL(vllm_moe_align, CPU, m) {
   m.impl("moe_align_block_size_out", TORCH_BOX((&align_out<Tensor, run_align_cpu<Tensor>>)));
   m.impl("moe_align_block_size", TORCH_BOX((&align_alloc<Tensor, run_align_cpu<Tensor>>)));
+  m.impl("fused_globalize_align_block_size_out",
+         TORCH_BOX((&globalize_out<Tensor, run_globalize_cpu<Tensor>>)));
 }
 
 }  // namespace

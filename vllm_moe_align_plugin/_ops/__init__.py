@@ -11,8 +11,11 @@ is already up, preloads the CUDA kernels (``cuda_host``).
 Ops (schemas in csrc/schema.h): ``torch.ops.vllm_moe_align.moe_align_block_size``
 allocates and returns ``(sorted_token_ids, expert_ids, num_tokens_post_pad,
 scatter_idx)``; ``moe_align_block_size_out`` writes into caller buffers, in
-vLLM's op-level argument order. The names below are this package's face;
-the package's own modules use the modules above.
+vLLM's op-level argument order; ``fused_globalize_align_block_size_out``
+(vLLM 0.33's fused globalize + align, CPU kernel only so far) rewrites its
+ids in place and writes into caller buffers (the function:
+``vllm_moe_align_plugin.globalize``). The names below are this package's
+face; the package's own modules use the modules above.
 """
 
 from __future__ import annotations

@@ -54,6 +54,52 @@ def _align_out_fake(
     )
 
 
+def _globalize_out_fake(
+    recv_topk_idx: torch.Tensor,
+    psum_recv_per_rank: torch.Tensor,
+    rank_expert_offset: int,
+    global_num_experts: int,
+    local_num_experts: int,
+    block_size: int,
+    sorted_ids: torch.Tensor,
+    expert_ids: torch.Tensor,
+    num_tokens_post_pad: torch.Tensor,
+    scatter_idx: Optional[torch.Tensor] = None,
+) -> None:
+    """The C++ checks of devices and buffer sizes (csrc/checks.h,
+    check_globalize_out_args), in the same words; the rest is left to the op."""
+    from ..globalize import buffer_sizes  # the package's module, which imports this one
+
+    device = recv_topk_idx.device
+    tensors = {"psum_recv_per_rank": psum_recv_per_rank, "sorted_ids": sorted_ids,
+               "expert_ids": expert_ids, "num_tokens_post_pad": num_tokens_post_pad,
+               "scatter_idx": scatter_idx}
+    for name, t in tensors.items():
+        if t is not None and t.device != device:
+            raise ValueError(f"{name} must be on the same device as recv_topk_idx ({device}), got {t.device}")
+    numel = recv_topk_idx.numel()
+    sizes = buffer_sizes(numel, local_num_experts, block_size)
+    if sizes is None:
+        return  # arguments the op refuses, naming them
+    size, blocks = sizes
+    if sorted_ids.numel() != size:
+        raise ValueError(
+            f"sorted_ids must have {size} elements for {numel} routes, local_num_experts="
+            f"{local_num_experts}, block_size={block_size}; got {sorted_ids.numel()}"
+        )
+    if expert_ids.numel() != blocks:
+        raise ValueError(
+            f"expert_ids must have {blocks} elements (one per block of sorted_ids), got {expert_ids.numel()}"
+        )
+    if num_tokens_post_pad.numel() != 1:
+        raise ValueError(
+            f"num_tokens_post_pad must have exactly one element, got {num_tokens_post_pad.numel()}"
+        )
+    if scatter_idx is not None and scatter_idx.numel() != numel:
+        raise ValueError(f"scatter_idx must have {numel} elements (one per route), got {scatter_idx.numel()}")
+
+
 if library.available():
     torch.library.register_fake("vllm_moe_align::moe_align_block_size")(_align_fake)
     torch.library.register_fake("vllm_moe_align::moe_align_block_size_out")(_align_out_fake)
+    torch.library.register_fake("vllm_moe_align::fused_globalize_align_block_size_out")(_globalize_out_fake)
