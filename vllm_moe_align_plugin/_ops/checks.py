@@ -33,15 +33,15 @@ def typed_error(exc: ValueError) -> Exception:
     return error
 
 
-def check_devices(topk_ids: torch.Tensor, **tensors: Optional[torch.Tensor]) -> None:
+def check_devices(ids: torch.Tensor, ids_name: str = "topk_ids", **tensors: Optional[torch.Tensor]) -> None:
     """The C++ ops' device check (csrc/checks.h), in the same words: every
-    tensor argument is on topk_ids' device. The fake kernels run it because a
-    meta tensor among real ones sends the call to them, not to a backend."""
+    tensor argument is on the device of the op's ids (``ids_name``). The fake
+    kernels run it because a meta tensor among real ones sends the call to
+    them, not to a backend."""
     for name, t in tensors.items():
-        if t is not None and t.device != topk_ids.device:
+        if t is not None and t.device != ids.device:
             raise ValueError(
-                f"{name} must be on the same device as topk_ids ({topk_ids.device}), "
-                f"got {t.device}"
+                f"{name} must be on the same device as {ids_name} ({ids.device}), got {t.device}"
             )
 
 

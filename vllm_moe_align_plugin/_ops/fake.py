@@ -70,13 +70,9 @@ def _globalize_out_fake(
     check_globalize_out_args), in the same words; the rest is left to the op."""
     from ..globalize import buffer_sizes  # the package's module, which imports this one
 
-    device = recv_topk_idx.device
-    tensors = {"psum_recv_per_rank": psum_recv_per_rank, "sorted_ids": sorted_ids,
-               "expert_ids": expert_ids, "num_tokens_post_pad": num_tokens_post_pad,
-               "scatter_idx": scatter_idx}
-    for name, t in tensors.items():
-        if t is not None and t.device != device:
-            raise ValueError(f"{name} must be on the same device as recv_topk_idx ({device}), got {t.device}")
+    check_devices(recv_topk_idx, "recv_topk_idx", psum_recv_per_rank=psum_recv_per_rank,
+                  sorted_ids=sorted_ids, expert_ids=expert_ids,
+                  num_tokens_post_pad=num_tokens_post_pad, scatter_idx=scatter_idx)
     numel = recv_topk_idx.numel()
     sizes = buffer_sizes(numel, local_num_experts, block_size)
     if sizes is None:
