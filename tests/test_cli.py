@@ -171,6 +171,9 @@ def test_info_lists_each_device(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0
     assert any(line.strip().startswith("cpu (host)") and line.rstrip().endswith("plugin")
                for line in out.splitlines()), out
+    # every tensor op with the backends it has kernels for (every one has a CPU kernel)
+    ops = next(line for line in out.splitlines() if line.startswith("ops "))
+    assert "fused_globalize_align_block_size_out (cpu" in ops and "moe_align_block_size_out (cpu" in ops, ops
 
 
 @pytest.mark.vllm

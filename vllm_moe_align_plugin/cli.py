@@ -154,6 +154,9 @@ def cmd_info(_: argparse.Namespace) -> int:
     print(f"kernels               {', '.join(backends)}"
           + (f" (CUDA archs: {' '.join(cuda_host.cuda_archs()) or 'unknown'})" if "cuda" in backends
              else " (no CUDA kernels: CUDA calls run vLLM's function)"))
+    ops = [f"{op.split('::')[1]} ({', '.join(d for d in ('cpu', 'cuda') if library.has_backend(d, op))})"
+           for op in library.TENSOR_OPS]
+    print(f"ops                   {'; '.join(ops)}")
     if not torch.cuda.is_available() and torch.version.cuda:
         print("GPU                   none visible")
     print("per device:")

@@ -77,10 +77,14 @@ def binary_path() -> Optional[str]:
     return _library_path()
 
 
-def has_backend(device_type: str) -> bool:
-    """Whether the op has a kernel for ``"cpu"`` or ``"cuda"`` in this build."""
+#: the library's tensor ops (csrc/schema.h), as the dispatcher names them
+TENSOR_OPS = ("vllm_moe_align::moe_align_block_size", "vllm_moe_align::moe_align_block_size_out",
+              "vllm_moe_align::fused_globalize_align_block_size_out")
+
+
+def has_backend(device_type: str, op: str = "vllm_moe_align::moe_align_block_size_out") -> bool:
+    """Whether ``op`` (by default the align op) has a kernel for ``"cpu"`` or
+    ``"cuda"`` in this build."""
     if LOAD_ERROR is not None:
         return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key(
-        "vllm_moe_align::moe_align_block_size_out", device_type.upper()
-    )
+    return torch._C._dispatch_has_kernel_for_dispatch_key(op, device_type.upper())
