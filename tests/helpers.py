@@ -4,6 +4,7 @@ compare, environment knobs, and one call of the op through each of its ways in."
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -146,3 +147,12 @@ def call_api(
     else:
         raise ValueError(f"unknown api {api!r}: one of {APIS}")
     return out + ((scatter,) if scatter is not None else ())
+
+
+#: vLLM 0.33's test grid of fused_globalize_align_block_size: routes per rank
+#: x top-k x how the ids are drawn, then block size x local experts x this
+#: rank's place among ``ep_size`` ranks
+GLOBALIZE_GRID = SimpleNamespace(
+    ns=[1, 7, 64, 257], topks=[1, 6, 8, 16], fills=["rand", "all_local", "all_nonlocal", "single"],
+    block_sizes=[16, 32, 64, 128], local_es=[28, 32], ranks={"first": 0, "mid": 2, "last": 3}, ep_size=4,
+)

@@ -12,7 +12,7 @@ import re
 
 import pytest
 import torch
-from helpers import poisoned
+from helpers import GLOBALIZE_GRID, poisoned
 
 from vllm_moe_align_plugin._ops import checks
 from vllm_moe_align_plugin.contract import parameters_of
@@ -111,15 +111,11 @@ def test_signature_is_the_oracles() -> None:
 
 # --------------------------------------------------------------------------- vLLM's grid
 
-# vLLM's test: n x topk x fill are test ids; block size x local experts x rank
-# run inside each (24 cases): all 1536 of vLLM's combinations.
-NS = [1, 7, 64, 257]
-TOPKS = [1, 6, 8, 16]
-FILLS = ["rand", "all_local", "all_nonlocal", "single"]
-BLOCK_SIZES = [16, 32, 64, 128]
-LOCAL_ES = [28, 32]
-RANKS = {"first": 0, "mid": 2, "last": 3}
-EP_SIZE = 4
+# vLLM's test grid (tests/helpers.py): n x topk x fill are test ids; block
+# size x local experts x rank run inside each (24 cases), all 1536 combinations.
+NS, TOPKS, FILLS = GLOBALIZE_GRID.ns, GLOBALIZE_GRID.topks, GLOBALIZE_GRID.fills
+BLOCK_SIZES, LOCAL_ES, RANKS = GLOBALIZE_GRID.block_sizes, GLOBALIZE_GRID.local_es, GLOBALIZE_GRID.ranks
+EP_SIZE = GLOBALIZE_GRID.ep_size
 
 
 def _vllm_case(n: int, topk: int, local_e: int, fill: str, gen: torch.Generator,
