@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 
 from ._ops import checks, library
-from .globalize_reference import MAX_LOCAL_EXPERTS
+from .globalize_reference import MAX_LOCAL_EXPERTS, SIZE_RULES
 from .messages import describe
 
 #: the op's name, as the dispatcher knows it
@@ -38,9 +38,7 @@ def buffer_sizes(numel: int, local_num_experts: int, block_size: int) -> Optiona
     them; the function then allocates empty buffers, nothing negative or huge)."""
     if not 0 <= local_num_experts <= MAX_LOCAL_EXPERTS or block_size < 1:
         return None
-    size = numel + local_num_experts * (block_size - 1)
-    if numel < local_num_experts:
-        size = min(size, numel * block_size)
+    size = SIZE_RULES.max_num_tokens_padded(numel, local_num_experts, block_size, False)
     if size > _INT32_MAX:
         return None
     return size, -(-size // block_size)

@@ -69,12 +69,13 @@ from __future__ import annotations
 
 import torch
 
-from .contract import V0_31, Version
+from .contract import V0_31
 from .messages import preview
 from .reference import moe_align_block_size_reference
 
-#: the first vLLM release with ``fused_globalize_align_block_size``
-FIRST_VLLM: Version = (0, 33, 0)
+#: the align rules whose buffer sizes, padding and tail the fused op has
+#: (over the local experts)
+SIZE_RULES = V0_31
 #: vLLM's limit on ``local_num_experts``
 MAX_LOCAL_EXPERTS = 1024
 
@@ -108,7 +109,7 @@ def fused_globalize_align_block_size_reference(
         block_size,
         local_num_experts,
         return_scatter_idx=True,
-        contract=V0_31,
+        contract=SIZE_RULES,
     )
 
     # 3. in place, last: everything above read the local ids

@@ -74,7 +74,7 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device
         f"rounds: {rounds_done} of {a.rounds} complete, order {a.order}"
         + (f"; {a.server_pairs} server pairs, one after the other, each running its block of "
            "consecutive rounds, started baseline first in odd pairs and plugin first in even ones "
-           "(the first started gets the first port)" if getattr(a, "server_pairs", 1) > 1 else "")
+           "(the first started gets the first port)" if a.server_pairs > 1 else "")
         + (f"; then extra rounds, up to {a.max_rounds} in all, of the levels whose TPOT or output tok/s "
            f"ratio interval was wider than +-{a.target_width:.1%} (the tables give each cell's n)"
            if a.max_rounds > a.rounds else ""),
