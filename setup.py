@@ -500,7 +500,7 @@ def _extensions(build_base: Path) -> list:
     extensions.append(cpp_extension.CUDAExtension(
         f"{PACKAGE}._C_cuda",
         ["csrc/cuda/cuda_host.cpp", "csrc/cuda/launch.cpp", "csrc/cuda/plan.cpp",
-         "csrc/cuda/tiny.cu", "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu",
+         "csrc/cuda/tiny.cu", "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu", "csrc/cuda/globalize.cu",
          f"csrc/frontend/{abi}_cuda.cpp"],
         include_dirs=include_dirs,
         library_dirs=[link_dir] if link_dir else [],

@@ -134,19 +134,54 @@ std::tuple<T, T, T, T> align_alloc(const T& topk_ids, int64_t num_experts, int64
 }
 
 // The CPU body of fused_globalize_align_block_size_out. `ids` (recv_topk_idx)
-// is not used here; a CUDA body takes its device from it and allocates its
-// scratch like it.
+// is not used here; the CUDA body takes its device from it and allocates its
+// buffers like it.
 template <typename T>
 void run_globalize_cpu(const GlobalizeProblem& p, const GlobalizeBuffers& b, const T& /*ids*/) {
   globalize_cpu(p, b);
 }
 
+#ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
+// The CUDA body of fused_globalize_align_block_size_out: the globalize pass
+// (cuda/globalize.cu) writes each route's bin to an int32 buffer and
+// rewrites the ids in place, then the align kernels sort the bins over the
+// local experts (align_problem_of) into the caller's buffers; both on the
+// current stream of the ids' device. Two launches, no host sync: the pass
+// reads the number of real rows on the device.
+template <typename T>
+void run_globalize_cuda(const GlobalizeProblem& p, const GlobalizeBuffers& b,
+                        const T& recv_topk_idx) {
+  using TT = TensorTraits<T>;
+  const int device = TT::device_index(recv_topk_idx);
+  const DeviceGuard guard(device);
+  const DeviceLimits limits = device_limits(device);
+  const AlignProblem align = align_problem_of(p);
+  const LaunchPlan plan = plan_call(align, limits);
+
+  // written by the globalize pass before the align kernels read them
+  const T bins = TT::empty_int32(recv_topk_idx, {p.numel});
+  AlignBuffers ab{};
+  ab.ids = TT::data(bins);
+  ab.ids_dtype = kInt32;
+  ab.sorted_ids = b.sorted_ids;
+  ab.expert_ids = b.expert_ids;
+  ab.post_pad = b.post_pad;
+  ab.scatter_idx = b.scatter_idx;
+  std::optional<T> scratch;
+  if (plan.scratch_ints > 0) {
+    scratch = TT::empty_int32(recv_topk_idx, {static_cast<int64_t>(plan.scratch_ints)});
+    ab.scratch = int32_data(*scratch);
+  }
+  const cudaStream_t stream = TT::cuda_stream(device);
+  launch_globalize_call(p, b, int32_data(bins), limits, stream);
+  launch_call(align, ab, plan, device, limits, stream);
+}
+#endif
+
 // fused_globalize_align_block_size_out: checks its arguments and the
 // caller's buffers once, then runs the backend's body `Run`, which reads the
 // number of real rows from psum_recv_per_rank itself and writes every
-// element of every output (and of recv_topk_idx, in place). A CUDA body
-// binds to the same schema the same way (scratch for its counters from
-// TensorTraits<T>::empty_int32, as run_align_cuda does).
+// element of every output (and of recv_topk_idx, in place).
 template <typename T, auto Run>
 void globalize_out(T& recv_topk_idx, const T& psum_recv_per_rank, int64_t rank_expert_offset,
                    int64_t global_num_experts, int64_t local_num_experts, int64_t block_size,

@@ -76,4 +76,23 @@ struct GlobalizeBuffers {
   int32_t* scratch;      // for a CUDA kernel's counters; the CPU kernel takes nullptr
 };
 
+// The align problem a globalize call reduces to once each route's bin (its
+// local id, or -1 when dropped) is known: int32 bins over the local experts
+// (at least one, so the align kernels have a bin; with none every bin is
+// -1), no map, -1 past the used blocks, sentinel numel, the call's buffers.
+inline AlignProblem align_problem_of(const GlobalizeProblem& g) {
+  AlignProblem p{};
+  p.ids_dtype = kInt32;
+  p.numel = g.numel;
+  p.num_experts = g.local_num_experts > 0 ? g.local_num_experts : 1;
+  p.block_size = g.block_size;
+  p.sorted_size = g.sorted_size;
+  p.expert_ids_size = g.expert_ids_size;
+  p.has_map = false;
+  p.map_while_counting = false;
+  p.expert_ids_tail = -1;
+  p.has_scatter_idx = g.has_scatter_idx;
+  return p;
+}
+
 }  // namespace vllm_moe_align

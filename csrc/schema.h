@@ -5,7 +5,8 @@
 //   moe_align_block_size_out  cpu/align_cpu.cpp (CPU), cuda/ (CUDA)
 //   moe_align_block_size      allocates, then runs the same kernel
 //   fused_globalize_align_block_size_out
-//                             cpu/globalize_cpu.cpp (CPU; no CUDA kernel yet)
+//                             cpu/globalize_cpu.cpp (CPU), cuda/globalize.cu
+//                             then the align kernels (CUDA)
 //   cuda_launch_plan, preload_cuda_kernels, cuda_archs
 //                             cuda/cuda_host.cpp (no tensors)
 // Two libraries: _C defines the align ops and has the CPU kernels; _C_cuda

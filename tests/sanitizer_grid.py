@@ -1,6 +1,7 @@
 """Runs the CUDA op once on a grid covering every code path (tiny, spread,
 tiled with the prefix in each CTA, tiled with the scan kernel; expert_map both
-ways; invalid ids; scatter_idx; int64 ids) and checks each result, for
+ways; invalid ids; scatter_idx; int64 ids), and the fused globalize op (its
+pass, then the align kernels in each regime), and checks each result, for
 `PYTHONPATH=. compute-sanitizer --tool memcheck|racecheck|initcheck|synccheck
 python tests/sanitizer_grid.py` from the repository root (make sanitize-gpu).
 Not collected by pytest (no test_ prefix)."""
@@ -12,6 +13,10 @@ import sys
 import torch
 
 from vllm_moe_align_plugin import moe_align_block_size
+from vllm_moe_align_plugin.globalize import fused_globalize_align_block_size
+from vllm_moe_align_plugin.globalize_reference import (
+    fused_globalize_align_block_size_reference as globalize_ref,
+)
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as ref
 
 CASES = [  # numel, num_experts, block_size
@@ -24,6 +29,28 @@ CASES = [  # numel, num_experts, block_size
     (32768, 128, 64), (40960, 512, 64),                          # tiled, prefix in CTA
     (300000, 1024, 128), (70000, 4096, 32),                      # tiled, scan kernel
 ]
+
+GLOBALIZE_CASES = [  # rows, topk, local experts, block_size (rows real: 3/4)
+    (0, 8, 32, 16), (1, 8, 32, 16), (8, 8, 16, 16),               # tiny
+    (256, 8, 32, 64), (1024, 8, 1024, 16),                        # spread
+    (4096, 8, 32, 128), (40000, 8, 1024, 64),                     # tiled
+]
+
+
+def globalize_cases(g: torch.Generator) -> tuple[int, int]:
+    """(cases run, mismatches) of the fused globalize op."""
+    bad = 0
+    for rows, topk, local_e, block in GLOBALIZE_CASES:
+        ids = torch.randint(-1, local_e + 2, (rows, topk), generator=g)
+        psum = torch.tensor([rows, rows - rows // 4], dtype=torch.int32)
+        ints = (2 * local_e, 8 * local_e, local_e, block)
+        want = globalize_ref(ids.clone(), psum, *ints, return_scatter_idx=True)
+        got = fused_globalize_align_block_size(ids.cuda(), psum.cuda(), *ints,
+                                               return_scatter_idx=True)
+        if not all(torch.equal(a.cpu(), b) for a, b in zip(got, want)):
+            print("MISMATCH globalize", rows, topk, local_e, block)
+            bad += 1
+    return len(GLOBALIZE_CASES), bad
 
 
 def main() -> int:
@@ -45,8 +72,10 @@ def main() -> int:
                 if not all(torch.equal(a.cpu(), b) for a, b in zip(got, want)):
                     print("MISMATCH", numel, experts, block, dtype, mode)
                     bad += 1
+    cases, bad_globalize = globalize_cases(g)
     torch.cuda.synchronize()
-    print(f"sanitizer grid: {len(CASES) * 6 - bad}/{len(CASES) * 6} cases equal the reference")
+    total, bad = len(CASES) * 6 + cases, bad + bad_globalize
+    print(f"sanitizer grid: {total - bad}/{total} cases equal the reference")
     return 1 if bad else 0
 
 

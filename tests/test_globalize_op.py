@@ -3,7 +3,9 @@ and the function ``globalize.fused_globalize_align_block_size`` over it) equals
 the pure-torch oracle bit for bit: vLLM's test grid, a fuzz, the edges.
 Outputs start poisoned, so every element the op must write is seen written.
 Then bad inputs (an error naming the argument, nothing written), opcheck and
-torch.compile. Devices without a kernel for the op (CUDA, so far) skip."""
+torch.compile; on CUDA, every launch regime of the align kernels and a
+captured CUDA graph replayed with new ids and a new row count. A build
+without CUDA kernels skips the CUDA cases."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from vllm_moe_align_plugin.globalize_reference import (
 
 OUT = torch.ops.vllm_moe_align.fused_globalize_align_block_size_out
 NAMES = ("recv_topk_idx", "sorted_ids", "expert_ids", "num_tokens_post_pad", "scatter_idx")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 # --------------------------------------------------------------------------- helpers
 
@@ -347,7 +350,7 @@ def test_bad_input_through_the_function(change: dict[str, object], error: type, 
     assert ids.tolist() == [[0, 1], [2, -1], [1, 1]]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@CUDA
 def test_cuda_without_a_kernel_is_not_implemented() -> None:
     if torch._C._dispatch_has_kernel_for_dispatch_key(OP_NAME, "CUDA"):
         pytest.skip("this build has a CUDA kernel for the op")
@@ -355,6 +358,52 @@ def test_cuda_without_a_kernel_is_not_implemented() -> None:
     with pytest.raises(NotImplementedError, match=r"fused_globalize_align_block_size.*CUDA.*cuda:0"):
         fused_globalize_align_block_size(ids, _psum(3, device="cuda"), 0, 8, 8, 4)
     assert (ids == 0).all()
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+@CUDA
+@pytest.mark.parametrize("n,topk,local_e,block_size", [
+    (1, 8, 32, 16), (8, 8, 16, 16), (48, 8, 32, 64), (256, 8, 32, 64), (1024, 8, 16, 128),
+    (4096, 8, 32, 128), (16384, 8, 32, 64), (2048, 8, 1024, 16), (9000, 4, 1024, 256),
+])
+def test_cuda_launch_regimes(n: int, topk: int, local_e: int, block_size: int) -> None:
+    """Decode to prefill sizes of DeepEP-v2 ranks, so the align kernels that
+    follow the globalize pass run in each regime (tiny, spread, tiled with
+    and without the scan kernel): equal to the oracle, a quarter of the rows
+    not real."""
+    _need_kernel("cuda")
+    gen = torch.Generator().manual_seed(n * topk + local_e)
+    ids = torch.randint(-1, local_e + 2, (n, topk), generator=gen)
+    ints = (3 * local_e, 8 * local_e, local_e, block_size)
+    _check(ids, _psum(n - n // 4), ints, True, "cuda", f"{n}x{topk} L={local_e} B={block_size}")
+
+
+@CUDA
+def test_cuda_graph_replays_with_the_current_row_count() -> None:
+    """Captured once in a CUDA graph, the function reads the ids and the row
+    count (psum's last entry) at replay, not at capture: each replay, with
+    new values copied into the captured inputs, equals the oracle."""
+    _need_kernel("cuda")
+    n, topk, ints = 64, 8, (64, 256, 32, 16)
+    ids = torch.zeros(n, topk, dtype=torch.int64, device="cuda")
+    psum = _psum(n, device="cuda")
+    fused_globalize_align_block_size(ids.clone(), psum, *ints, return_scatter_idx=True)  # warm-up
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fused_globalize_align_block_size(ids, psum, *ints, return_scatter_idx=True)
+    gen = torch.Generator().manual_seed(7)
+    for num_recv in (n, 17, 0, 40):
+        new_ids = torch.randint(-1, 34, (n, topk), generator=gen)
+        new_psum = _psum(num_recv)
+        ids.copy_(new_ids)
+        psum.copy_(new_psum)
+        graph.replay()
+        torch.cuda.synchronize()
+        want = reference(new_ids.clone(), new_psum, *ints, True)
+        _assert_equal(out, want, f"replay with psum[-1]={num_recv}")
 
 
 # --------------------------------------------------------------------------- opcheck, compile

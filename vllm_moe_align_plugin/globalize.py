@@ -12,8 +12,9 @@ Each call checks the Python types here, allocates the outputs with
 ``torch.empty`` (the kernel writes every element) and makes one call into
 C++ (``torch.ops.vllm_moe_align.fused_globalize_align_block_size_out``,
 csrc/schema.h), which checks everything else, naming the argument. The op
-has a CPU kernel only, so far: a CUDA tensor raises NotImplementedError
-(the vLLM integration keeps vLLM's own function there).
+has a CPU kernel and, in a build with CUDA kernels, a CUDA one (two
+launches, no host sync, so CUDA graphs capture it); a CUDA tensor in a
+build without them raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def fused_globalize_align_block_size(
     others int32, ``expert_ids`` holding *local* ids and -1 past the used
     blocks), plus ``scatter_idx`` (int32 ``[numel, 1]``: ``i`` for a valid
     route, -1 otherwise) when ``return_scatter_idx``; all on
-    ``recv_topk_idx.device``. CPU tensors only, so far: a CUDA tensor
-    raises NotImplementedError.
+    ``recv_topk_idx.device``. NotImplementedError for a CUDA tensor in a
+    build without CUDA kernels.
     """
     _check_tensor("recv_topk_idx", recv_topk_idx)
     _check_tensor("psum_recv_per_rank", psum_recv_per_rank)
@@ -85,8 +86,8 @@ def fused_globalize_align_block_size(
     device = recv_topk_idx.device
     if device.type == "cuda" and not _CUDA_KERNEL:
         raise NotImplementedError(
-            f"fused_globalize_align_block_size: vllm_moe_align_plugin has no CUDA kernel for this op "
-            f"yet (recv_topk_idx is on {device}); use vLLM's own function on this device"
+            f"fused_globalize_align_block_size: this build of vllm_moe_align_plugin has no CUDA "
+            f"kernels (recv_topk_idx is on {device}); use vLLM's own function on this device"
         )
 
     numel = recv_topk_idx.numel()
@@ -110,7 +111,7 @@ def fused_globalize_align_block_size(
 
 if library.available():
     _GLOBALIZE_OUT = torch.ops.vllm_moe_align.fused_globalize_align_block_size_out.default
-    #: whether this build has a CUDA kernel for the op (none yet)
+    #: whether this build has a CUDA kernel for the op
     _CUDA_KERNEL = torch._C._dispatch_has_kernel_for_dispatch_key(OP_NAME, "CUDA")
 else:
 

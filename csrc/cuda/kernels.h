@@ -26,6 +26,14 @@ cudaError_t preload_tiny();
 cudaError_t preload_spread();
 cudaError_t preload_tiled();
 
+// globalize.cu: the globalize pass of fused_globalize_align_block_size_out
+// for a validated problem: writes each route's bin (local id, or -1 when it
+// is dropped) to `bins` (numel ints) and rewrites b.ids in place; the
+// align kernels then run on `bins`. No launch for numel == 0.
+cudaError_t launch_globalize(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
+                             int num_sms, cudaStream_t stream);
+cudaError_t preload_globalize();
+
 // Enqueues the kernels of `plan` on `stream`; returns the first launch error.
 inline cudaError_t launch_align(const AlignProblem& p, const AlignBuffers& b,
                                 const LaunchPlan& plan, int device, int smem_optin_bytes,
@@ -48,6 +56,7 @@ inline cudaError_t preload_kernels() {
   cudaError_t err = preload_tiny();
   if (err == cudaSuccess) err = preload_spread();
   if (err == cudaSuccess) err = preload_tiled();
+  if (err == cudaSuccess) err = preload_globalize();
   return err;
 }
 

@@ -65,4 +65,9 @@ void launch_call(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan&
   check_cuda(launch_align(p, b, plan, device, limits.smem_optin_bytes, stream));
 }
 
+void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
+                           const DeviceLimits& limits, cudaStream_t stream) {
+  check_cuda(launch_globalize(p, b, bins, limits.num_sms, stream));
+}
+
 }  // namespace vllm_moe_align

@@ -45,4 +45,10 @@ LaunchPlan plan_call(const AlignProblem& p, const DeviceLimits& limits);
 void launch_call(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan& plan,
                  int device, const DeviceLimits& limits, cudaStream_t stream);
 
+// Enqueues the globalize pass of fused_globalize_align_block_size_out for the
+// validated problem `p` on `stream` (its bins into `bins`, numel ints);
+// RuntimeError on a launch error. The align kernels follow on the bins.
+void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
+                           const DeviceLimits& limits, cudaStream_t stream);
+
 }  // namespace vllm_moe_align

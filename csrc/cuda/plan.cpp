@@ -50,7 +50,19 @@ constexpr int kTiledRoutesPerThread = 4;
 // pass (one step per warp row). 128 balances the two from 512 routes a tile.
 constexpr int kRoutesPerWarp = 128;
 
+// Globalize pass: one route a thread, so decode-sized calls (up to a few
+// thousand routes) finish in one pass of their CTAs; larger ones stop at
+// kGlobalizeCtasPerSm CTAs an SM (enough 256-thread CTAs to keep the loads of
+// a whole GPU in flight) and loop.
+constexpr int kGlobalizeCtasPerSm = 4;
+
 }  // namespace
+
+int globalize_ctas(int numel, int num_sms) {
+  const int64_t want = (int64_t{numel} + kGlobalizeThreads - 1) / kGlobalizeThreads;
+  return static_cast<int>(std::max<int64_t>(
+      1, std::min<int64_t>(want, int64_t{kGlobalizeCtasPerSm} * std::max(num_sms, 1))));
+}
 
 LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, bool map_in,
                        int num_sms, int smem_optin_bytes) {

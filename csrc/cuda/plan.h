@@ -68,6 +68,12 @@ inline int spread_group_log2(int block_size) {
   return g;
 }
 
+// Globalize pass (globalize.cu, before the align kernels of
+// fused_globalize_align_block_size_out): threads per CTA, and the CTAs for
+// numel > 0 routes (plan.cpp).
+constexpr int kGlobalizeThreads = 256;
+int globalize_ctas(int numel, int num_sms);
+
 // The plan for numel routes, num_experts experts and blocks of block_size,
 // sorted_size output slots, on a GPU with num_sms SMs and smem_optin_bytes of
 // opt-in shared memory per block. Host code only (no GPU needed).

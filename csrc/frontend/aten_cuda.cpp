@@ -1,6 +1,6 @@
 // The library's ops on torch's C++ ABI, CUDA part (the _C_cuda library,
-// loaded after _C): the CUDA kernels of the align ops, and the CUDA host ops,
-// which only a build with CUDA kernels has.
+// loaded after _C): the CUDA kernels of the align and globalize ops, and the
+// CUDA host ops, which only a build with CUDA kernels has.
 #include "../cuda/cuda_host.h"
 #include "../module.h"
 #include "../schema.h"
@@ -22,6 +22,8 @@ TORCH_LIBRARY_FRAGMENT(vllm_moe_align, m) {
 TORCH_LIBRARY_IMPL(vllm_moe_align, CUDA, m) {
   m.impl("moe_align_block_size_out", &align_out<Tensor, run_align_cuda<Tensor>>);
   m.impl("moe_align_block_size", &align_alloc<Tensor, run_align_cuda<Tensor>>);
+  m.impl("fused_globalize_align_block_size_out",
+         &globalize_out<Tensor, run_globalize_cuda<Tensor>>);
 }
 
 // No tensor arguments, so no backend to dispatch on: one kernel for all.
