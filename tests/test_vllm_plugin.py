@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_moe_align_plugin.contract import contract_for_vllm
+from vllm_moe_align_plugin.contract import contract_for_vllm, parse_version
 from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vllm_version
 
 pytestmark = [
@@ -39,6 +39,12 @@ def probe(scenario: str, **env: str) -> tuple[dict, str]:
     return json.loads(line[len("PROBE-JSON "):]), out
 
 
+#: vLLM 0.33 added fused_globalize_align_block_size: its bindings the probe checks
+HAS_GLOBALIZE = (parse_version(installed_vllm_version() or "0") or (0,)) >= (0, 33, 0)
+GLOBALIZE = "vllm.model_executor.layers.fused_moe.fused_globalize_align_block_size"
+HUMMING = "vllm.model_executor.layers.fused_moe.experts.fused_humming_moe"
+
+
 def plugin_lines(output: str) -> list[str]:
     return [x for x in output.splitlines() if PLUGIN_LINE in x]
 
@@ -50,13 +56,23 @@ def assert_patched(report: dict) -> None:
     for name, result in report.items():
         if name.startswith("vllm.model_executor") and not result.startswith("import failed"):
             assert result == "plugin", (name, result)
+    assert_globalize(report["globalize"], "plugin" if HAS_GLOBALIZE else "absent")
+
+
+def assert_globalize(results: dict, want: str) -> None:
+    """Every binding of fused_globalize_align_block_size (the module's, the
+    one fused_humming_moe imported, the op-level wrapper) gives ``want``."""
+    for name in (GLOBALIZE, HUMMING, OPS):
+        if not results[name].startswith("import failed"):
+            assert results[name].startswith(want), (name, results[name])
 
 
 def assert_untouched(report: dict) -> None:
     assert report[DEFINING].startswith("original")
     assert report[FUSED_MOE].startswith("original")
     assert report[OPS].startswith("original")
-    assert report["patched"] == []
+    assert report["patched"] == [] and report["patched_globalize"] == []
+    assert_globalize(report["globalize"], "original" if HAS_GLOBALIZE else "absent")
 
 
 def test_load_general_plugins_patches_every_binding() -> None:
@@ -88,6 +104,9 @@ def test_device_without_kernels_runs_vllms_function() -> None:
     assert report[FUSED_MOE].startswith("original")
     assert report[OPS].startswith("original")
     assert DEFINING in report["patched"] and OPS in report["patched"]
+    assert_globalize(report["globalize"], "original" if HAS_GLOBALIZE else "absent")
+    if HAS_GLOBALIZE:
+        assert {GLOBALIZE, OPS} <= set(report["patched_globalize"]), report
     warnings = [x for x in plugin_lines(out) if "runs vLLM's own function" in x]
     assert len(warnings) == 1 and "simulated" in warnings[0], plugin_lines(out)
 
@@ -96,6 +115,8 @@ def test_modules_imported_before_register_are_patched() -> None:
     report, _ = probe("import_first")
     assert_patched(report)
     assert FUSED_MOE in report["patched"]
+    if HAS_GLOBALIZE and not report["globalize"][HUMMING].startswith("import failed"):
+        assert HUMMING in report["patched_globalize"], report["patched_globalize"]
 
 
 def test_idempotent() -> None:
@@ -112,6 +133,7 @@ def test_unregister_restores_vllm() -> None:
     assert after[DEFINING].startswith("original")
     assert after[FUSED_MOE].startswith("original")
     assert after[OPS].startswith("original")
+    assert_globalize(after["globalize"], "original" if HAS_GLOBALIZE else "absent")
 
 
 @pytest.mark.parametrize("allow,patched", [("moe_align", True), ("other_plugin", False), ("", False)])

@@ -1,7 +1,8 @@
 """Run in a fresh subprocess by test_vllm_plugin.py: sets vLLM up the way a
 scenario says, then reports as JSON which implementation each of vLLM's
-bindings of moe_align_block_size runs, by calling it on CPU tensors (vLLM's
-own op has no CPU kernel, so a correct CPU result proves the patch).
+bindings of moe_align_block_size (and, from vLLM 0.33, of
+fused_globalize_align_block_size) runs, by calling it on CPU tensors (vLLM's
+own ops have no CPU kernel, so a correct CPU result proves the patch).
 
 argv[1]: scenario (plugins | import_first | twice | unregister | direct_register
          | broken_op | unknown_version | no_logging | cpu_unsupported)
@@ -27,6 +28,9 @@ BINDERS = [
     "vllm.model_executor.layers.fused_moe.experts.nvfp4_emulation_moe",
     "vllm.model_executor.layers.fused_moe.experts.rdna3_moe",
 ]
+GLOBALIZE_DEFINING = "vllm.model_executor.layers.fused_moe.fused_globalize_align_block_size"
+GLOBALIZE_BINDERS = ["vllm.model_executor.layers.fused_moe.experts.fused_humming_moe"]
+GLOBALIZE_NAME = "fused_globalize_align_block_size"
 
 
 def installed_contract():
@@ -76,6 +80,46 @@ def check_op_level() -> str:
     return "plugin" if ok and torch.equal(post_pad, want[2]) else "wrong results"
 
 
+def _globalize_inputs() -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int]]:
+    ids = torch.randint(-1, 34, (37, 8), generator=torch.Generator().manual_seed(3))
+    return ids, torch.tensor([100, 30], dtype=torch.int32), (64, 256, 32, 16)
+
+
+def check_globalize(module_name: str) -> str:
+    """As check_python_level, for fused_globalize_align_block_size ('absent'
+    in a vLLM without it); the op-level wrapper for vllm._custom_ops."""
+    from vllm_moe_align_plugin.globalize_reference import (
+        fused_globalize_align_block_size_reference as ref,
+    )
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        return f"import failed: {type(exc).__name__}: {exc}"[:200]
+    fn = getattr(module, GLOBALIZE_NAME, None)
+    if fn is None:
+        return "absent"
+    ids, psum, ints = _globalize_inputs()
+    want = ref(ids.clone(), psum, *ints, return_scatter_idx=True)
+    got_ids = ids.clone()
+    try:
+        if module_name == "vllm._custom_ops":
+            bufs = [torch.empty_like(t) for t in want[1:]]
+            fn(got_ids, psum, *ints, *bufs)
+            got = (got_ids, *bufs)
+        else:
+            got = fn(got_ids, psum, *ints, return_scatter_idx=True)
+    except Exception as exc:
+        return f"original: {type(exc).__name__}"
+    ok = all(torch.equal(g, w) for g, w in zip(got, want))
+    return "plugin" if ok else "wrong results"
+
+
+def globalize_report() -> dict[str, str]:
+    return {name: check_globalize(name)
+            for name in [GLOBALIZE_DEFINING, *GLOBALIZE_BINDERS, "vllm._custom_ops"]}
+
+
 def main() -> None:
     scenario = sys.argv[1]
     if scenario == "broken_op":
@@ -85,15 +129,19 @@ def main() -> None:
 
         vp.running_vllm_version = lambda: "0.99.0"
     if scenario == "cpu_unsupported":  # as a device the build has no kernels for
-        from vllm_moe_align_plugin import api, devices
+        from vllm_moe_align_plugin import api, devices, globalize
 
         def no_kernel(*args: object) -> None:
             raise NotImplementedError("no kernel for this backend (simulated)")
 
         devices.unsupported_reason = lambda device: "simulated: no kernels for this device"
-        api._ALIGN = api._ALIGN_OUT = no_kernel
+        api._ALIGN = api._ALIGN_OUT = globalize._GLOBALIZE_OUT = no_kernel
     if scenario == "import_first":
         importlib.import_module(BINDERS[0])
+        try:  # binds fused_globalize_align_block_size (vLLM >= 0.33)
+            importlib.import_module(GLOBALIZE_BINDERS[0])
+        except Exception:  # noqa: S110 - the report says whether it imports
+            pass
     if scenario != "no_logging":  # vLLM's entry points configure logging too
         logging.basicConfig(level=logging.INFO)
     import vllm.plugins
@@ -116,7 +164,9 @@ def main() -> None:
     report["vllm._custom_ops"] = check_op_level()
     import vllm_moe_align_plugin.vllm.runtime as vp
 
+    report["globalize"] = globalize_report()
     report["patched"] = vp.patched_modules()
+    report["patched_globalize"] = vp.patched_modules(GLOBALIZE_NAME)
     report["contract"] = vp.active_contract().name if vp.active_contract() else None
     if scenario == "unregister":
         vp.unregister()
@@ -124,6 +174,7 @@ def main() -> None:
             DEFINING: check_python_level(DEFINING),
             BINDERS[0]: check_python_level(BINDERS[0]),
             "vllm._custom_ops": check_op_level(),
+            "globalize": globalize_report(),
         }
     print("PROBE-JSON " + json.dumps(report))
 

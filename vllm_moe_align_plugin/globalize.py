@@ -19,10 +19,11 @@ build without them raises NotImplementedError.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 
+from . import devices
 from ._ops import checks, library
 from .globalize_reference import MAX_LOCAL_EXPERTS, SIZE_RULES
 from .messages import describe
@@ -107,6 +108,86 @@ def fused_globalize_align_block_size(
         raise checks.typed_error(exc) from None
     outputs = (recv_topk_idx, sorted_ids, expert_ids, num_tokens_post_pad)
     return (*outputs, scatter_idx) if scatter_idx is not None else outputs
+
+
+def _served(recv_topk_idx: object, fallback: Callable[..., Any], run: Callable[[], Any],
+            fallback_args: tuple[object, ...]) -> Any:
+    """``run()``, or ``fallback(*fallback_args)`` on a device the plugin
+    cannot serve (decided once per device by ``devices``, as for the align
+    drop-in; ``api`` module docstring). Both ops fail before writing
+    anything on such a device, so the fallback sees the ids unchanged."""
+    if devices.ELSEWHERE and devices.served_elsewhere(recv_topk_idx):
+        return fallback(*fallback_args)
+    try:
+        return run()
+    except (NotImplementedError, RuntimeError):
+        if devices.plugin_runs_on_tensor(recv_topk_idx):
+            raise
+    return fallback(*fallback_args)
+
+
+GlobalizeFn = Callable[..., tuple[torch.Tensor, ...]]
+
+
+def drop_in_for(fallback: GlobalizeFn) -> GlobalizeFn:
+    """vLLM 0.33's ``fused_globalize_align_block_size`` (same signature)
+    running the plugin's op, ``fallback`` (vLLM's function) on devices the
+    plugin cannot serve."""
+
+    def fused_globalize_align_block_size_or_vllms(
+        recv_topk_idx: torch.Tensor,
+        psum_recv_per_rank: torch.Tensor,
+        rank_expert_offset: int,
+        global_num_experts: int,
+        local_num_experts: int,
+        block_size: int,
+        return_scatter_idx: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        args = (recv_topk_idx, psum_recv_per_rank, rank_expert_offset, global_num_experts,
+                local_num_experts, block_size, return_scatter_idx)
+        return _served(recv_topk_idx, fallback, lambda: fused_globalize_align_block_size(*args), args)
+
+    fused_globalize_align_block_size_or_vllms.__name__ = "fused_globalize_align_block_size"
+    return fused_globalize_align_block_size_or_vllms
+
+
+def op_level_for(fallback: Callable[..., None]) -> Callable[..., None]:
+    """vLLM 0.33's ``vllm._custom_ops.fused_globalize_align_block_size`` (the
+    caller's buffers, same signature) running the plugin's op, ``fallback``
+    on devices the plugin cannot serve."""
+
+    def fused_globalize_align_block_size_out(
+        topk_idx: torch.Tensor,
+        psum: torch.Tensor,
+        rank_expert_offset: int,
+        global_num_experts: int,
+        local_num_experts: int,
+        block_size: int,
+        sorted_ids: torch.Tensor,
+        expert_ids: torch.Tensor,
+        num_tokens_post_pad: torch.Tensor,
+        scatter_idx: Optional[torch.Tensor] = None,
+    ) -> None:
+        args = (topk_idx, psum, rank_expert_offset, global_num_experts, local_num_experts,
+                block_size, sorted_ids, expert_ids, num_tokens_post_pad, scatter_idx)
+        _served(topk_idx, fallback, lambda: _out(*args), args)
+
+    fused_globalize_align_block_size_out.__name__ = "fused_globalize_align_block_size"
+    return fused_globalize_align_block_size_out
+
+
+def _out(recv_topk_idx: object, psum_recv_per_rank: object, *rest: Any) -> None:
+    """The out-variant with the function's Python checks and error types."""
+    _check_tensor("recv_topk_idx", recv_topk_idx)
+    _check_tensor("psum_recv_per_rank", psum_recv_per_rank)
+    ints = [checks.check_int(name, value) for name, value in zip(_INT_NAMES, rest[:4])]
+    try:
+        _GLOBALIZE_OUT(recv_topk_idx, psum_recv_per_rank, *ints, *rest[4:])
+    except ValueError as exc:
+        raise checks.typed_error(exc) from None
+
+
+_INT_NAMES = ("rank_expert_offset", "global_num_experts", "local_num_experts", "block_size")
 
 
 if library.available():

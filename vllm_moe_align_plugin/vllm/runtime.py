@@ -9,11 +9,13 @@ loaded. It:
   with one warning;
 - replaces ``moe_align_block_size`` in the module that defines it and in every
   loaded ``vllm.*`` module that bound it with ``from ... import``, and
-  ``vllm._custom_ops.moe_align_block_size`` (the op-level wrapper); each
+  ``vllm._custom_ops.moe_align_block_size`` (the op-level wrapper); in vLLM
+  >= 0.33 likewise ``fused_globalize_align_block_size`` (DeepEP v2 decode)
+  and its op-level wrapper (``TARGETS``); each
   replacement keeps the function it replaces as its fallback, so a call on a
   device the plugin cannot serve runs vLLM's own function
   (``vllm_moe_align_plugin.devices``);
-- for those two modules, if not imported yet, patches them the moment they are
+- for the target modules, if not imported yet, patches them the moment they are
   imported (a ``sys.meta_path`` hook), so modules imported later bind the
   plugin's function: register() imports nothing of vLLM's model code and never
   initialises CUDA.
@@ -34,15 +36,37 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..contract import Contract, contract_for_vllm
+from ..contract import Contract, contract_for_vllm, parse_version
 from ..log import announce, logger
 from .env import DISABLE_ENV, disabled_by_env, running_vllm_version
 
 NAME = "moe_align_block_size"
 DEFINING_MODULE = "vllm.model_executor.layers.fused_moe.moe_align_block_size"
 OPS_MODULE = "vllm._custom_ops"
-#: the function each target module holds: api's builder for it
-_KIND = {DEFINING_MODULE: "python", OPS_MODULE: "op"}
+#: vLLM >= 0.33's fused globalize + align (DeepEP v2 decode): function and module
+GLOBALIZE_NAME = "fused_globalize_align_block_size"
+GLOBALIZE_MODULE = "vllm.model_executor.layers.fused_moe.fused_globalize_align_block_size"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A function the plugin replaces: ``module.name``, built by ``kind``
+    (``_build``); ``required``: every vLLM line the plugin knows has it."""
+
+    module: str
+    name: str
+    kind: str
+    required: bool
+
+
+TARGETS = (
+    Target(DEFINING_MODULE, NAME, "python", True),
+    Target(OPS_MODULE, NAME, "op", True),
+    Target(GLOBALIZE_MODULE, GLOBALIZE_NAME, "globalize", False),
+    Target(OPS_MODULE, GLOBALIZE_NAME, "globalize-op", False),
+)
+TARGET_MODULES = frozenset(t.module for t in TARGETS)
+NAMES = tuple(dict.fromkeys(t.name for t in TARGETS))
 
 
 @dataclass
@@ -51,8 +75,9 @@ class _State:
     vllm_version: str
     # (module name, attribute, original value) of every replacement made
     patched: list[tuple[str, str, Any]] = field(default_factory=list)
-    # target module -> (vLLM's function, the plugin's replacement with it as fallback)
-    swaps: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # (target module, name) -> (vLLM's function, the plugin's replacement
+    # with it as fallback)
+    swaps: dict[tuple[str, str], tuple[Any, Any]] = field(default_factory=dict)
     finder: Optional[importlib.abc.MetaPathFinder] = None
 
 
@@ -69,10 +94,11 @@ def active_contract() -> Optional[Contract]:
     return _state.contract if _state is not None else None
 
 
-def patched_modules() -> list[str]:
-    """Names of the modules whose ``moe_align_block_size`` is the plugin's."""
+def patched_modules(name: str = NAME) -> list[str]:
+    """Names of the modules whose ``name`` (a function the plugin replaces)
+    is the plugin's."""
     with _lock:
-        return [mod for mod, _, _ in _state.patched] if _state else []
+        return [mod for mod, attr, _ in _state.patched if attr == name] if _state else []
 
 
 def register() -> None:
@@ -115,7 +141,7 @@ def _register() -> None:
         library.require()
         state = _State(contract=contract, vllm_version=version)
         _state = state
-        for mod_name in (DEFINING_MODULE, OPS_MODULE):
+        for mod_name in sorted(TARGET_MODULES):
             module = sys.modules.get(mod_name)
             if module is not None:
                 _patch_target(state, module)
@@ -136,8 +162,16 @@ def _enabled_line(state: _State) -> str:
         f"({state.contract.name} contract): {DEFINING_MODULE}.{NAME} and "
         f"{OPS_MODULE}.{NAME} run the plugin's op, wherever vLLM imports them "
         f"({_where_replaced(len(patched_modules()))}); "
-        f"kernels: {', '.join(backends)}; other devices keep vLLM's function"
+        + (f"so do {GLOBALIZE_NAME} and its op-level wrapper (DeepEP v2 decode); "
+           if _has_globalize(state.vllm_version) else "")
+        + f"kernels: {', '.join(backends)}; other devices keep vLLM's function"
     )
+
+
+def _has_globalize(vllm_version: str) -> bool:
+    """vLLM 0.33 added fused_globalize_align_block_size."""
+    version = parse_version(vllm_version)
+    return version is not None and version >= (0, 33, 0)
 
 
 def _where_replaced(loaded: int) -> str:
@@ -165,49 +199,67 @@ def unregister() -> None:
                 setattr(module, attr, original)
         # Modules imported while registered bound the plugin's functions
         # themselves (from the patched module): give them the originals too.
-        restore = {id(ours): original for original, ours in state.swaps.values()}
-        for name, module in list(sys.modules.items()):
-            if module is None or not (name == "vllm" or name.startswith("vllm.")):
-                continue
-            original = restore.get(id(getattr(module, NAME, None)))
-            if original is not None:
-                setattr(module, NAME, original)
+        restore = {(key[1], id(ours)): original for key, (original, ours) in state.swaps.items()}
+        for _, module in _vllm_modules():
+            for name in NAMES:
+                original = restore.get((name, id(getattr(module, name, None))))
+                if original is not None:
+                    setattr(module, name, original)
 
 
-def _patch_attr(state: _State, module: types.ModuleType, value: Any) -> None:
-    original = getattr(module, NAME)
+def _vllm_modules() -> list[tuple[str, types.ModuleType]]:
+    return [(name, module) for name, module in list(sys.modules.items())
+            if module is not None and (name == "vllm" or name.startswith("vllm."))]
+
+
+def _patch_attr(state: _State, module: types.ModuleType, name: str, value: Any) -> None:
+    original = getattr(module, name)
     if original is value:
         return
-    setattr(module, NAME, value)
-    state.patched.append((module.__name__, NAME, original))
+    setattr(module, name, value)
+    state.patched.append((module.__name__, name, original))
+
+
+def _build(target: Target, contract: Contract, original: Any) -> Any:
+    """The plugin's function for ``target``, with vLLM's ``original`` as its
+    fallback."""
+    if target.kind in ("python", "op"):
+        from ..api import drop_in_for, op_level_for
+
+        build = drop_in_for if target.kind == "python" else op_level_for
+        return build(contract, fallback=original)
+    from .. import globalize
+
+    return (globalize.drop_in_for if target.kind == "globalize" else globalize.op_level_for)(original)
 
 
 def _patch_target(state: _State, module: types.ModuleType) -> None:
-    """Patches one of the two modules that own a moe_align_block_size."""
-    if not hasattr(module, NAME):
-        logger.warning("vllm-moe-align-plugin: %s has no %s", module.__name__, NAME)
-        return
-    if module.__name__ not in state.swaps:
-        from ..api import drop_in_for, op_level_for
-
-        original = getattr(module, NAME)
-        build = drop_in_for if _KIND[module.__name__] == "python" else op_level_for
-        state.swaps[module.__name__] = (original, build(state.contract, fallback=original))
-    _patch_attr(state, module, state.swaps[module.__name__][1])
+    """Patches the functions a target module (TARGETS) owns."""
+    for target in TARGETS:
+        if target.module != module.__name__:
+            continue
+        if not hasattr(module, target.name):
+            if target.required:
+                logger.warning("vllm-moe-align-plugin: %s has no %s", module.__name__, target.name)
+            continue
+        key = (target.module, target.name)
+        if key not in state.swaps:
+            original = getattr(module, target.name)
+            state.swaps[key] = (original, _build(target, state.contract, original))
+        _patch_attr(state, module, target.name, state.swaps[key][1])
 
 
 def _sweep_bound_copies(state: _State) -> None:
-    """Replaces the original function wherever a loaded vllm module bound it
-    with ``from ... import moe_align_block_size``."""
-    ours_for = {id(original): ours for original, ours in state.swaps.values()}
-    for name, module in list(sys.modules.items()):
-        if module is None or not (name == "vllm" or name.startswith("vllm.")):
+    """Replaces an original function wherever a loaded vllm module bound it
+    with ``from ... import`` (``fused_humming_moe`` binds the globalize one)."""
+    ours_for = {(key[1], id(original)): ours for key, (original, ours) in state.swaps.items()}
+    for mod_name, module in _vllm_modules():
+        if mod_name in TARGET_MODULES:
             continue
-        if name in (DEFINING_MODULE, OPS_MODULE):
-            continue
-        ours = ours_for.get(id(getattr(module, NAME, None)))
-        if ours is not None:
-            _patch_attr(state, module, ours)
+        for name in NAMES:
+            ours = ours_for.get((name, id(getattr(module, name, None))))
+            if ours is not None:
+                _patch_attr(state, module, name, ours)
 
 
 class _PatchingLoader(importlib.abc.Loader):
@@ -234,11 +286,11 @@ class _PatchingLoader(importlib.abc.Loader):
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds the two target modules with the other finders and wraps their
-    loader, so the plugin's function is in place before anyone imports it."""
+    """Finds the target modules with the other finders and wraps their
+    loader, so the plugin's functions are in place before anyone imports them."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname not in (DEFINING_MODULE, OPS_MODULE):
+        if fullname not in TARGET_MODULES:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
