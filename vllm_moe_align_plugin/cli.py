@@ -30,7 +30,14 @@ from .contract import ALL, NEWEST, contract_for_vllm
 from .log import logger
 from .messages import preview
 from .vllm.env import DISABLE_ENV, PLUGIN_NAME, off_reason, running_vllm_version
-from .vllm.runtime import DEFINING_MODULE, NAME, OPS_MODULE
+from .vllm.runtime import (
+    DEFINING_MODULE,
+    GLOBALIZE_MODULE,
+    GLOBALIZE_NAME,
+    NAME,
+    OPS_MODULE,
+    has_globalize,
+)
 
 DISTRIBUTION = "vllm-moe-align-plugin"
 
@@ -180,8 +187,10 @@ def cmd_info(_: argparse.Namespace) -> int:
         why_off = "vLLM cannot find the plugin's entry point"
     if why_off is None:
         print(f"contract              {contract.name}")
+        also = (f", and {GLOBALIZE_MODULE}.{GLOBALIZE_NAME} and {OPS_MODULE}.{GLOBALIZE_NAME}"
+                if has_globalize(vllm_version) else "")
         print(f"enabled               yes: vLLM processes will replace {DEFINING_MODULE}.{NAME} "
-              f"and {OPS_MODULE}.{NAME} (and every module that imported them)")
+              f"and {OPS_MODULE}.{NAME}{also} (and every module that imported them)")
     else:
         print(f"enabled               no ({why_off}); vLLM keeps its own function")
         print(f"                      (off switches: {DISABLE_ENV}=1, or VLLM_PLUGINS "

@@ -163,12 +163,12 @@ def _enabled_line(state: _State) -> str:
         f"{OPS_MODULE}.{NAME} run the plugin's op, wherever vLLM imports them "
         f"({_where_replaced(len(patched_modules()))}); "
         + (f"so do {GLOBALIZE_NAME} and its op-level wrapper (DeepEP v2 decode); "
-           if _has_globalize(state.vllm_version) else "")
+           if has_globalize(state.vllm_version) else "")
         + f"kernels: {', '.join(backends)}; other devices keep vLLM's function"
     )
 
 
-def _has_globalize(vllm_version: str) -> bool:
+def has_globalize(vllm_version: str) -> bool:
     """vLLM 0.33 added fused_globalize_align_block_size."""
     version = parse_version(vllm_version)
     return version is not None and version >= (0, 33, 0)
