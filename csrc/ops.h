@@ -142,12 +142,13 @@ void run_globalize_cpu(const GlobalizeProblem& p, const GlobalizeBuffers& b, con
 }
 
 #ifdef VLLM_MOE_ALIGN_CUDA_ARCHS
-// The CUDA body of fused_globalize_align_block_size_out: the globalize pass
-// (cuda/globalize.cu) writes each route's bin to an int32 buffer and
-// rewrites the ids in place, then the align kernels sort the bins over the
-// local experts (align_problem_of) into the caller's buffers; both on the
-// current stream of the ids' device. Two launches, no host sync: the pass
-// reads the number of real rows on the device.
+// The CUDA body of fused_globalize_align_block_size_out, on the current
+// stream of the ids' device, with no host sync (the kernels read the number
+// of real rows on the device). Decode sizes: one fused launch
+// (cuda/globalize.cu). Larger calls: the globalize pass writes each route's
+// bin to an int32 buffer and rewrites the ids in place, then the align
+// kernels sort the bins over the local experts (align_problem_of) into the
+// caller's buffers.
 template <typename T>
 void run_globalize_cuda(const GlobalizeProblem& p, const GlobalizeBuffers& b,
                         const T& recv_topk_idx) {
@@ -155,6 +156,12 @@ void run_globalize_cuda(const GlobalizeProblem& p, const GlobalizeBuffers& b,
   const int device = TT::device_index(recv_topk_idx);
   const DeviceGuard guard(device);
   const DeviceLimits limits = device_limits(device);
+  const cudaStream_t stream = TT::cuda_stream(device);
+  const GlobalizePlan gplan = plan_globalize_call(p, limits);
+  if (gplan.fused) {
+    launch_globalize_call(p, b, gplan, nullptr, stream);
+    return;
+  }
   const AlignProblem align = align_problem_of(p);
   const LaunchPlan plan = plan_call(align, limits);
 
@@ -172,8 +179,7 @@ void run_globalize_cuda(const GlobalizeProblem& p, const GlobalizeBuffers& b,
     scratch = TT::empty_int32(recv_topk_idx, {static_cast<int64_t>(plan.scratch_ints)});
     ab.scratch = int32_data(*scratch);
   }
-  const cudaStream_t stream = TT::cuda_stream(device);
-  launch_globalize_call(p, b, int32_data(bins), limits, stream);
+  launch_globalize_call(p, b, gplan, int32_data(bins), stream);
   launch_call(align, ab, plan, device, limits, stream);
 }
 #endif

@@ -365,14 +365,18 @@ def test_cuda_without_a_kernel_is_not_implemented() -> None:
 
 @CUDA
 @pytest.mark.parametrize("n,topk,local_e,block_size", [
-    (1, 8, 32, 16), (8, 8, 16, 16), (48, 8, 32, 64), (256, 8, 32, 64), (1024, 8, 16, 128),
+    # one fused launch: 1 to 32 warps; many experts; block_size up to 1024 and past it
+    (1, 8, 32, 16), (8, 8, 16, 16), (48, 8, 32, 64), (128, 8, 32, 64), (64, 8, 1024, 16),
+    (4, 4, 32, 1024), (8, 8, 64, 2048),
+    # the globalize pass, then the align kernels of each regime
+    (256, 8, 32, 64), (500, 8, 8, 16), (5000, 1, 8, 4096), (1024, 8, 16, 128),
     (4096, 8, 32, 128), (16384, 8, 32, 64), (2048, 8, 1024, 16), (9000, 4, 1024, 256),
 ])
 def test_cuda_launch_regimes(n: int, topk: int, local_e: int, block_size: int) -> None:
-    """Decode to prefill sizes of DeepEP-v2 ranks, so the align kernels that
-    follow the globalize pass run in each regime (tiny, spread, tiled with
-    and without the scan kernel): equal to the oracle, a quarter of the rows
-    not real."""
+    """Decode to prefill sizes of DeepEP-v2 ranks, so each CUDA path runs:
+    the fused launch (up to 1024 routes) and the globalize pass followed by
+    the align kernels of each regime (tiny, spread, tiled with and without
+    the scan kernel): equal to the oracle, a quarter of the rows not real."""
     _need_kernel("cuda")
     gen = torch.Generator().manual_seed(n * topk + local_e)
     ids = torch.randint(-1, local_e + 2, (n, topk), generator=gen)

@@ -211,6 +211,34 @@ __device__ __forceinline__ int tail_expert(const Params& p) {
   return __ldg(p.map + (tail >= 0 ? tail : tail + p.num_experts));
 }
 
+// fill, once the segments are known (cnt[e] routes of expert e, segment
+// starts seg[0..E], seg[E] the total): the padding slots and expert ids
+// inside each segment, one expert per group of G lanes of the grid at a time
+// (G = p.spread_group, a power of two <= 32 covering a block's padding), then
+// every thread's share of the slots and blocks past the last segment, and
+// num_tokens_post_pad. The spread kernel and the fused globalize kernel.
+__device__ __forceinline__ void fill_segments(const int* cnt, const int* seg, const Params& p) {
+  const int E = p.num_experts, n = p.numel;
+  const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
+  const int G = p.spread_group, j = gthread & (G - 1);
+  const int groups = gstride >> p.spread_group_log2;
+  for (int e = gthread >> p.spread_group_log2; e < E; e += groups) {
+    const int s = seg[e], t = min(seg[e + 1], p.sorted_size);  // (min: a guard)
+    for (int x = s + cnt[e] + j; x < t; x += G) p.sorted_ids[x] = n;
+    const int b_end = min(p.div_block.div(t), p.expert_ids_size);
+    int b = p.div_block.div(s) + j;
+    if (b < b_end) {
+      const int owner = p.map_out ? __ldg(p.map + e) : e;
+      for (; b < b_end; b += G) p.expert_ids[b] = owner;
+    }
+  }
+  const int total = seg[E];
+  fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
+  fill_range(p.expert_ids, p.div_block.div(total), p.expert_ids_size, tail_expert(p), gthread,
+             gstride);
+  if (gthread == 0) *p.post_pad = total;
+}
+
 __device__ __forceinline__ void zero_ints(int* a, int count) {
   int4* a4 = reinterpret_cast<int4*>(a);
   for (int k = threadIdx.x; k < count / 4; k += blockDim.x) a4[k] = make_int4(0, 0, 0, 0);

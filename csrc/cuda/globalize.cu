@@ -1,13 +1,27 @@
-// Globalize pass of fused_globalize_align_block_size_out (the contract:
-// vllm_moe_align_plugin/globalize_reference.py). One launch, one route a
-// thread: it reads the number of real rows from psum_recv_per_rank on the
-// device, writes each route's bin (its local id, or -1 when the route is
-// dropped) to `bins`, and rewrites the id in place to its global id, or -1.
-// The align kernels (tiny.cu, spread.cu, tiled.cu) then sort `bins` over the
-// local experts, the -1s dropped, and write every output. A separate launch
-// because the align kernels read the ids more than once and from several
-// CTAs (spread: every CTA reads every route), so no CTA of theirs could
-// rewrite an id while another may still read it.
+// fused_globalize_align_block_size_out (the contract:
+// vllm_moe_align_plugin/globalize_reference.py) on CUDA, in one of two ways
+// (plan_globalize in plan.cpp chooses):
+//
+// Fused, one launch of one CTA (decode sizes): each route is loaded by one
+// thread only (route i by thread i), so that thread may rewrite its id in
+// place as soon as it has the route's bin, with no barrier:
+//   load     the local ids, and the number of real rows from
+//            psum_recv_per_rank; bin = local id, or L when dropped; the id is
+//            rewritten to its global id, or -1
+//   count    ranks among equal bins in the warp's 32 routes (ballots, as
+//            the tiny kernel), the warp's count per expert into hist[w][e]
+//   scan     per expert, a warp scan over the warps' rows: the routes of
+//            each expert before each warp; then the padded segment starts
+//   scatter  route i goes to seg[e] + routes of e before its warp + rank
+//   fill     padding and expert ids (fill_segments, as the spread kernel)
+//
+// Two launches (larger calls): the globalize pass, one route a thread,
+// writes each route's bin (local id, or -1 when dropped) to `bins` and
+// rewrites the id in place; the align kernels (tiny.cu, spread.cu, tiled.cu)
+// then sort `bins` over the local experts. A separate launch because those
+// kernels read the routes more than once and from several CTAs (spread:
+// every CTA reads every route), so none of them could rewrite an id while
+// another may still read it.
 #include "common.cuh"
 
 namespace vllm_moe_align {
@@ -30,18 +44,99 @@ __global__ void __launch_bounds__(kGlobalizeThreads)
   }
 }
 
+// The fused kernel: one CTA, one route a thread (plan_globalize).
+__global__ void __launch_bounds__(kThreads, 1)
+    fused_globalize_kernel(int64_t* __restrict__ ids, const int32_t* __restrict__ psum_last,
+                           int topk, int local_experts, long long rank_offset,
+                           long long global_experts, Params p) {
+  extern __shared__ __align__(16) int smem[];
+  const int E = p.num_experts, n = p.numel;  // E = max(local_experts, 1); bin E: dropped
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  // hist rows of an odd stride: the scan reads one column across the rows,
+  // and an even stride (E = 32: every row in one bank) serialises it
+  const int S = fused_globalize_row_stride(E);
+  int* hist = smem;                // [warps][S]: counts, then routes before the warp
+  int* totals = hist + warps * S;  // [E]
+  int* seg = totals + E;           // [E + 1]
+  // load, and the rewrite of this thread's own route
+  const int i = threadIdx.x;
+  const long long real_routes = static_cast<long long>(__ldg(psum_last)) * topk;
+  int key[1] = {E};
+  if (i < n) {
+    const int local = static_cast<int>(ids[i]);  // read as a 32-bit int, as vLLM's kernel does
+    const long long global = local + rank_offset;
+    const bool valid =
+        local >= 0 && local < local_experts && global < global_experts && i < real_routes;
+    if (valid) key[0] = local;
+    ids[i] = valid ? global : -1;
+  }
+  // count
+  int rank[1], count[1];
+  if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
+  else tiny_ranks<9>(key, rank, count);
+  for (int e = lane; e < E; e += 32) hist[warp * S + e] = 0;
+  __syncwarp();
+  if (key[0] < E && rank[0] == 0) hist[warp * S + key[0]] = count[0];
+  __syncthreads();
+  // scan: over the warps' rows, one expert per warp at a time (warps <= 32)
+  for (int e = warp; e < E; e += warps) {
+    const int v = lane < warps ? hist[lane * S + e] : 0;
+    const int incl = warp_inclusive_scan(v);
+    if (lane < warps) hist[lane * S + e] = incl - v;
+    if (lane == 31) totals[e] = incl;
+  }
+  __syncthreads();
+  scan_segments(totals, seg, p);
+  __syncthreads();
+  // scatter
+  if (i < n) {
+    const bool counted = key[0] < E;
+    if (counted) {
+      const int pos = seg[key[0]] + hist[warp * S + key[0]] + rank[0];
+      if (pos < p.sorted_size) p.sorted_ids[pos] = i;  // always true; a guard
+    }
+    if (p.scatter_idx) p.scatter_idx[i] = counted ? i : -1;
+  }
+  // fill
+  fill_segments(totals, seg, p);
+}
+
 }  // namespace
 
+cudaError_t launch_globalize_fused(const GlobalizeProblem& g, const GlobalizeBuffers& b,
+                                   const GlobalizePlan& plan, cudaStream_t stream) {
+  AlignBuffers ab{};
+  ab.ids_dtype = kInt64;
+  ab.sorted_ids = b.sorted_ids;
+  ab.expert_ids = b.expert_ids;
+  ab.post_pad = b.post_pad;
+  ab.scatter_idx = b.scatter_idx;
+  LaunchPlan l{};
+  l.regime = Regime::kSpread;  // (unused by to_params)
+  l.num_tiles = 1;
+  l.tile_routes = static_cast<int>(g.numel);
+  l.hist_warps = 1;
+  l.threads = plan.threads;
+  l.smem_bytes = plan.smem_bytes;
+  l.fits = true;
+  const Params p = to_params(align_problem_of(g), ab, l);
+  fused_globalize_kernel<<<1, plan.threads, plan.smem_bytes, stream>>>(
+      b.ids, b.psum + (g.psum_size - 1), static_cast<int>(g.topk),
+      static_cast<int>(g.local_num_experts), g.rank_expert_offset, g.global_num_experts, p);
+  return cudaGetLastError();
+}
+
 cudaError_t launch_globalize(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
-                             int num_sms, cudaStream_t stream) {
+                             const GlobalizePlan& plan, cudaStream_t stream) {
   if (p.numel == 0) return cudaSuccess;
-  globalize_kernel<<<globalize_ctas(static_cast<int>(p.numel), num_sms), kGlobalizeThreads, 0,
-                     stream>>>(b.ids, b.psum + (p.psum_size - 1), bins, static_cast<int>(p.numel),
+  globalize_kernel<<<plan.ctas, plan.threads, 0, stream>>>(b.ids, b.psum + (p.psum_size - 1), bins, static_cast<int>(p.numel),
                                static_cast<int>(p.topk), static_cast<int>(p.local_num_experts),
                                p.rank_expert_offset, p.global_num_experts);
   return cudaGetLastError();
 }
 
-cudaError_t preload_globalize() { return query_all<globalize_kernel>(); }
+cudaError_t preload_globalize() {
+  return query_all<globalize_kernel, fused_globalize_kernel>();
+}
 
 }  // namespace vllm_moe_align

@@ -26,12 +26,16 @@ cudaError_t preload_tiny();
 cudaError_t preload_spread();
 cudaError_t preload_tiled();
 
-// globalize.cu: the globalize pass of fused_globalize_align_block_size_out
-// for a validated problem: writes each route's bin (local id, or -1 when it
-// is dropped) to `bins` (numel ints) and rewrites b.ids in place; the
-// align kernels then run on `bins`. No launch for numel == 0.
+// globalize.cu, fused_globalize_align_block_size_out for a validated problem
+// and its plan (plan_globalize): launch_globalize_fused writes every output
+// and rewrites b.ids in place in one launch (plan.fused); launch_globalize
+// is the pass of the two-launch path: it writes each route's bin (local id,
+// or -1 when it is dropped) to `bins` (numel ints) and rewrites b.ids in
+// place, and the align kernels then run on `bins` (no launch for numel == 0).
+cudaError_t launch_globalize_fused(const GlobalizeProblem& p, const GlobalizeBuffers& b,
+                                   const GlobalizePlan& plan, cudaStream_t stream);
 cudaError_t launch_globalize(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
-                             int num_sms, cudaStream_t stream);
+                             const GlobalizePlan& plan, cudaStream_t stream);
 cudaError_t preload_globalize();
 
 // Enqueues the kernels of `plan` on `stream`; returns the first launch error.

@@ -65,9 +65,17 @@ void launch_call(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan&
   check_cuda(launch_align(p, b, plan, device, limits.smem_optin_bytes, stream));
 }
 
-void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
-                           const DeviceLimits& limits, cudaStream_t stream) {
-  check_cuda(launch_globalize(p, b, bins, limits.num_sms, stream));
+GlobalizePlan plan_globalize_call(const GlobalizeProblem& p, const DeviceLimits& limits) {
+  const AlignProblem align = align_problem_of(p);
+  return plan_globalize(static_cast<int>(align.numel), static_cast<int>(align.num_experts),
+                        static_cast<int>(align.block_size), static_cast<int>(align.sorted_size),
+                        limits.num_sms);
+}
+
+void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b,
+                           const GlobalizePlan& plan, int32_t* bins, cudaStream_t stream) {
+  check_cuda(plan.fused ? launch_globalize_fused(p, b, plan, stream)
+                        : launch_globalize(p, b, bins, plan, stream));
 }
 
 }  // namespace vllm_moe_align

@@ -45,10 +45,16 @@ LaunchPlan plan_call(const AlignProblem& p, const DeviceLimits& limits);
 void launch_call(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan& plan,
                  int device, const DeviceLimits& limits, cudaStream_t stream);
 
-// Enqueues the globalize pass of fused_globalize_align_block_size_out for the
-// validated problem `p` on `stream` (its bins into `bins`, numel ints);
-// RuntimeError on a launch error. The align kernels follow on the bins.
-void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
-                           const DeviceLimits& limits, cudaStream_t stream);
+// The plan of one validated fused_globalize_align_block_size_out call on a
+// GPU with `limits`.
+GlobalizePlan plan_globalize_call(const GlobalizeProblem& p, const DeviceLimits& limits);
+
+// Enqueues fused_globalize_align_block_size_out's globalize kernel for the
+// validated problem `p` on `stream`: with plan.fused the one launch that
+// writes everything (bins unused, may be null); else the pass that writes
+// the bins (numel ints), which the align kernels then sort. RuntimeError on
+// a launch error.
+void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b,
+                           const GlobalizePlan& plan, int32_t* bins, cudaStream_t stream);
 
 }  // namespace vllm_moe_align

@@ -56,12 +56,53 @@ constexpr int kRoutesPerWarp = 128;
 // a whole GPU in flight) and loop.
 constexpr int kGlobalizeCtasPerSm = 4;
 
+// Fused globalize (up to kFusedGlobalizeMaxRoutes routes: with 2 or 4 routes
+// a thread it was slower than the two launches): its one CTA also fills the padding (as the spread
+// kernel: a lane group of up to 32 lanes per expert) and the tail (16-byte
+// stores); it takes warps for about kFusedSlotsPerThread tail slots a
+// thread and one lane group per expert, beyond the warps its routes need.
+constexpr int kFusedSlotsPerThread = 16;
+// Beyond this many output slots (a large block_size) one CTA's share of the
+// padding grows past what the two-launch path spreads over many CTAs.
+constexpr int kFusedMaxSlots = 64 * kThreads;
+
 }  // namespace
 
-int globalize_ctas(int numel, int num_sms) {
-  const int64_t want = (int64_t{numel} + kGlobalizeThreads - 1) / kGlobalizeThreads;
-  return static_cast<int>(std::max<int64_t>(
+GlobalizePlan plan_globalize(int numel, int num_experts, int block_size, int sorted_size,
+                             int num_sms) {
+  const int64_t n = numel, E = num_experts;
+  GlobalizePlan g{};
+  g.ctas = 1;
+  // The tiny kernel packs a padded segment into 11 bits (block_size <= 1024,
+  // the align op's limit); this op allows larger blocks, so such calls of
+  // up to kTinyMaxRoutes routes (and so up to kFusedGlobalizeMaxRoutes)
+  // take the fused kernel whatever their slots.
+  if (n <= kFusedGlobalizeMaxRoutes && (sorted_size <= kFusedMaxSlots || block_size > 1024)) {
+    const int64_t route_warps = std::max<int64_t>(1, (n + 31) / 32);
+    const int64_t fill_lanes = std::max((E << spread_group_log2(block_size)),
+                                        (int64_t{sorted_size} + kFusedSlotsPerThread - 1) /
+                                            kFusedSlotsPerThread);
+    int64_t warps = std::min<int64_t>(kThreads / 32, std::max(route_warps, (fill_lanes + 31) / 32));
+    // Fewer warps (down to the routes' own) when their histogram rows would
+    // not fit the shared memory a kernel has without opting in.
+    const auto bytes = [&](int64_t w) {
+      return sizeof(int) *
+             static_cast<size_t>(fused_globalize_smem_ints(static_cast<int>(E), static_cast<int>(w)));
+    };
+    while (warps > route_warps && bytes(warps) > kDefaultSmemBytes) --warps;
+    if (bytes(warps) <= kDefaultSmemBytes) {
+      g.fused = true;
+      g.threads = static_cast<int>(warps * 32);
+      g.smem_bytes = bytes(warps);
+      return g;
+    }
+  }
+  g.fused = false;
+  g.threads = kGlobalizeThreads;
+  const int64_t want = (n + kGlobalizeThreads - 1) / kGlobalizeThreads;
+  g.ctas = static_cast<int>(std::max<int64_t>(
       1, std::min<int64_t>(want, int64_t{kGlobalizeCtasPerSm} * std::max(num_sms, 1))));
+  return g;
 }
 
 LaunchPlan plan_launch(int numel, int num_experts, int block_size, int sorted_size, bool map_in,

@@ -68,11 +68,34 @@ inline int spread_group_log2(int block_size) {
   return g;
 }
 
-// Globalize pass (globalize.cu, before the align kernels of
-// fused_globalize_align_block_size_out): threads per CTA, and the CTAs for
-// numel > 0 routes (plan.cpp).
+// fused_globalize_align_block_size_out (globalize.cu): up to
+// kFusedGlobalizeMaxRoutes routes (one CTA, a route a thread) run as one
+// fused launch; larger calls as the globalize pass (kGlobalizeThreads a CTA)
+// and then the align kernels.
+constexpr int kFusedGlobalizeMaxRoutes = kThreads;
 constexpr int kGlobalizeThreads = 256;
-int globalize_ctas(int numel, int num_sms);
+
+// The launch sizes of one fused_globalize_align_block_size_out call.
+struct GlobalizePlan {
+  bool fused;           // one launch; else the globalize pass, then plan_launch's kernels
+  int threads;          // per CTA (fused: its one CTA; else the pass's CTAs)
+  int ctas;             // fused: 1; else the pass's CTAs
+  size_t smem_bytes;    // fused: dynamic shared memory
+};
+
+// Shared memory of the fused kernel, in ints: hist[warps][row stride] |
+// totals[E] | seg[E + 1]; the rows have an odd stride (no bank conflicts
+// when the scan reads a column).
+constexpr int fused_globalize_row_stride(int E) { return E | 1; }
+constexpr int fused_globalize_smem_ints(int E, int warps) {
+  return warps * fused_globalize_row_stride(E) + 2 * E + 1;
+}
+
+// The plan for numel routes over local_experts local experts (num_experts of
+// the align problem: at least 1), blocks of block_size, sorted_size slots, on
+// a GPU with num_sms SMs (plan.cpp). Host code only.
+GlobalizePlan plan_globalize(int numel, int num_experts, int block_size, int sorted_size,
+                             int num_sms);
 
 // The plan for numel routes, num_experts experts and blocks of block_size,
 // sorted_size output slots, on a GPU with num_sms SMs and smem_optin_bytes of

@@ -93,27 +93,8 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
       if (p.scatter_idx) p.scatter_idx[i] = counted ? i : -1;
     }
   }
-  // fill: inside the segments, one expert per group of G lanes at a time
-  // (G = p.spread_group, a power of two <= 32 covering a block's padding)
-  const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
-  const int G = p.spread_group, j = gthread & (G - 1);
-  const int groups = gstride >> p.spread_group_log2;
-  for (int e = gthread >> p.spread_group_log2; e < E; e += groups) {
-    const int s = seg[e], t = min(seg[e + 1], p.sorted_size);  // (min: a guard)
-    for (int x = s + cnt[e] + j; x < t; x += G) p.sorted_ids[x] = n;
-    const int b_end = min(p.div_block.div(t), p.expert_ids_size);
-    int b = p.div_block.div(s) + j;
-    if (b < b_end) {
-      const int owner = p.map_out ? __ldg(p.map + e) : e;
-      for (; b < b_end; b += G) p.expert_ids[b] = owner;
-    }
-  }
-  // fill: past the last segment
-  const int total = seg[E];
-  fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
-  fill_range(p.expert_ids, p.div_block.div(total), p.expert_ids_size, tail_expert(p), gthread,
-             gstride);
-  if (gthread == 0) *p.post_pad = total;
+  // fill
+  fill_segments(cnt, seg, p);
 }
 
 template <typename IdT>
