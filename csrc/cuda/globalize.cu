@@ -10,8 +10,9 @@
 //            rewritten to its global id, or -1
 //   count    ranks among equal bins in the warp's 32 routes (ballots, as
 //            the tiny kernel), the warp's count per expert into hist[w][e]
-//   scan     per expert, a warp scan over the warps' rows: the routes of
-//            each expert before each warp; then the padded segment starts
+//   scan     per expert, the routes before each warp (a scan down the
+//            warps' rows); then the padded segment starts (one warp for up
+//            to 32 experts, else a block scan)
 //   scatter  route i goes to seg[e] + routes of e before its warp + rank
 //   fill     padding and expert ids (fill_segments, as the spread kernel)
 //
@@ -78,15 +79,46 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncwarp();
   if (key[0] < E && rank[0] == 0) hist[warp * S + key[0]] = count[0];
   __syncthreads();
-  // scan: over the warps' rows, one expert per warp at a time (warps <= 32)
-  for (int e = warp; e < E; e += warps) {
-    const int v = lane < warps ? hist[lane * S + e] : 0;
-    const int incl = warp_inclusive_scan(v);
-    if (lane < warps) hist[lane * S + e] = incl - v;
-    if (lane == 31) totals[e] = incl;
+  // scan
+  if (E <= 32) {
+    // One warp, lane e: a walk down column e (the routes of e before each
+    // warp; the loads of 8 rows at a time in flight), then the padded
+    // segment starts across the lanes. One barrier instead of three.
+    if (warp == 0) {
+      int run = 0;
+      if (lane < E) {
+        for (int w0 = 0; w0 < warps; w0 += 8) {
+          int c[8];
+#pragma unroll
+          for (int k = 0; k < 8; ++k) c[k] = w0 + k < warps ? hist[(w0 + k) * S + lane] : 0;
+#pragma unroll
+          for (int k = 0; k < 8; ++k) {
+            if (w0 + k < warps) hist[(w0 + k) * S + lane] = run;
+            run += c[k];
+          }
+        }
+      }
+      const int B = p.block_size;
+      const int padded = lane < E ? p.div_block.div(run + B - 1) * B : 0;
+      const int incl = warp_inclusive_scan(padded);
+      if (lane < E) {
+        totals[lane] = run;
+        seg[lane] = incl - padded;
+      }
+      if (lane == 31) seg[E] = incl;
+    }
+  } else {
+    // Over the warps' rows, one expert per warp at a time (warps <= 32),
+    // then the block scan of the padded totals.
+    for (int e = warp; e < E; e += warps) {
+      const int v = lane < warps ? hist[lane * S + e] : 0;
+      const int incl = warp_inclusive_scan(v);
+      if (lane < warps) hist[lane * S + e] = incl - v;
+      if (lane == 31) totals[e] = incl;
+    }
+    __syncthreads();
+    scan_segments(totals, seg, p);
   }
-  __syncthreads();
-  scan_segments(totals, seg, p);
   __syncthreads();
   // scatter
   if (i < n) {
