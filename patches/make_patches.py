@@ -25,13 +25,16 @@ from vllm_moe_align_plugin.vllm import source_patch
 HERE = Path(__file__).resolve().parent
 CACHE = HERE.parent / ".cache" / "vllm-sdists"
 SIMPLE_URL = "https://pypi.org/simple/vllm/"
-#: files read from an sdist: the two the patch touches, and the version
+#: files read from an sdist: those a patch may touch, and the version
 MEMBERS = (
     "PKG-INFO",
     "vllm/_version.py",
-    "vllm/_custom_ops.py",
-    "vllm/model_executor/layers/fused_moe/moe_align_block_size.py",
+    source_patch.OPS_FILE,
+    source_patch.PY_FILE,
+    source_patch.GLOBALIZE_FILE,
 )
+#: members only some releases have (the globalize file: vLLM >= 0.33)
+OPTIONAL = {"vllm/_version.py", source_patch.GLOBALIZE_FILE}
 
 
 class FetchError(Exception):
@@ -79,7 +82,7 @@ def extract(archive: Path, dest: Path) -> Path:
                 assert src is not None
                 out.write_bytes(src.read())
                 found.add(rel)
-    missing = set(MEMBERS) - found - {"vllm/_version.py"}
+    missing = set(MEMBERS) - found - OPTIONAL
     if missing:
         raise FetchError(f"{archive.name} lacks {', '.join(sorted(missing))}")
     return dest
@@ -99,6 +102,13 @@ def patch_file_text(target: source_patch.Target) -> str:
     """The text of ``patches/<line>.patch`` made from ``target`` (the line's
     reference release): a header saying what it is, then the diff."""
     line = target.line
+    globalize = ""
+    if any(f.rel == source_patch.GLOBALIZE_FILE for f in target.files):
+        globalize = f"""
+
+In vLLM >= 0.33 it does the same for fused_globalize_align_block_size: one
+block after its op-level wrapper in {source_patch.OPS_FILE} and one at the
+end of {source_patch.GLOBALIZE_FILE}."""
     header = f"""\
 vllm-moe-align-plugin static patch for vLLM {line.contract.versions} ({line.contract.name} contract)
 
@@ -116,7 +126,7 @@ What it changes: one guarded block after vLLM's own moe_align_block_size in
   rebinds moe_align_block_size to the plugin's function for this line (unless
   the plugin's op failed to load, VLLM_MOE_ALIGN_DISABLE=1 is set, or the
   signatures differ: then vLLM keeps its own); without the package it does
-  nothing. No kernel code is in the patch; it lives in the package.
+  nothing. No kernel code is in the patch; it lives in the package.{globalize}
 
 Use (in the directory that contains vllm/):
   patch -p1 --dry-run < {line.contract.patch_file} && patch -p1 < {line.contract.patch_file}

@@ -94,15 +94,17 @@ def test_patch_names_no_file_missing_from_a_wheel(capsys: pytest.CaptureFixture[
 @pytest.mark.skipif(running_vllm_version() is None, reason="vLLM is not installed")
 @pytest.mark.skipif(shutil.which("patch") is None, reason="needs the patch program")
 def test_patch_diff_prints_a_patch_that_applies(tmp_path: Path) -> None:
-    """`patch diff` on a copy of the installed vLLM's two files, run from an
+    """`patch diff` on a copy of the installed vLLM's patched files, run from an
     empty directory (no repository files): stdout is a diff that `patch -p1`
     applies, giving exactly what `patch apply` writes."""
     from vllm_moe_align_plugin.vllm import source_patch
 
     vllm_dir = Path(str(importlib.util.find_spec("vllm").submodule_search_locations[0]))  # type: ignore[union-attr]
+    rels = [rel for rel in (source_patch.OPS_FILE, source_patch.PY_FILE, source_patch.GLOBALIZE_FILE)
+            if (vllm_dir / rel[len("vllm/"):]).is_file()]
     trees = []
     for name in ("by_diff", "by_apply"):
-        for rel in (source_patch.OPS_FILE, source_patch.PY_FILE, "vllm/_version.py"):
+        for rel in (*rels, "vllm/_version.py"):
             out = tmp_path / name / rel
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(vllm_dir / rel[len("vllm/"):], out)
@@ -116,7 +118,7 @@ def test_patch_diff_prints_a_patch_that_applies(tmp_path: Path) -> None:
     subprocess.run(["patch", "-p1", "-F0", "--quiet"], input=done.stdout, text=True,
                    cwd=trees[0], check=True)
     source_patch.apply(source_patch.load_target(str(trees[1])))
-    for rel in (source_patch.OPS_FILE, source_patch.PY_FILE):
+    for rel in rels:
         assert (trees[0] / rel).read_bytes() == (trees[1] / rel).read_bytes(), rel
     patched = subprocess.run([sys.executable, "-m", "vllm_moe_align_plugin", "patch", "diff",
                               str(trees[1])], cwd=work, capture_output=True, text=True, timeout=300)

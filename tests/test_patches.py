@@ -2,8 +2,9 @@
 
 - A copy of the installed vLLM is patched with `vllm-moe-align patch apply`,
   imported in a subprocess with VLLM_PLUGINS="" (the runtime plugin off), and
-  vLLM's three bindings of moe_align_block_size must return the plugin's
-  results on CPU tensors (vLLM's own op has no CPU kernel); without the plugin
+  vLLM's three bindings of moe_align_block_size (and in vLLM >= 0.33 the two
+  of fused_globalize_align_block_size) must return the plugin's results on
+  CPU tensors (vLLM's own ops have no CPU kernel); without the plugin
   importable the patched vLLM must behave as before; revert restores the files
   byte for byte.
 - Refusals (already patched, not patched, modified, half-patched, unsupported,
@@ -34,12 +35,13 @@ from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vll
 
 REPO = Path(__file__).resolve().parents[1]
 PATCHES = REPO / "patches"
-TARGETS = (source_patch.OPS_FILE, source_patch.PY_FILE)
-
+#: every file a patch may touch (the globalize one only in vLLM >= 0.33)
+TARGETS = (source_patch.OPS_FILE, source_patch.PY_FILE, source_patch.GLOBALIZE_FILE)
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in TARGETS}
+    return {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in TARGETS
+            if (root / rel).is_file()}
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -60,9 +62,11 @@ def installed_vllm_dir() -> Path:
 
 
 def small_tree(dest: Path) -> Path:
-    """The installed vLLM's two patched files and its _version.py under ``dest``."""
+    """The installed vLLM's files a patch touches and its _version.py under ``dest``."""
     src = installed_vllm_dir()
     for rel in (*TARGETS, "vllm/_version.py"):
+        if not (src / rel[len("vllm/"):]).is_file():
+            continue
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / rel[len("vllm/"):], out)
@@ -97,6 +101,23 @@ def op_level():
 run("python", lambda: defining.moe_align_block_size(ids, 16, 64))
 run("fused_moe", lambda: fused_moe.moe_align_block_size(ids, 16, 64))
 run("op", op_level)
+GLOBALIZE = hasattr(ops, "fused_globalize_align_block_size")
+report["globalize"] = GLOBALIZE
+local = torch.randint(-1, 8, (6, 4), generator=torch.Generator().manual_seed(5))
+psum = torch.tensor([2, 5], dtype=torch.int32)
+ints = (8, 32, 8, 4)  # rank_expert_offset, global and local experts, block_size
+def globalize_op():
+    ids = local.clone()
+    size = ids.numel() + 8 * 3
+    out = (torch.empty(size, dtype=torch.int32), torch.empty((size + 3) // 4, dtype=torch.int32),
+           torch.empty(1, dtype=torch.int32), torch.empty((ids.numel(), 1), dtype=torch.int32))
+    ops.fused_globalize_align_block_size(ids, psum, *ints, *out)
+    return (ids, *out)
+if GLOBALIZE:
+    from vllm.model_executor.layers.fused_moe import fused_globalize_align_block_size as gmod
+    run("globalize_python",
+        lambda: gmod.fused_globalize_align_block_size(local.clone(), psum, *ints, True))
+    run("globalize_op", globalize_op)
 if sys.argv[2] != "blocked":
     from vllm_moe_align_plugin.contract import contract_for_vllm
     from vllm_moe_align_plugin.reference import moe_align_block_size_reference
@@ -104,6 +125,11 @@ if sys.argv[2] != "blocked":
     want = moe_align_block_size_reference(ids, 16, 64, contract=contract_for_vllm(vllm.__version__))
     report["want"] = [t.tolist() for t in want]
     report["plugin_registered"] = is_registered()
+    if GLOBALIZE:
+        from vllm_moe_align_plugin.globalize_reference import (
+            fused_globalize_align_block_size_reference as gref,
+        )
+        report["want_globalize"] = [t.tolist() for t in gref(local.clone(), psum, *ints, True)]
 print("PROBE-JSON " + json.dumps(report))
 """
 
@@ -124,7 +150,7 @@ def probe(root: Path, mode: str) -> dict:
 @pytest.fixture(scope="module")
 def vllm_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole installed vLLM package under a new root: files hard-linked
-    where possible (patching replaces files, never writes into them), the two
+    where possible (patching replaces files, never writes into them), the
     patched files real copies."""
     root = tmp_path_factory.mktemp("vllm-copy")
 
@@ -138,6 +164,8 @@ def vllm_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__"))
     for rel in TARGETS:
         path = root / rel
+        if not path.is_file():
+            continue
         data = path.read_bytes()
         path.unlink()
         path.write_bytes(data)
@@ -162,13 +190,19 @@ def test_patched_vllm_copy_uses_the_plugin_without_plugins(vllm_copy: Path) -> N
     assert report["plugin_registered"] is False
     for name in ("python", "fused_moe", "op"):
         assert report[name] == report["want"], (name, report[name])
-    assert report["log"].count("static patch:") == 2, report["log"][-3000:]
-    assert report["log"].count("replaced (vLLM 0.33.0") == 2, report["log"][-3000:]
+    sites = 4 if report["globalize"] else 2
+    if report["globalize"]:
+        for name in ("globalize_python", "globalize_op"):
+            assert report[name] == report["want_globalize"], (name, report[name])
+    assert report["log"].count("static patch:") == sites, report["log"][-3000:]
+    assert report["log"].count(f"replaced (vLLM {report['version']}") == sites, report["log"][-3000:]
 
-    # Without the package the patched vLLM is vLLM: its own op, which has no CPU kernel.
+    # Without the package the patched vLLM is vLLM: its own ops, which have no CPU kernel.
     blocked = probe(root, "blocked")
     assert blocked["vllm_file"].startswith(str(root))
-    for name in ("python", "fused_moe", "op"):
+    names = ("python", "fused_moe", "op") + (("globalize_python", "globalize_op")
+                                             if blocked["globalize"] else ())
+    for name in names:
         assert isinstance(blocked[name], str) and blocked[name].startswith("error: "), name
     assert "static patch:" not in blocked["log"]
 
@@ -233,12 +267,18 @@ def test_edited_block_is_modified_and_both_commands_refuse(tree: Path, state: st
 
 
 @pytest.mark.vllm
-def test_half_patched_tree_refuses_apply_and_reverts(tree: Path) -> None:
+@pytest.mark.parametrize("removed", [("op", "globalize_op"), ("op",)],
+                         ids=["ops-file-pristine", "ops-file-partly"])
+def test_half_patched_tree_refuses_apply_and_reverts(tree: Path, removed: tuple[str, ...]) -> None:
+    """Some blocks gone (by hand, or a tree patched by a plugin version that
+    rebound fewer functions): apply refuses, revert restores every file."""
     pristine = digests(tree)
     run_cli("apply", str(tree))
     ops = tree / source_patch.OPS_FILE
-    ops.write_text(ops.read_text().replace("\n\n" + source_patch.block("op"), ""))
-    assert digests(tree)[source_patch.OPS_FILE] == pristine[source_patch.OPS_FILE]
+    if "globalize_op" not in ops.read_text() and len(removed) == 1:
+        pytest.skip("this vLLM has one block in _custom_ops.py")
+    for kind in removed:
+        ops.write_text(ops.read_text().replace("\n\n" + source_patch.block(kind), ""))
     rc, out = run_cli("apply", str(tree))
     assert rc == 1 and "half-patched" in out, out
     rc, out = run_cli("revert", str(tree))
@@ -325,6 +365,39 @@ def test_replacement_falls_back_to_the_original(
     assert (fn is not original) == replaced
     if replaced:
         assert fn.__module__ == "vllm_moe_align_plugin.api"
+
+
+def _globalize_op_like(topk_idx, psum, rank_expert_offset, global_num_experts,  # type: ignore[no-untyped-def]
+                       local_num_experts, block_size, sorted_ids, expert_ids,
+                       num_tokens_post_pad, scatter_idx=None):
+    raise AssertionError("not called")
+
+
+def _globalize_like(recv_topk_idx, psum_recv_per_rank, rank_expert_offset,  # type: ignore[no-untyped-def]
+                    global_num_experts, local_num_experts, block_size, return_scatter_idx=False):
+    raise AssertionError("not called")
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(installed_vllm_version() != "0.33.0", reason="signatures below are vLLM 0.33's")
+@pytest.mark.parametrize(
+    "kind,original,version,replaced",
+    [("globalize_op", _globalize_op_like, None, True),
+     ("globalize_python", _globalize_like, None, True),
+     ("globalize_python", _globalize_op_like, None, False),
+     ("globalize_op", _globalize_op_like, "0.32.0", False)],
+    ids=["op", "python", "other-signature", "vllm-without-it"],
+)
+def test_globalize_replacement(kind: str, original: Callable, version: str | None, replaced: bool,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_MOE_ALIGN_DISABLE", raising=False)
+    if version is not None:
+        monkeypatch.setattr(source_hook, "running_vllm_version", lambda: version)
+    fn = source_hook.replacement(kind, original)
+    assert (fn is not original) == replaced
+    if replaced:
+        assert fn.__module__ == "vllm_moe_align_plugin.globalize"
+        assert fn.__name__ == "fused_globalize_align_block_size"
 
 
 def test_replacement_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -332,8 +332,9 @@ COMMANDS = {
               "SGLang's compiled ops on one device, after validating each one's outputs; "
               "prints a markdown table and how many calls each cell timed."),
     "patch": ("check, apply, revert or print the static vLLM patch",
-              "Patch vLLM's source once instead of loading the runtime plugin: two vLLM files "
-              "get one guarded block each, which binds the plugin's function when this "
+              "Patch vLLM's source once instead of loading the runtime plugin: each function "
+              "the plugin replaces gets one guarded block in its vLLM file, which binds the "
+              "plugin's function when this "
               "package is importable and does nothing otherwise. `diff` prints the change as "
               "a unified diff (for `patch -p1` or `git apply` in the directory holding vllm/)."),
 }

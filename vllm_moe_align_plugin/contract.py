@@ -112,6 +112,8 @@ def contract_for_vllm(version: str) -> Optional[Contract]:
 
 #: the kinds of vLLM's function: the fused_moe module's, and ``vllm._custom_ops``' wrapper
 PYTHON, OP = "python", "op"
+#: the same two of vLLM >= 0.33's fused globalize + align (DeepEP v2 decode)
+GLOBALIZE_PYTHON, GLOBALIZE_OP = "globalize_python", "globalize_op"
 
 
 class _Required:
@@ -157,13 +159,41 @@ PARAMETERS: dict[str, tuple[Param, ...]] = {
         Param("expert_map", None, "has_ignore_invalid_experts"),
         Param("scatter_idx", None, "has_scatter_idx"),
     ),
+    # the same in every release that has them (has_globalize)
+    GLOBALIZE_PYTHON: (
+        Param("recv_topk_idx"),
+        Param("psum_recv_per_rank"),
+        Param("rank_expert_offset"),
+        Param("global_num_experts"),
+        Param("local_num_experts"),
+        Param("block_size"),
+        Param("return_scatter_idx", False),
+    ),
+    GLOBALIZE_OP: (
+        Param("topk_idx"),
+        Param("psum"),
+        Param("rank_expert_offset"),
+        Param("global_num_experts"),
+        Param("local_num_experts"),
+        Param("block_size"),
+        Param("sorted_ids"),
+        Param("expert_ids"),
+        Param("num_tokens_post_pad"),
+        Param("scatter_idx", None),
+    ),
 }
+
+
+def has_globalize(vllm_version: str) -> bool:
+    """vLLM 0.33 added fused_globalize_align_block_size."""
+    version = parse_version(vllm_version)
+    return version is not None and version >= (0, 33, 0)
 
 
 def parameters(contract: Contract, kind: str) -> tuple[Param, ...]:
     """The parameters of vLLM's function of ``kind`` (``"python"``: the
-    fused_moe function; ``"op"``: ``vllm._custom_ops``' wrapper) in
-    ``contract``'s line, in order."""
+    fused_moe function; ``"op"``: ``vllm._custom_ops``' wrapper; the two
+    globalize kinds likewise) in ``contract``'s line, in order."""
     return tuple(p for p in PARAMETERS[kind] if p.since is None or getattr(contract, p.since))
 
 

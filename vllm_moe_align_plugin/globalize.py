@@ -12,9 +12,9 @@ Each call checks the Python types here, allocates the outputs with
 ``torch.empty`` (the kernel writes every element) and makes one call into
 C++ (``torch.ops.vllm_moe_align.fused_globalize_align_block_size_out``,
 csrc/schema.h), which checks everything else, naming the argument. The op
-has a CPU kernel and, in a build with CUDA kernels, a CUDA one (two
-launches, no host sync, so CUDA graphs capture it); a CUDA tensor in a
-build without them raises NotImplementedError.
+has a CPU kernel and, in a build with CUDA kernels, a CUDA one (one launch
+up to 1024 routes, two above; no host sync, so CUDA graphs capture it); a
+CUDA tensor in a build without them raises NotImplementedError.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..contract import Contract, contract_for_vllm, parse_version
+from ..contract import Contract, contract_for_vllm, has_globalize
 from ..log import announce, logger
 from .env import DISABLE_ENV, disabled_by_env, running_vllm_version
 
@@ -166,12 +166,6 @@ def _enabled_line(state: _State) -> str:
            if has_globalize(state.vllm_version) else "")
         + f"kernels: {', '.join(backends)}; other devices keep vLLM's function"
     )
-
-
-def has_globalize(vllm_version: str) -> bool:
-    """vLLM 0.33 added fused_globalize_align_block_size."""
-    version = parse_version(vllm_version)
-    return version is not None and version >= (0, 33, 0)
 
 
 def _where_replaced(loaded: int) -> str:

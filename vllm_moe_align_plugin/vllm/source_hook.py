@@ -6,13 +6,18 @@ a few lines that call :func:`replacement` when this package is importable::
     moe_align_block_size = replacement("python", moe_align_block_size)   # fused_moe module
     moe_align_block_size = replacement("op", moe_align_block_size)       # vllm/_custom_ops.py
 
+and in vLLM >= 0.33 likewise for ``fused_globalize_align_block_size`` (kinds
+``"globalize_python"`` and ``"globalize_op"``).
+
 Contract of :func:`replacement`: it returns this package's function for the
 contract of the vLLM being imported (``api.drop_in_for`` / ``api.op_level_for``,
-with ``original`` as the fallback for devices the plugin cannot serve) when all
-of these hold, and ``original`` itself otherwise:
+or ``globalize.drop_in_for`` / ``globalize.op_level_for``, with ``original`` as
+the fallback for devices the plugin cannot serve) when all of these hold, and
+``original`` itself otherwise:
 
 - ``VLLM_MOE_ALIGN_DISABLE`` is not set;
-- the vLLM version is known to ``contract.contract_for_vllm``;
+- the vLLM version is known to ``contract.contract_for_vllm`` (and, for the
+  globalize kinds, has the function: ``contract.has_globalize``);
 - the compiled op loaded (``_ops.library.available()``);
 - ``original`` has exactly the parameters of the contract's line (same names
   in the same order, same defaults), so no caller of that vLLM can notice the
@@ -32,10 +37,13 @@ from ..log import announce, logger
 from ..messages import describe
 from .env import DISABLE_ENV, disabled_by_env, running_vllm_version
 
-KINDS = ("python", "op")
+KINDS = ("python", "op", "globalize_python", "globalize_op")
 _WHERE = {
     "python": "vllm.model_executor.layers.fused_moe.moe_align_block_size.moe_align_block_size",
     "op": "vllm._custom_ops.moe_align_block_size",
+    "globalize_python": "vllm.model_executor.layers.fused_moe.fused_globalize_align_block_size."
+                        "fused_globalize_align_block_size",
+    "globalize_op": "vllm._custom_ops.fused_globalize_align_block_size",
 }
 
 
@@ -45,7 +53,7 @@ def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[.
         return None, f"unknown kind {describe(kind)} (expected one of {', '.join(KINDS)})"
     if disabled_by_env():
         return None, f"disabled by {DISABLE_ENV}"
-    from ..contract import contract_for_vllm, parameters_mismatch, parameters_of
+    from ..contract import contract_for_vllm, has_globalize, parameters_mismatch, parameters_of
 
     version = running_vllm_version()
     if version is None:
@@ -53,7 +61,9 @@ def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[.
     contract = contract_for_vllm(version)
     if contract is None:
         return None, f"vLLM {version} is not a version this plugin knows"
-    from .. import api
+    globalize_kind = kind.startswith("globalize_")
+    if globalize_kind and not has_globalize(version):
+        return None, f"vLLM {version} has no fused_globalize_align_block_size"
     from .._ops import library
 
     if not library.available():
@@ -61,14 +71,23 @@ def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[.
     mismatch = parameters_mismatch(parameters_of(original), contract, kind)
     if mismatch is not None:
         return None, f"signature differs: {mismatch}"
+    if globalize_kind:
+        from .. import globalize
+
+        build_g = globalize.drop_in_for if kind == "globalize_python" else globalize.op_level_for
+        return build_g(original), f"vLLM {version}"
+    from .. import api
+
     build = api.drop_in_for if kind == "python" else api.op_level_for
     return build(contract, fallback=original), f"vLLM {version}, {contract.name} contract"
 
 
 def replacement(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    """The function a patched vLLM binds as ``moe_align_block_size``:
-    ``kind`` is ``"python"`` (the fused_moe module's function) or ``"op"``
-    (``vllm._custom_ops``' op-level wrapper). See the module docstring."""
+    """The function a patched vLLM binds in place of ``original``: ``kind``
+    is ``"python"`` (the fused_moe module's ``moe_align_block_size``),
+    ``"op"`` (``vllm._custom_ops``' op-level wrapper of it), or the same two of
+    ``fused_globalize_align_block_size`` (``"globalize_python"``,
+    ``"globalize_op"``). See the module docstring."""
     where = _WHERE.get(kind, kind)
     try:
         fn, message = _build(kind, original)

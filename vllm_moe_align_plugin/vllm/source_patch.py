@@ -1,11 +1,14 @@
 """Static patches of a vLLM tree: find it, read its version, check, apply, revert.
 
 The change (the same for every vLLM line; only the diff context differs) adds
-one guarded block to each of two vLLM files:
+one guarded block per function the plugin replaces (a ``Site``):
 
 - ``vllm/model_executor/layers/fused_moe/moe_align_block_size.py``: at the end
   of the file, rebinding the module's ``moe_align_block_size``;
-- ``vllm/_custom_ops.py``: right after the op-level ``moe_align_block_size``.
+- ``vllm/_custom_ops.py``: right after the op-level ``moe_align_block_size``;
+- in vLLM >= 0.33 also ``fused_globalize_align_block_size``: at the end of
+  ``vllm/model_executor/layers/fused_moe/fused_globalize_align_block_size.py``
+  and right after its op-level wrapper in ``vllm/_custom_ops.py``.
 
 Each block imports ``vllm_moe_align_plugin.vllm.source_hook`` and, when that import
 fails, does nothing, so a patched vLLM without this package behaves as before.
@@ -13,7 +16,7 @@ fails, does nothing, so a patched vLLM without this package behaves as before.
 Rules (every refusal raises :class:`PatchError` with a message naming the file
 and the reason):
 
-- ``apply`` needs both files pristine: no block of ours, the definition found,
+- ``apply`` needs every file pristine: no block of ours, each definition found,
   and its parameters exactly those of the tree's contract line
   (``contract.contract_for_vllm`` of the tree's version, ``contract.parameters``);
   on a tree already patched it changes nothing and says so.
@@ -22,7 +25,7 @@ and the reason):
 - A file with our marker but not exactly our block where we put it, or one we
   cannot parse, is ``modified``; a file whose function has other parameters
   than the plugin's for the tree's line is ``unsupported``: both commands refuse.
-- Writes are all-or-nothing: both new contents are computed and written to
+- Writes are all-or-nothing: every new content is computed and written to
   temporary files first, then moved into place; a failure restores the files
   already replaced.
 
@@ -43,6 +46,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..contract import (
+    GLOBALIZE_OP,
+    GLOBALIZE_PYTHON,
     OP,
     PYTHON,
     REQUIRED,
@@ -53,20 +58,60 @@ from ..contract import (
     Contract,
     Param,
     contract_for_vllm,
+    has_globalize,
     parameters_mismatch,
 )
 from .env import vllm_version
 
 PY_FILE = "vllm/model_executor/layers/fused_moe/moe_align_block_size.py"
 OPS_FILE = "vllm/_custom_ops.py"
-#: (path in the tree, kind passed to source_hook.replacement), in diff order
-FILES = ((OPS_FILE, OP), (PY_FILE, PYTHON))
+GLOBALIZE_FILE = "vllm/model_executor/layers/fused_moe/fused_globalize_align_block_size.py"
 NAME = "moe_align_block_size"
+GLOBALIZE_NAME = "fused_globalize_align_block_size"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One function a patch rebinds: in file ``rel``, vLLM's ``name`` of
+    ``kind`` (passed to source_hook.replacement). A module-level function's
+    block goes at the end of its file; an op-level wrapper's right after it."""
+
+    rel: str
+    kind: str
+    name: str
+
+    @property
+    def at_end(self) -> bool:
+        return self.kind in (PYTHON, GLOBALIZE_PYTHON)
+
+
+#: the sites of every vLLM line, in diff order, and those of vLLM >= 0.33
+SITES = (Site(OPS_FILE, OP, NAME), Site(PY_FILE, PYTHON, NAME))
+GLOBALIZE_SITES = (Site(OPS_FILE, GLOBALIZE_OP, GLOBALIZE_NAME),
+                   Site(GLOBALIZE_FILE, GLOBALIZE_PYTHON, GLOBALIZE_NAME))
+_NAMES = {site.kind: site.name for site in SITES + GLOBALIZE_SITES}
+
+
+def sites_for(version: str) -> tuple[Site, ...]:
+    """The functions a patch of vLLM ``version`` rebinds."""
+    return SITES + (GLOBALIZE_SITES if has_globalize(version) else ())
+
+
+def files_for(version: str) -> list[tuple[str, tuple[Site, ...]]]:
+    """The files a patch of vLLM ``version`` changes, each with its sites, in
+    diff order."""
+    out: dict[str, list[Site]] = {}
+    for site in sites_for(version):
+        out.setdefault(site.rel, []).append(site)
+    return [(rel, tuple(sites)) for rel, sites in out.items()]
+
 
 BEGIN = "# >>> vllm-moe-align-plugin static patch >>>"
 END = "# <<< vllm-moe-align-plugin static patch <<<"
 
 PRISTINE, PATCHED, MODIFIED = "pristine", "patched", "modified"
+#: a file with the blocks of some of its functions, not all
+PARTLY = "partly patched"
 #: a release file whose function has other parameters than the plugin's for its line
 UNSUPPORTED = "unsupported"
 
@@ -103,28 +148,30 @@ def line_for(contract: Contract) -> PatchLine:
 
 
 def block(kind: str) -> str:
-    """The lines a patch adds to the file of ``kind`` ("python" or "op")."""
+    """The lines a patch adds for the function of ``kind`` ("python", "op",
+    "globalize_python" or "globalize_op")."""
+    name = _NAMES[kind]
     return (
         f"{BEGIN}\n"
         "# Added by vllm-moe-align-plugin (its patches/README.md says how to revert):\n"
-        "# with that package importable, moe_align_block_size is the plugin's;\n"
+        f"# with that package importable, {name} is the plugin's;\n"
         "# without it, this block does nothing.\n"
         "try:\n"
         "    from vllm_moe_align_plugin.vllm.source_hook import replacement as _vmap_replacement\n"
         "except ImportError:\n"
         "    pass\n"
         "else:\n"
-        f'    {NAME} = _vmap_replacement("{kind}", {NAME})\n'
+        f'    {name} = _vmap_replacement("{kind}", {name})\n'
         "    del _vmap_replacement\n"
         f"{END}\n"
     )
 
 
-def _implementation(tree: ast.Module) -> Optional[ast.FunctionDef]:
-    """The last top-level ``def moe_align_block_size`` that is not an @overload stub."""
+def _implementation(tree: ast.Module, name: str) -> Optional[ast.FunctionDef]:
+    """The last top-level ``def name`` that is not an @overload stub."""
     found = None
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == NAME:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
             names = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", "") for d in
                      node.decorator_list}
             if "overload" not in names:
@@ -132,18 +179,26 @@ def _implementation(tree: ast.Module) -> Optional[ast.FunctionDef]:
     return found
 
 
-def _insert(text: str, kind: str, rel: str) -> str:
-    """``text`` with the block added ("python": at the end; "op": right after
-    the function, before the two blank lines that follow it)."""
+def _insert(text: str, site: Site) -> str:
+    """``text`` with the block of ``site`` added (a module-level function: at
+    the end; an op-level wrapper: right after the function, before the two
+    blank lines that follow it)."""
     if not text.endswith("\n"):
-        raise PatchError(f"{rel}: does not end with a newline")
-    if kind == "python":
-        return text + "\n\n" + block(kind)
-    fn = _implementation(ast.parse(text))
+        raise PatchError(f"{site.rel}: does not end with a newline")
+    if site.at_end:
+        return text + "\n\n" + block(site.kind)
+    fn = _implementation(ast.parse(text), site.name)
     if fn is None or fn.end_lineno is None:
-        raise PatchError(f"{rel}: no top-level def {NAME} found")
+        raise PatchError(f"{site.rel}: no top-level def {site.name} found")
     lines = text.splitlines(keepends=True)
-    return "".join(lines[: fn.end_lineno]) + "\n\n" + block(kind) + "".join(lines[fn.end_lineno:])
+    return ("".join(lines[: fn.end_lineno]) + "\n\n" + block(site.kind)
+            + "".join(lines[fn.end_lineno:]))
+
+
+def _insert_all(text: str, sites: tuple[Site, ...]) -> str:
+    for site in sites:
+        text = _insert(text, site)
+    return text
 
 
 def _ast_params(fn: ast.FunctionDef) -> tuple[Param, ...]:
@@ -163,14 +218,14 @@ def _ast_params(fn: ast.FunctionDef) -> tuple[Param, ...]:
     return tuple(params)
 
 
-def _signature_problem(text: str, kind: str, contract: Contract) -> Optional[str]:
+def _signature_problem(text: str, site: Site, contract: Contract) -> Optional[str]:
     """None when vLLM's function has the parameters of ``contract``'s line;
     otherwise what differs."""
-    fn = _implementation(ast.parse(text))
+    fn = _implementation(ast.parse(text), site.name)
     if fn is None:
-        return f"no top-level def {NAME}"
-    mismatch = parameters_mismatch(_ast_params(fn), contract, kind)
-    return None if mismatch is None else f"its {NAME} differs: {mismatch}"
+        return f"no top-level def {site.name}"
+    mismatch = parameters_mismatch(_ast_params(fn), contract, site.kind)
+    return None if mismatch is None else f"its {site.name} differs: {mismatch}"
 
 
 # --------------------------------------------------------------------------- state of a tree
@@ -179,7 +234,7 @@ def _signature_problem(text: str, kind: str, contract: Contract) -> Optional[str
 @dataclass
 class FileState:
     rel: str
-    kind: str
+    sites: tuple[Site, ...]
     status: str  # PRISTINE | PATCHED | MODIFIED | UNSUPPORTED
     detail: str
     text: str = ""
@@ -200,48 +255,58 @@ class Target:
 
     def status(self) -> str:
         """PRISTINE or PATCHED when every file is; MODIFIED (else UNSUPPORTED)
-        when any file is; "half-patched" otherwise."""
+        when any file is; "half-patched" otherwise (a PARTLY patched file
+        included)."""
         states = {f.status for f in self.files}
         for bad in (MODIFIED, UNSUPPORTED):
             if bad in states:
                 return bad
-        if len(states) == 1:
+        if len(states) == 1 and PARTLY not in states:
             return states.pop()
         return "half-patched"
 
 
-def _inspect_file(root: Path, rel: str, kind: str, contract: Contract) -> FileState:
+def _inspect_file(root: Path, rel: str, sites: tuple[Site, ...], contract: Contract) -> FileState:
     path = root / rel
     if not path.is_file():
-        return FileState(rel, kind, MODIFIED, f"{path} does not exist")
+        return FileState(rel, sites, MODIFIED, f"{path} does not exist")
     try:
         text = path.read_bytes().decode("utf-8")
         ast.parse(text)
     except (UnicodeDecodeError, SyntaxError) as exc:
-        return FileState(rel, kind, MODIFIED, f"cannot be parsed ({type(exc).__name__}: {exc})")
-    ours = block(kind)
+        return FileState(rel, sites, MODIFIED, f"cannot be parsed ({type(exc).__name__}: {exc})")
     marks = text.count(BEGIN)
     if marks == 0:
         try:
-            patched = _insert(text, kind, rel)
+            patched = _insert_all(text, sites)
         except PatchError as exc:
-            return FileState(rel, kind, MODIFIED, str(exc), text)
-        problem = _signature_problem(text, kind, contract)
-        if problem is not None:
-            return FileState(rel, kind, UNSUPPORTED, problem, text)
-        return FileState(rel, kind, PRISTINE, "no static patch", text, patched, text)
-    padded = "\n\n" + ours
-    if marks == 1 and text.count(padded) == 1:
-        original = text.replace(padded, "", 1)
+            return FileState(rel, sites, MODIFIED, str(exc), text)
+        for site in sites:
+            problem = _signature_problem(text, site, contract)
+            if problem is not None:
+                return FileState(rel, sites, UNSUPPORTED, problem, text)
+        return FileState(rel, sites, PRISTINE, "no static patch", text, patched, text)
+    present = tuple(site for site in sites if ("\n\n" + block(site.kind)) in text)
+    if marks == len(present) and all(text.count("\n\n" + block(site.kind)) == 1
+                                     for site in present):
+        original = text
+        for site in present:
+            original = original.replace("\n\n" + block(site.kind), "", 1)
         try:
-            again = _insert(original, kind, rel)
+            again = _insert_all(original, present)
         except PatchError:
             again = None
         if again == text:
-            return FileState(rel, kind, PATCHED, "static patch in place", text, text, original)
-    return FileState(rel, kind, MODIFIED,
-                     "has the static patch marker but not exactly the block this plugin "
-                     "writes, where it writes it (edited by hand or by another version?)", text)
+            if len(present) == len(sites):
+                return FileState(rel, sites, PATCHED, "static patch in place", text, text,
+                                 original)
+            # e.g. patched by a plugin version that did not rebind every function yet
+            names = ", ".join(site.name for site in present)
+            return FileState(rel, sites, PARTLY, f"static patch in place for {names} only", text,
+                             "", original)
+    return FileState(rel, sites, MODIFIED,
+                     "has the static patch marker but not exactly the blocks this plugin "
+                     "writes, where it writes them (edited by hand or by another version?)", text)
 
 
 # --------------------------------------------------------------------------- finding the tree
@@ -266,7 +331,7 @@ def find_root(path: Optional[str]) -> Path:
 
 
 def load_target(path: Optional[str] = None, version: Optional[str] = None) -> Target:
-    """The tree at ``path`` (installed vLLM if None) with both files inspected.
+    """The tree at ``path`` (installed vLLM if None) with its files inspected.
     ``version`` overrides the version read from the tree."""
     root = find_root(path)
     if version is not None:
@@ -282,7 +347,8 @@ def load_target(path: Optional[str] = None, version: Optional[str] = None) -> Ta
         raise PatchError(f"vLLM {found[0]} at {root} (from {found[1]}) is not a version this "
                          f"plugin has a patch for (known: {known})")
     target = Target(root, found[0], found[1], contract, line_for(contract))
-    target.files = [_inspect_file(root, rel, kind, contract) for rel, kind in FILES]
+    target.files = [_inspect_file(root, rel, sites, contract)
+                    for rel, sites in files_for(found[0])]
     return target
 
 
@@ -343,7 +409,7 @@ def unified_diff(target: Target) -> str:
 
 
 def apply(target: Target) -> list[str]:
-    """Patches both files; returns their paths, or [] when the tree is already
+    """Patches every file; returns their paths, or [] when the tree is already
     patched. Refuses any other tree that is not pristine."""
     status = target.status()
     if status == PATCHED:
@@ -365,6 +431,6 @@ def revert(target: Target) -> list[str]:
         what = "not patched" if status == PRISTINE else status
         raise PatchError(f"vLLM {target.version} at {target.root} is {what}, nothing reverted: "
                          f"{_describe(target)}")
-    patched = [f for f in target.files if f.status == PATCHED]
+    patched = [f for f in target.files if f.status in (PATCHED, PARTLY)]
     _write_all(target.root, {f.rel: (f.text, f.pristine_text) for f in patched})
     return [str(target.root / f.rel) for f in patched]
