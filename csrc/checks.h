@@ -329,6 +329,38 @@ inline int64_t globalize_sorted_size(int64_t numel, int64_t local_num_experts,
   return numel < local_num_experts ? std::min(size, numel * block_size) : size;
 }
 
+// local_num_experts and block_size of fused_globalize_align_block_size_out,
+// and the length of sorted_ids they give numel routes (returned: it must fit
+// an int32).
+inline int64_t check_globalize_shape(int64_t numel, int64_t local_num_experts,
+                                     int64_t block_size) {
+  VLLM_MOE_ALIGN_CHECK_VALUE(local_num_experts >= 0 && local_num_experts <= kMaxLocalExperts,
+                             "local_num_experts must be in [0, ", kMaxLocalExperts, "], got ",
+                             local_num_experts);
+  VLLM_MOE_ALIGN_CHECK_VALUE(block_size >= 1 && block_size <= INT32_MAX,
+                             "block_size must be in [1, 2^31), got ", block_size);
+  const int64_t need = globalize_sorted_size(numel, local_num_experts, block_size);
+  VLLM_MOE_ALIGN_CHECK_VALUE(need <= INT32_MAX, "block_size=", block_size, " with ", numel,
+                             " routes and local_num_experts=", local_num_experts,
+                             " needs sorted_ids of ", need, " elements; at most 2^31 - 1 are "
+                             "supported");
+  return need;
+}
+
+// cuda_globalize_plan's arguments; fills in the sizes of `g` (numel,
+// local_num_experts and block_size set).
+inline void check_globalize_plan_args(GlobalizeProblem& g, int64_t num_sms,
+                                      int64_t smem_optin_bytes) {
+  VLLM_MOE_ALIGN_CHECK_VALUE(g.numel >= 0 && g.numel <= kMaxRoutes, "numel must be in [0, ",
+                             kMaxRoutes, "], got ", g.numel);
+  g.sorted_size = check_globalize_shape(g.numel, g.local_num_experts, g.block_size);
+  g.expert_ids_size = (g.sorted_size + g.block_size - 1) / g.block_size;
+  VLLM_MOE_ALIGN_CHECK_VALUE(num_sms >= 1 && num_sms <= 4096,
+                             "num_sms must be in [1, 4096], got ", num_sms);
+  VLLM_MOE_ALIGN_CHECK_VALUE(smem_optin_bytes >= 0 && smem_optin_bytes <= INT32_MAX,
+                             "smem_optin_bytes must be in [0, 2^31), got ", smem_optin_bytes);
+}
+
 // No output shares a byte with another output or with the input: the ids
 // are rewritten in place while the other outputs are written, and psum is
 // read while they are.
@@ -387,16 +419,7 @@ GlobalizeProblem check_globalize_out_args(const T& recv_topk_idx, const T& psum,
                              "rank_expert_offset must be in [0, 2^31), got ", rank_expert_offset);
   VLLM_MOE_ALIGN_CHECK_VALUE(global_num_experts >= 0 && global_num_experts <= INT32_MAX,
                              "global_num_experts must be in [0, 2^31), got ", global_num_experts);
-  VLLM_MOE_ALIGN_CHECK_VALUE(local_num_experts >= 0 && local_num_experts <= kMaxLocalExperts,
-                             "local_num_experts must be in [0, ", kMaxLocalExperts, "], got ",
-                             local_num_experts);
-  VLLM_MOE_ALIGN_CHECK_VALUE(block_size >= 1 && block_size <= INT32_MAX,
-                             "block_size must be in [1, 2^31), got ", block_size);
-  const int64_t need = globalize_sorted_size(numel, local_num_experts, block_size);
-  VLLM_MOE_ALIGN_CHECK_VALUE(need <= INT32_MAX, "block_size=", block_size, " with ", numel,
-                             " routes and local_num_experts=", local_num_experts,
-                             " needs sorted_ids of ", need, " elements; at most 2^31 - 1 are "
-                             "supported");
+  const int64_t need = check_globalize_shape(numel, local_num_experts, block_size);
   const int64_t need_blocks = (need + block_size - 1) / block_size;
 
   check_int32_buffer(sorted_ids, "sorted_ids", ids, kIds);

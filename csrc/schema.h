@@ -7,7 +7,7 @@
 //   fused_globalize_align_block_size_out
 //                             cpu/globalize_cpu.cpp (CPU), cuda/globalize.cu
 //                             then the align kernels (CUDA)
-//   cuda_launch_plan, preload_cuda_kernels, cuda_archs
+//   cuda_launch_plan, cuda_globalize_plan, preload_cuda_kernels, cuda_archs
 //                             cuda/cuda_host.cpp (no tensors)
 // Two libraries: _C defines the align ops and has the CPU kernels; _C_cuda
 // (a build with CUDA kernels) adds their CUDA kernels and defines the CUDA
@@ -60,6 +60,18 @@ constexpr const char* kGlobalizeOut =
 constexpr const char* kLaunchPlan =
     "cuda_launch_plan(int numel, int num_experts, int block_size, int sorted_size, "
     "bool map_while_counting, int num_sms, int smem_optin_bytes) -> int[]";
+
+// The CUDA backend's plan for a fused_globalize_align_block_size_out call
+// of numel routes over local_num_experts local experts and blocks of
+// block_size, on a GPU with num_sms SMs and smem_optin_bytes of opt-in shared
+// memory per block. Host code: no GPU needed. Fields, in order: fused (1: one
+// launch of one CTA; 0: the globalize pass, then the align kernels), kernel
+// launches, threads per CTA of the first kernel, its dynamic shared memory
+// bytes, its CTAs, and the align kernels' regime (as cuda_launch_plan's; -1
+// when fused).
+constexpr const char* kGlobalizePlan =
+    "cuda_globalize_plan(int numel, int local_num_experts, int block_size, int num_sms, "
+    "int smem_optin_bytes) -> int[]";
 
 // Loads the CUDA kernels on `device` ahead of the first call.
 constexpr const char* kPreload = "preload_cuda_kernels(int device) -> ()";

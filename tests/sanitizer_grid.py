@@ -32,9 +32,10 @@ CASES = [  # numel, num_experts, block_size
 
 GLOBALIZE_CASES = [  # rows, topk, local experts, block_size (rows real: 3/4)
     (0, 8, 32, 16), (1, 8, 32, 16), (8, 8, 16, 16),               # fused
-    (128, 8, 32, 64), (64, 8, 1024, 16), (4, 4, 32, 1024),        # fused: 32 warps, many L
-    (8, 8, 64, 2048),                                             # fused: block_size > 1024
-    (256, 8, 32, 64), (1024, 8, 1024, 16), (5000, 1, 8, 4096),    # pass + spread
+    (128, 8, 32, 64), (4, 4, 32, 1024),                           # fused: 32 warps, large B
+    (8, 8, 64, 2048),                                             # fused: B > 1024, L = 64
+    (64, 8, 1024, 16), (256, 8, 32, 64), (1024, 8, 1024, 16),     # pass + spread
+    (5000, 1, 8, 4096),                                           # pass + spread
     (4096, 8, 32, 128), (40000, 8, 1024, 64),                     # pass + tiled
 ]
 

@@ -1,6 +1,7 @@
 """Host code of the CUDA build, without a GPU (so in CI too): the CUDA backend's
-launch plan (plan_launch in csrc/cuda/plan.cpp, asked through the op
-cuda_launch_plan), the archs of the build and the kernel preload's error path."""
+launch plans (plan_launch and plan_globalize in csrc/cuda/plan.cpp, asked
+through the ops cuda_launch_plan and cuda_globalize_plan), the archs of the
+build and the kernel preload's error path."""
 
 from __future__ import annotations
 
@@ -115,6 +116,72 @@ def test_non_integers_are_a_type_error() -> None:
         _ops.cuda_launch_plan(64.0, 8, 16, 184)  # type: ignore[arg-type]
 
 
+# --------------------------------------------------------------------------- globalize
+
+
+@pytest.mark.parametrize("numel,local_e,b", [
+    (0, 32, 16), (1, 8, 16), (8, 28, 64), (56, 32, 64), (512, 16, 16), (1024, 32, 16),
+    (64, 1024, 16), (64, 256, 1024),
+])
+def test_globalize_fused_up_to_1024_routes(numel: int, local_e: int, b: int) -> None:
+    g = _ops.cuda_globalize_plan(numel, local_e, b)
+    assert (g.fused, g.launches, g.ctas, g.align_regime) == (True, 1, 1, None)
+    # a route a thread, whole warps, at most a CTA of 1024
+    assert max(32, numel) <= g.threads <= 1024 and g.threads % 32 == 0
+    rows = local_e | 1  # odd row stride
+    assert g.smem_bytes == 4 * ((g.threads // 32) * rows + 2 * local_e + 1)
+    assert g.smem_bytes <= 48 * 1024 - STATIC_SMEM  # no opt-in needed
+
+
+@pytest.mark.parametrize("numel,local_e,b,regime", [
+    (1025, 32, 16, "spread"), (4096, 32, 16, "spread"), (2056, 28, 64, "spread"),
+    (16384, 8, 16, "tiled, prefix in each CTA"), (40000 * 8, 1024, 64, "tiled, scan kernel"),
+])
+def test_globalize_larger_calls_take_the_pass_and_the_align_kernels(
+    numel: int, local_e: int, b: int, regime: str
+) -> None:
+    g = _ops.cuda_globalize_plan(numel, local_e, b)
+    a = plan(numel, local_e, b)
+    assert (g.fused, g.smem_bytes, g.align_regime) == (False, 0, regime)
+    assert a.regime == regime and g.launches == 1 + a.launches
+    assert g.threads == 256 and 1 <= g.ctas <= 4 * _ops.H100_SMS
+    assert g.ctas * g.threads >= min(numel, 4 * _ops.H100_SMS * 256)
+
+
+@pytest.mark.parametrize("numel", [1, 8, 64])
+@pytest.mark.parametrize("b", [1025, 2048, 1 << 20])
+def test_globalize_block_size_over_1024_never_reaches_the_tiny_kernel(numel: int, b: int) -> None:
+    """The tiny kernel packs a padded segment into 11 bits (block_size <= 1024);
+    the globalize op allows larger blocks, so small calls with them take the
+    fused kernel, whatever their slots."""
+    g = _ops.cuda_globalize_plan(numel, 64, b)
+    assert g.fused and g.align_regime is None
+
+
+def test_globalize_two_launches_by_slots_or_shared_memory() -> None:
+    # over 65,536 slots (one CTA's share of padding) with block_size <= 1024
+    g = _ops.cuda_globalize_plan(1024, 1024, 128)
+    assert not g.fused and g.align_regime == "spread"
+    # the histogram rows of the warps its 512 routes need would not fit 40 KiB
+    g = _ops.cuda_globalize_plan(512, 1024, 16)
+    assert not g.fused and g.align_regime == "spread"
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"numel": -1}, "numel"), ({"numel": (1 << 30) + 1}, "numel"),
+    ({"local_num_experts": -1}, "local_num_experts"),
+    ({"local_num_experts": 1025}, "local_num_experts"),
+    ({"block_size": 0}, "block_size"), ({"block_size": 1 << 31}, "block_size"),
+    ({"block_size": 1 << 28, "numel": 64}, "needs sorted_ids"),
+    ({"num_sms": 0}, "num_sms"), ({"smem_optin_bytes": -1}, "smem_optin_bytes"),
+])
+def test_globalize_plan_bad_arguments_name_themselves(kwargs: dict[str, int], name: str) -> None:
+    args = {"numel": 64, "local_num_experts": 8, "block_size": 16}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        _ops.cuda_globalize_plan(**args)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there: the preload succeeds")
 def test_preload_without_a_gpu_is_a_runtime_error() -> None:
     # the CUDA error becomes a Python exception (the import swallows it)
@@ -127,6 +194,7 @@ def test_preload_without_a_gpu_is_a_runtime_error() -> None:
 def test_the_ops_answer_without_python_glue() -> None:
     ops = torch.ops.vllm_moe_align
     assert ops.cuda_launch_plan(8, 16, 16, 128, False, 132, 232448)[0] == 0  # tiny
+    assert ops.cuda_globalize_plan(8, 16, 16, 132, 232448)[0] == 1  # fused
     with pytest.raises(ValueError, match="num_sms"):
         ops.cuda_launch_plan(8, 16, 16, 128, False, 0, 232448)
     archs = _ops.cuda_archs()

@@ -55,7 +55,7 @@ def test_the_libraries_define_every_op() -> None:
         from vllm_moe_align_plugin import _C_cuda
 
         assert [n for n in vars(_C_cuda) if not n.startswith("__")] == []
-        names += ["cuda_launch_plan", "preload_cuda_kernels", "cuda_archs"]
+        names += ["cuda_launch_plan", "cuda_globalize_plan", "preload_cuda_kernels", "cuda_archs"]
     else:
         assert not hasattr(OPS, "cuda_launch_plan")
     for name in names:

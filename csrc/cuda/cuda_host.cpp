@@ -39,4 +39,21 @@ std::vector<int64_t> cuda_launch_plan(int64_t numel, int64_t num_experts, int64_
           static_cast<int64_t>(l.scratch_ints), l.fits ? 1 : 0};
 }
 
+std::vector<int64_t> cuda_globalize_plan(int64_t numel, int64_t local_num_experts,
+                                         int64_t block_size, int64_t num_sms,
+                                         int64_t smem_optin_bytes) {
+  GlobalizeProblem g{};
+  g.numel = numel;
+  g.local_num_experts = local_num_experts;
+  g.block_size = block_size;
+  check_globalize_plan_args(g, num_sms, smem_optin_bytes);
+  const AlignProblem a = align_problem_of(g);
+  const DeviceLimits limits{static_cast<int>(num_sms), static_cast<int>(smem_optin_bytes)};
+  const GlobalizePlan gp = plan_globalize_call(g, limits);
+  if (gp.fused) return {1, 1, gp.threads, static_cast<int64_t>(gp.smem_bytes), gp.ctas, -1};
+  const LaunchPlan l = plan_call(a, limits);
+  return {0, 1 + kernel_launches(l.regime), gp.threads, 0, gp.ctas,
+          static_cast<int64_t>(l.regime)};
+}
+
 }  // namespace vllm_moe_align

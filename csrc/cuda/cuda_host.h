@@ -15,5 +15,8 @@ void preload_cuda_kernels(int64_t device);
 std::vector<int64_t> cuda_launch_plan(int64_t numel, int64_t num_experts, int64_t block_size,
                                       int64_t sorted_size, bool map_while_counting,
                                       int64_t num_sms, int64_t smem_optin_bytes);
+std::vector<int64_t> cuda_globalize_plan(int64_t numel, int64_t local_num_experts,
+                                         int64_t block_size, int64_t num_sms,
+                                         int64_t smem_optin_bytes);
 
 }  // namespace vllm_moe_align

@@ -15,6 +15,7 @@ using at::Tensor;
 
 TORCH_LIBRARY_FRAGMENT(vllm_moe_align, m) {
   m.def(schema::kLaunchPlan);
+  m.def(schema::kGlobalizePlan);
   m.def(schema::kPreload);
   m.def(schema::kArchs);
 }
@@ -31,6 +32,7 @@ TORCH_LIBRARY_IMPL(vllm_moe_align, CompositeExplicitAutograd, m) {
   m.impl("cuda_archs", &cuda_archs);
   m.impl("preload_cuda_kernels", &preload_cuda_kernels);
   m.impl("cuda_launch_plan", &cuda_launch_plan);
+  m.impl("cuda_globalize_plan", &cuda_globalize_plan);
 }
 
 }  // namespace

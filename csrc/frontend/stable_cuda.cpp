@@ -15,6 +15,7 @@ using torch::stable::Tensor;
 
 STABLE_TORCH_LIBRARY_FRAGMENT(vllm_moe_align, m) {
   m.def(schema::kLaunchPlan);
+  m.def(schema::kGlobalizePlan);
   m.def(schema::kPreload);
   m.def(schema::kArchs);
 }
@@ -31,6 +32,7 @@ STABLE_TORCH_LIBRARY_IMPL(vllm_moe_align, CompositeExplicitAutograd, m) {
   m.impl("cuda_archs", TORCH_BOX(&cuda_archs));
   m.impl("preload_cuda_kernels", TORCH_BOX(&preload_cuda_kernels));
   m.impl("cuda_launch_plan", TORCH_BOX(&cuda_launch_plan));
+  m.impl("cuda_globalize_plan", TORCH_BOX(&cuda_globalize_plan));
 }
 
 }  // namespace

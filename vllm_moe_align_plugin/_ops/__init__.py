@@ -26,8 +26,10 @@ from .checks import check_int, typed_error
 from .cuda_host import (
     H100_SMEM_OPTIN_BYTES,
     H100_SMS,
+    CudaGlobalizePlan,
     CudaLaunchPlan,
     cuda_archs,
+    cuda_globalize_plan,
     cuda_launch_plan,
     preload_cuda_kernels,
 )
@@ -35,7 +37,8 @@ from .library import CUDA_LIBRARY, CUDA_LOAD_ERROR, LOAD_ERROR, available, binar
 
 __all__ = [
     "CUDA_LIBRARY", "CUDA_LOAD_ERROR", "H100_SMEM_OPTIN_BYTES", "H100_SMS", "LOAD_ERROR",
-    "CudaLaunchPlan", "available", "binary_path", "build_info", "build_record", "check_int",
-    "checks", "cuda_archs", "cuda_host", "cuda_launch_plan", "fake", "has_backend", "library",
+    "CudaGlobalizePlan", "CudaLaunchPlan", "available", "binary_path", "build_info",
+    "build_record", "check_int", "checks", "cuda_archs", "cuda_globalize_plan", "cuda_host",
+    "cuda_launch_plan", "fake", "has_backend", "library",
     "preload_cuda_kernels", "require", "typed_error",
 ]

@@ -91,6 +91,40 @@ def cuda_launch_plan(
     return CudaLaunchPlan(REGIMES[v[0]], *v[1:8], fits=bool(v[8]))
 
 
+@dataclass(frozen=True)
+class CudaGlobalizePlan:
+    """What the CUDA backend launches for one ``fused_globalize_align_block_size``
+    call (``plan_globalize`` in csrc/cuda/plan.cpp decides it; this only
+    reports it)."""
+
+    fused: bool  # one launch of one CTA; else the globalize pass, then the align kernels
+    launches: int  # kernels per call
+    threads: int  # per CTA of the first kernel
+    smem_bytes: int  # its dynamic shared memory
+    ctas: int  # its CTAs
+    align_regime: Optional[str]  # the align kernels' regime (None when fused)
+
+
+def cuda_globalize_plan(
+    numel: int,
+    local_num_experts: int,
+    block_size: int,
+    num_sms: int = H100_SMS,
+    smem_optin_bytes: int = H100_SMEM_OPTIN_BYTES,
+) -> CudaGlobalizePlan:
+    """The CUDA backend's plan for a ``fused_globalize_align_block_size``
+    call of ``numel`` routes on a GPU with ``num_sms`` SMs (host code: no GPU
+    needed). ValueError names a bad argument; NotImplementedError without CUDA
+    kernels in this build."""
+    library.require()
+    sizes = {"numel": numel, "local_num_experts": local_num_experts, "block_size": block_size,
+             "num_sms": num_sms, "smem_optin_bytes": smem_optin_bytes}
+    n, e, b, sms, smem = (check_int(name, value) for name, value in sizes.items())
+    _require_cuda_kernels()
+    v = _OPS.cuda_globalize_plan(n, e, b, sms, smem)
+    return CudaGlobalizePlan(bool(v[0]), *v[1:5], align_regime=None if v[5] < 0 else REGIMES[v[5]])
+
+
 def _preload_if_cuda_is_up() -> None:
     """At import: preload on the current device if this process already has a
     CUDA context there, so the load is paid here and not in the first call.
