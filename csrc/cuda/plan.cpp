@@ -56,11 +56,12 @@ constexpr int kRoutesPerWarp = 128;
 // a whole GPU in flight) and loop.
 constexpr int kGlobalizeCtasPerSm = 4;
 
-// Fused globalize (up to kFusedGlobalizeMaxRoutes routes: with 2 or 4 routes
-// a thread it was slower than the two launches): its one CTA also fills the padding (as the spread
-// kernel: a lane group of up to 32 lanes per expert) and the tail (16-byte
-// stores); it takes warps for about kFusedSlotsPerThread tail slots a
-// thread and one lane group per expert, beyond the warps its routes need.
+// Fused globalize (up to kFusedGlobalizeMaxRoutes routes: with 2 or 4
+// routes a thread it was slower than the two launches): its one CTA also
+// fills the padding (as the spread kernel: a lane group of up to 32 lanes
+// per expert) and the tail (16-byte stores); it takes warps for about
+// kFusedSlotsPerThread tail slots a thread and one lane group per expert,
+// beyond the warps its routes need.
 constexpr int kFusedSlotsPerThread = 16;
 // Beyond this many output slots (a large block_size) one CTA's share of the
 // padding grows past what the two-launch path spreads over many CTAs.
@@ -75,8 +76,9 @@ GlobalizePlan plan_globalize(int numel, int num_experts, int block_size, int sor
   g.ctas = 1;
   // The tiny kernel packs a padded segment into 11 bits (block_size <= 1024,
   // the align op's limit); this op allows larger blocks, so such calls of
-  // up to kTinyMaxRoutes routes (and so up to kFusedGlobalizeMaxRoutes)
-  // take the fused kernel whatever their slots.
+  // up to kFusedGlobalizeMaxRoutes routes take the fused kernel whatever
+  // their slots. Up to kTinyMaxRoutes routes its two warps' rows always fit
+  // (L <= 1024), so no call with a larger block reaches the tiny kernel.
   if (n <= kFusedGlobalizeMaxRoutes && (sorted_size <= kFusedMaxSlots || block_size > 1024)) {
     const int64_t route_warps = std::max<int64_t>(1, (n + 31) / 32);
     const int64_t fill_lanes = std::max((E << spread_group_log2(block_size)),
