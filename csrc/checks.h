@@ -58,6 +58,14 @@ inline void check_experts_and_block_size(int64_t num_experts, int64_t block_size
                              "block_size must be in [1, ", kMaxBlockSize, "], got ", block_size);
 }
 
+// The GPU a launch-plan op plans for (cuda_launch_plan, cuda_globalize_plan).
+inline void check_gpu_limits(int64_t num_sms, int64_t smem_optin_bytes) {
+  VLLM_MOE_ALIGN_CHECK_VALUE(num_sms >= 1 && num_sms <= 4096,
+                             "num_sms must be in [1, 4096], got ", num_sms);
+  VLLM_MOE_ALIGN_CHECK_VALUE(smem_optin_bytes >= 0 && smem_optin_bytes <= INT32_MAX,
+                             "smem_optin_bytes must be in [0, 2^31), got ", smem_optin_bytes);
+}
+
 // The sizes cuda_launch_plan is asked about: the align ops' limits, and a GPU
 // of 1 to 4096 SMs with an int32 number of opt-in shared-memory bytes.
 inline void check_launch_plan_args(int64_t numel, int64_t num_experts, int64_t block_size,
@@ -68,10 +76,7 @@ inline void check_launch_plan_args(int64_t numel, int64_t num_experts, int64_t b
   check_experts_and_block_size(num_experts, block_size);
   VLLM_MOE_ALIGN_CHECK_VALUE(sorted_size >= 0 && sorted_size <= INT32_MAX,
                              "sorted_size must be in [0, 2^31), got ", sorted_size);
-  VLLM_MOE_ALIGN_CHECK_VALUE(num_sms >= 1 && num_sms <= 4096,
-                             "num_sms must be in [1, 4096], got ", num_sms);
-  VLLM_MOE_ALIGN_CHECK_VALUE(smem_optin_bytes >= 0 && smem_optin_bytes <= INT32_MAX,
-                             "smem_optin_bytes must be in [0, 2^31), got ", smem_optin_bytes);
+  check_gpu_limits(num_sms, smem_optin_bytes);
 }
 
 // The arguments both align ops check first, in this order: topk_ids' dtype
@@ -355,10 +360,7 @@ inline void check_globalize_plan_args(GlobalizeProblem& g, int64_t num_sms,
                              kMaxRoutes, "], got ", g.numel);
   g.sorted_size = check_globalize_shape(g.numel, g.local_num_experts, g.block_size);
   g.expert_ids_size = (g.sorted_size + g.block_size - 1) / g.block_size;
-  VLLM_MOE_ALIGN_CHECK_VALUE(num_sms >= 1 && num_sms <= 4096,
-                             "num_sms must be in [1, 4096], got ", num_sms);
-  VLLM_MOE_ALIGN_CHECK_VALUE(smem_optin_bytes >= 0 && smem_optin_bytes <= INT32_MAX,
-                             "smem_optin_bytes must be in [0, 2^31), got ", smem_optin_bytes);
+  check_gpu_limits(num_sms, smem_optin_bytes);
 }
 
 // No output shares a byte with another output or with the input: the ids

@@ -47,11 +47,10 @@ std::vector<int64_t> cuda_globalize_plan(int64_t numel, int64_t local_num_expert
   g.local_num_experts = local_num_experts;
   g.block_size = block_size;
   check_globalize_plan_args(g, num_sms, smem_optin_bytes);
-  const AlignProblem a = align_problem_of(g);
   const DeviceLimits limits{static_cast<int>(num_sms), static_cast<int>(smem_optin_bytes)};
   const GlobalizePlan gp = plan_globalize_call(g, limits);
   if (gp.fused) return {1, 1, gp.threads, static_cast<int64_t>(gp.smem_bytes), gp.ctas, -1};
-  const LaunchPlan l = plan_call(a, limits);
+  const LaunchPlan l = plan_call(align_problem_of(g), limits);
   return {0, 1 + kernel_launches(l.regime), gp.threads, 0, gp.ctas,
           static_cast<int64_t>(l.regime)};
 }

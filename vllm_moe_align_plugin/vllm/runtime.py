@@ -36,7 +36,15 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..contract import Contract, contract_for_vllm, has_globalize
+from ..contract import (
+    GLOBALIZE_OP,
+    GLOBALIZE_PYTHON,
+    OP,
+    PYTHON,
+    Contract,
+    contract_for_vllm,
+    has_globalize,
+)
 from ..log import announce, logger
 from .env import DISABLE_ENV, disabled_by_env, running_vllm_version
 
@@ -51,7 +59,7 @@ GLOBALIZE_MODULE = "vllm.model_executor.layers.fused_moe.fused_globalize_align_b
 @dataclass(frozen=True)
 class Target:
     """A function the plugin replaces: ``module.name``, built by ``kind``
-    (``_build``); ``required``: every vLLM line the plugin knows has it."""
+    (``build_replacement``); ``required``: every vLLM line the plugin knows has it."""
 
     module: str
     name: str
@@ -60,10 +68,10 @@ class Target:
 
 
 TARGETS = (
-    Target(DEFINING_MODULE, NAME, "python", True),
-    Target(OPS_MODULE, NAME, "op", True),
-    Target(GLOBALIZE_MODULE, GLOBALIZE_NAME, "globalize", False),
-    Target(OPS_MODULE, GLOBALIZE_NAME, "globalize-op", False),
+    Target(DEFINING_MODULE, NAME, PYTHON, True),
+    Target(OPS_MODULE, NAME, OP, True),
+    Target(GLOBALIZE_MODULE, GLOBALIZE_NAME, GLOBALIZE_PYTHON, False),
+    Target(OPS_MODULE, GLOBALIZE_NAME, GLOBALIZE_OP, False),
 )
 TARGET_MODULES = frozenset(t.module for t in TARGETS)
 NAMES = tuple(dict.fromkeys(t.name for t in TARGETS))
@@ -214,17 +222,19 @@ def _patch_attr(state: _State, module: types.ModuleType, name: str, value: Any) 
     state.patched.append((module.__name__, name, original))
 
 
-def _build(target: Target, contract: Contract, original: Any) -> Any:
-    """The plugin's function for ``target``, with vLLM's ``original`` as its
-    fallback."""
-    if target.kind in ("python", "op"):
+def build_replacement(kind: str, contract: Contract, original: Any) -> Any:
+    """The plugin's function of ``kind`` (``contract``'s PYTHON, OP,
+    GLOBALIZE_PYTHON or GLOBALIZE_OP) for ``contract``'s line, with vLLM's
+    ``original`` as its fallback. The runtime plugin and the static patch's
+    hook both build their replacements here."""
+    if kind in (PYTHON, OP):
         from ..api import drop_in_for, op_level_for
 
-        build = drop_in_for if target.kind == "python" else op_level_for
+        build = drop_in_for if kind == PYTHON else op_level_for
         return build(contract, fallback=original)
     from .. import globalize
 
-    return (globalize.drop_in_for if target.kind == "globalize" else globalize.op_level_for)(original)
+    return (globalize.drop_in_for if kind == GLOBALIZE_PYTHON else globalize.op_level_for)(original)
 
 
 def _patch_target(state: _State, module: types.ModuleType) -> None:
@@ -239,7 +249,7 @@ def _patch_target(state: _State, module: types.ModuleType) -> None:
         key = (target.module, target.name)
         if key not in state.swaps:
             original = getattr(module, target.name)
-            state.swaps[key] = (original, _build(target, state.contract, original))
+            state.swaps[key] = (original, build_replacement(target.kind, state.contract, original))
         _patch_attr(state, module, target.name, state.swaps[key][1])
 
 

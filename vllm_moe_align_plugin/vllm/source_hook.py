@@ -10,10 +10,10 @@ and in vLLM >= 0.33 likewise for ``fused_globalize_align_block_size`` (kinds
 ``"globalize_python"`` and ``"globalize_op"``).
 
 Contract of :func:`replacement`: it returns this package's function for the
-contract of the vLLM being imported (``api.drop_in_for`` / ``api.op_level_for``,
-or ``globalize.drop_in_for`` / ``globalize.op_level_for``, with ``original`` as
-the fallback for devices the plugin cannot serve) when all of these hold, and
-``original`` itself otherwise:
+contract of the vLLM being imported (``runtime.build_replacement``, as the
+runtime plugin builds it, with ``original`` as the fallback for devices the
+plugin cannot serve) when all of these hold, and ``original`` itself
+otherwise:
 
 - ``VLLM_MOE_ALIGN_DISABLE`` is not set;
 - the vLLM version is known to ``contract.contract_for_vllm`` (and, for the
@@ -33,17 +33,18 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional
 
+from ..contract import GLOBALIZE_OP, GLOBALIZE_PYTHON, OP, PYTHON
 from ..log import announce, logger
 from ..messages import describe
 from .env import DISABLE_ENV, disabled_by_env, running_vllm_version
 
-KINDS = ("python", "op", "globalize_python", "globalize_op")
+KINDS = (PYTHON, OP, GLOBALIZE_PYTHON, GLOBALIZE_OP)
 _WHERE = {
-    "python": "vllm.model_executor.layers.fused_moe.moe_align_block_size.moe_align_block_size",
-    "op": "vllm._custom_ops.moe_align_block_size",
-    "globalize_python": "vllm.model_executor.layers.fused_moe.fused_globalize_align_block_size."
-                        "fused_globalize_align_block_size",
-    "globalize_op": "vllm._custom_ops.fused_globalize_align_block_size",
+    PYTHON: "vllm.model_executor.layers.fused_moe.moe_align_block_size.moe_align_block_size",
+    OP: "vllm._custom_ops.moe_align_block_size",
+    GLOBALIZE_PYTHON: "vllm.model_executor.layers.fused_moe.fused_globalize_align_block_size."
+                      "fused_globalize_align_block_size",
+    GLOBALIZE_OP: "vllm._custom_ops.fused_globalize_align_block_size",
 }
 
 
@@ -61,8 +62,7 @@ def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[.
     contract = contract_for_vllm(version)
     if contract is None:
         return None, f"vLLM {version} is not a version this plugin knows"
-    globalize_kind = kind.startswith("globalize_")
-    if globalize_kind and not has_globalize(version):
+    if kind in (GLOBALIZE_PYTHON, GLOBALIZE_OP) and not has_globalize(version):
         return None, f"vLLM {version} has no fused_globalize_align_block_size"
     from .._ops import library
 
@@ -71,15 +71,9 @@ def _build(kind: str, original: Callable[..., Any]) -> tuple[Optional[Callable[.
     mismatch = parameters_mismatch(parameters_of(original), contract, kind)
     if mismatch is not None:
         return None, f"signature differs: {mismatch}"
-    if globalize_kind:
-        from .. import globalize
+    from .runtime import build_replacement
 
-        build_g = globalize.drop_in_for if kind == "globalize_python" else globalize.op_level_for
-        return build_g(original), f"vLLM {version}"
-    from .. import api
-
-    build = api.drop_in_for if kind == "python" else api.op_level_for
-    return build(contract, fallback=original), f"vLLM {version}, {contract.name} contract"
+    return build_replacement(kind, contract, original), f"vLLM {version}, {contract.name} contract"
 
 
 def replacement(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:

@@ -286,12 +286,12 @@ def _inspect_file(root: Path, rel: str, sites: tuple[Site, ...], contract: Contr
             if problem is not None:
                 return FileState(rel, sites, UNSUPPORTED, problem, text)
         return FileState(rel, sites, PRISTINE, "no static patch", text, patched, text)
-    present = tuple(site for site in sites if ("\n\n" + block(site.kind)) in text)
-    if marks == len(present) and all(text.count("\n\n" + block(site.kind)) == 1
-                                     for site in present):
+    padded = {site: "\n\n" + block(site.kind) for site in sites}
+    present = tuple(site for site in sites if padded[site] in text)
+    if marks == len(present) and all(text.count(padded[site]) == 1 for site in present):
         original = text
         for site in present:
-            original = original.replace("\n\n" + block(site.kind), "", 1)
+            original = original.replace(padded[site], "", 1)
         try:
             again = _insert_all(original, present)
         except PatchError:
