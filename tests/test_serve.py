@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.e2e import logs, models
+from benchmarks.e2e import environment, logs, models
 from benchmarks.serve import __main__ as serve_main
 from benchmarks.serve import (
     checks,
@@ -31,6 +31,7 @@ from benchmarks.serve import (
     options,
     report,
     results,
+    state,
     stats,
     summary,
 )
@@ -620,6 +621,53 @@ def test_driver_time_budget_then_resume(tmp_path: Path, monkeypatch: pytest.Monk
     assert [(r.round, r.arm) for r in recs] == [(r, a) for r in (1, 2, 3) for a in ("vllm", "plugin")]
     md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md").read_text()
     assert "3 of 3 complete" in md and md.count("| ok | identical |") == 5 and "| ok | reference |" in md
+
+
+def test_resume_on_another_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A paired round is measured on one machine: resumed elsewhere, a round
+    begun on the first machine is measured again in both arms; the restarted
+    server's check replaces the earlier one; a round whose arms ended up on
+    two machines is named in the report."""
+    _standin(tmp_path, monkeypatch, STANDIN_START_S="1.5")
+    opts = ("--strategy", "restart", "--concurrency", "2")
+    monkeypatch.setattr(environment, "machine_id", lambda: "first")
+    assert _run(tmp_path, 18471, *opts, "--time-budget", "2.5") == 1
+    capsys.readouterr()
+    logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs"
+    monkeypatch.setattr(environment, "machine_id", lambda: "second")
+    assert _run(tmp_path, 18471, *opts, "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "round(s) 1: not yet done in every arm, and measured in part on another machine" in printed
+    recs = results.load_records(logs_dir / "rounds.jsonl")
+    assert [(r.round, r.arm, r.machine) for r in recs] == (
+        [(1, "vllm", "first")] + [(r, a, "second") for r in (1, 2, 3) for a in ("vllm", "plugin")])
+    md_path = tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md"
+    md = md_path.read_text()
+    assert md.count("| r1-vllm |") == 1 and "machines:" not in md and "3 of 3 complete" in md
+    # a round complete in both arms stays as it is, on two machines: the report names it
+    lines = (logs_dir / "rounds.jsonl").read_text().splitlines()
+    moved = [ln.replace('"second"', '"third"') if '"round": 2, "arm": "plugin"' in ln else ln for ln in lines]
+    (logs_dir / "rounds.jsonl").write_text("\n".join(moved) + "\n")
+    assert _run(tmp_path, 18471, *opts, "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "starting the " not in printed and "not yet done in every arm" not in printed
+    assert "- machines: round(s) 2 ran their arms on different machines" in md_path.read_text()
+
+
+def test_drop_unpaired_elsewhere() -> None:
+    def rec(rnd: int, arm: str, c: int, machine: str | None, ok: bool = True) -> results.JobRecord:
+        return results.JobRecord("m", rnd, arm, c, 1, 0, "s", machine=machine, ok=ok)
+
+    recs = [rec(1, "vllm", 1, "a"), rec(1, "plugin", 1, "a"),   # paired on a: kept
+            rec(1, "vllm", 8, "a"), rec(1, "plugin", 8, "a", ok=False),  # unpaired, on a: dropped
+            rec(2, "vllm", 1, None),                              # unknown machine: kept
+            rec(3, "plugin", 1, "b")]                             # unpaired, here: kept
+    keep, rounds = state.drop_unpaired_elsewhere(recs, "b", ("vllm", "plugin"))
+    assert keep == [recs[0], recs[1], recs[4], recs[5]] and rounds == [1]
+    assert state.drop_unpaired_elsewhere(recs, "a", ("vllm", "plugin")) == (recs[:4] + recs[4:5], [3])
+    assert state.mixed_machine_rounds(recs) == []
+    assert state.mixed_machine_rounds(recs + [rec(2, "plugin", 1, "x"), rec(2, "vllm", 1, "y")]) == [2]
 
 
 def test_wheelhouse_serve_profile() -> None:

@@ -10,9 +10,11 @@ plugin's line can be checked per process (``logs``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Optional
@@ -163,3 +165,22 @@ def device_name() -> str:
         return f"{len(names)}x {names[0]}" if names else "unknown GPU"
     except (OSError, subprocess.SubprocessError):
         return "unknown GPU"
+
+
+def machine_id() -> str:
+    """A short digest of this machine: its host name, the kernel's boot id
+    and the visible GPUs' UUIDs. Two loads with the same digest ran on the
+    same GPUs without a reboot between them; a paired round is only fair
+    when both its arms ran on one machine."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=uuid", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout
+        parts += sorted(u.strip() for u in out.splitlines() if u.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:10]

@@ -126,6 +126,7 @@ class ModelRun:
         self.problems: list[str] = []
         self.reference: Optional[Any] = None  # the first baseline server's greedy tokens
         self.vllm_line = installed_vllm(args.python)
+        self.machine = environment.machine_id()  # recorded with every load (state.drop_unpaired_elsewhere)
         self.t0 = time.monotonic()
         self.costs: dict[str, float] = {}  # seconds of the last server start / arm-run / round
         self.restarted_afresh = False  # a server that traced afresh was restarted (once per run)
@@ -200,7 +201,8 @@ class ModelRun:
             raise
         if self.reference is None and arm == "vllm" and check.tokens is not None:
             self.reference, check.reference = check.tokens, True
-        self.checks.append(check)
+        # a start of a tag that a resumed run had started before replaces it
+        self.checks = [c for c in self.checks if c.tag != tag] + [check]
         state.save_check(self.log_dir, check)
         self.problems += check_problems(check)
         verdict = "OK" if not check.plugin_problems else "PROBLEM"
@@ -216,7 +218,8 @@ class ModelRun:
     def measure(self, server: Server, rnd: int, level: int, c: int) -> JobRecord:
         load = self.load(rnd, level, c)
         rec = JobRecord(model=self.model, round=rnd, arm=server.spec.arm, concurrency=c,
-                        num_prompts=load.num_prompts, seed=load.seed, server=server.tag)
+                        num_prompts=load.num_prompts, seed=load.seed, server=server.tag,
+                        machine=self.machine)
         path = self.log_dir / f"bench-r{rnd}-{server.spec.arm}-c{c}.json"
         t0 = time.monotonic()
         rec = jobs.run_load(server, load, path, self.client, self.args.bench_timeout, rec)
@@ -426,6 +429,10 @@ class ModelRun:
                                      self.why, done, self.spec("plugin", "x"))
         setting = {"model": self.model, "tp": a.tp, "dp": a.dp, "ep": a.ep, "strategy": self.strategy,
                    "mode": "aa" if a.aa else "ab", "input_len": a.input_len, "output_len": a.output_len}
+        mixed = state.mixed_machine_rounds(self.records)
+        if mixed:
+            lines.append(f"machines: round(s) {', '.join(map(str, mixed))} ran their arms on different "
+                         "machines (a run resumed elsewhere); every other round ran on one machine")
         cs = summary.cells(self.records, self.labels["plugin"])
         pairs = None
         if self.strategy == "both-up" and a.server_pairs > 1:
@@ -438,13 +445,17 @@ class ModelRun:
 
     def resume(self) -> None:
         """Reads what an earlier run of the same setting finished."""
-        self.records = state.latest_records(self.log_dir)
+        self.records, elsewhere = state.drop_unpaired_elsewhere(
+            state.latest_records(self.log_dir), self.machine, ARMS)
         self.checks = state.load_checks(self.log_dir)
         self.reference = state.reference_tokens(self.checks)
         self.profile_rows = state.load_profile_rows(self.log_dir)
         for check in self.checks:
             self.problems += check_problems(check)
         self.say(f"resuming: {len(self.records)} loads, {len(self.checks)} server starts done before")
+        if elsewhere:
+            self.say(f"round(s) {', '.join(map(str, elsewhere))}: not yet done in every arm, and measured "
+                     "in part on another machine; both arms of those levels run again here")
 
     def run(self) -> list[str]:
         """The whole run; returns the problems found (empty: all checks passed)."""

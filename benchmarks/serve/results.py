@@ -51,6 +51,7 @@ class JobRecord:
     seed: int
     server: str  # the server start's tag (its log file's name)
     started: Optional[float] = None  # Unix time the load started
+    machine: Optional[str] = None  # environment.machine_id() of the machine it ran on
     ok: bool = False
     error: Optional[str] = None
     result_file: Optional[str] = None

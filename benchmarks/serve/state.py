@@ -11,7 +11,10 @@ stopped at any moment leaves every finished line readable):
 ``--resume`` reads them back: an arm's round counts as done when every
 concurrency level of it has an ok record; later records of the same (round,
 arm, concurrency) replace earlier ones; the greedy reference is the tokens
-of the check marked ``reference``.
+of the check marked ``reference``. A paired round is measured on one
+machine: a round's level that is not yet done in every arm keeps no record
+of another machine (``drop_unpaired_elsewhere``), so a run resumed on a
+fresh machine measures that level's arms again, side by side.
 """
 
 from __future__ import annotations
@@ -70,6 +73,32 @@ def latest_records(log_dir: Path) -> list[JobRecord]:
     for r in load_records(log_dir / ROUNDS):
         by_key[(r.round, r.arm, r.concurrency)] = r
     return list(by_key.values())
+
+
+def drop_unpaired_elsewhere(records: list[JobRecord], machine: str,
+                            arms: tuple[str, ...]) -> tuple[list[JobRecord], list[int]]:
+    """``records`` without those measured on a machine other than
+    ``machine`` whose (round, concurrency) has no ok record in some arm of
+    ``arms``, and the rounds they came from. Records of an unknown machine
+    (written before machines were recorded) are kept."""
+    ok = {(r.round, r.concurrency, r.arm) for r in records if r.ok}
+    paired = {(rnd, c) for rnd, c, _ in ok if all((rnd, c, arm) in ok for arm in arms)}
+    keep, rounds = [], set()
+    for r in records:
+        if (r.round, r.concurrency) not in paired and r.machine not in (None, machine):
+            rounds.add(r.round)
+        else:
+            keep.append(r)
+    return keep, sorted(rounds)
+
+
+def mixed_machine_rounds(records: list[JobRecord]) -> list[int]:
+    """The rounds with a level whose arms were measured on different (known) machines."""
+    seen: dict[tuple[int, int], set[str]] = {}
+    for r in records:
+        if r.machine is not None:
+            seen.setdefault((r.round, r.concurrency), set()).add(r.machine)
+    return sorted({rnd for (rnd, _), machines in seen.items() if len(machines) > 1})
 
 
 def load_profile_rows(log_dir: Path) -> list[dict[str, Any]]:
