@@ -145,10 +145,10 @@ void run_globalize_cpu(const GlobalizeProblem& p, const GlobalizeBuffers& b, con
 // The CUDA body of fused_globalize_align_block_size_out, on the current
 // stream of the ids' device, with no host sync (the kernels read the number
 // of real rows on the device). Decode sizes: one fused launch
-// (cuda/globalize.cu). Larger calls: the globalize pass writes each route's
-// bin to an int32 buffer and rewrites the ids in place, then the align
-// kernels sort the bins over the local experts (align_problem_of) into the
-// caller's buffers.
+// (cuda/globalize.cu). Larger calls: the align kernels over the local
+// experts (align_problem_of) write the caller's buffers; the tiled ones
+// globalize as they go, before the tiny and spread ones a pass writes each
+// route's bin to an int32 buffer allocated here (plan.h says why).
 template <typename T>
 void run_globalize_cuda(const GlobalizeProblem& p, const GlobalizeBuffers& b,
                         const T& recv_topk_idx) {
@@ -157,30 +157,14 @@ void run_globalize_cuda(const GlobalizeProblem& p, const GlobalizeBuffers& b,
   const DeviceGuard guard(device);
   const DeviceLimits limits = device_limits(device);
   const cudaStream_t stream = TT::cuda_stream(device);
-  const GlobalizePlan gplan = plan_globalize_call(p, limits);
-  if (gplan.fused) {
-    launch_globalize_call(p, b, gplan, nullptr, stream);
-    return;
+  const GlobalizePlan plan = plan_globalize_call(p, limits);
+  std::optional<T> bins, scratch;
+  if (globalize_needs_bins(plan)) bins = TT::empty_int32(recv_topk_idx, {p.numel});
+  if (!plan.fused && plan.align.scratch_ints > 0) {
+    scratch = TT::empty_int32(recv_topk_idx, {static_cast<int64_t>(plan.align.scratch_ints)});
   }
-  const AlignProblem align = align_problem_of(p);
-  const LaunchPlan plan = plan_call(align, limits);
-
-  // written by the globalize pass before the align kernels read them
-  const T bins = TT::empty_int32(recv_topk_idx, {p.numel});
-  AlignBuffers ab{};
-  ab.ids = TT::data(bins);
-  ab.ids_dtype = kInt32;
-  ab.sorted_ids = b.sorted_ids;
-  ab.expert_ids = b.expert_ids;
-  ab.post_pad = b.post_pad;
-  ab.scatter_idx = b.scatter_idx;
-  std::optional<T> scratch;
-  if (plan.scratch_ints > 0) {
-    scratch = TT::empty_int32(recv_topk_idx, {static_cast<int64_t>(plan.scratch_ints)});
-    ab.scratch = int32_data(*scratch);
-  }
-  launch_globalize_call(p, b, gplan, int32_data(bins), stream);
-  launch_call(align, ab, plan, device, limits, stream);
+  launch_globalize_call(p, b, plan, int32_data_or_null(bins), int32_data_or_null(scratch), device,
+                        limits, stream);
 }
 #endif
 

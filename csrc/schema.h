@@ -65,10 +65,12 @@ constexpr const char* kLaunchPlan =
 // of numel routes over local_num_experts local experts and blocks of
 // block_size, on a GPU with num_sms SMs and smem_optin_bytes of opt-in shared
 // memory per block. Host code: no GPU needed. Fields, in order: fused (1: one
-// launch of one CTA; 0: the globalize pass, then the align kernels), kernel
-// launches, threads per CTA of the first kernel, its dynamic shared memory
-// bytes, its CTAs, and the align kernels' regime (as cuda_launch_plan's; -1
-// when fused).
+// launch of one CTA; 0: the align kernels), kernel launches, threads per CTA
+// of the fused kernel or of the globalize pass (0: neither), the fused
+// kernel's dynamic shared memory bytes, the CTAs of the fused kernel or of
+// the pass (0: neither), the align kernels' regime (as cuda_launch_plan's;
+// -1 when fused), and folded (1: the tiled align kernels globalize as they
+// go, with no pass).
 constexpr const char* kGlobalizePlan =
     "cuda_globalize_plan(int numel, int local_num_experts, int block_size, int num_sms, "
     "int smem_optin_bytes) -> int[]";

@@ -36,7 +36,9 @@ GLOBALIZE_CASES = [  # rows, topk, local experts, block_size (rows real: 3/4)
     (8, 8, 64, 2048),                                             # fused: B > 1024, L = 64
     (64, 8, 1024, 16), (256, 8, 32, 64), (1024, 8, 1024, 16),     # pass + spread
     (5000, 1, 8, 4096),                                           # pass + spread
-    (4096, 8, 32, 128), (40000, 8, 1024, 64),                     # pass + tiled
+    (8, 8, 1024, 16),                                             # fused: hundreds of experts
+    (4096, 8, 32, 128), (2048, 8, 8, 16),                         # tiled, globalizing, prefix in CTA
+    (40000, 8, 1024, 64),                                         # tiled, globalizing, scan kernel
 ]
 
 

@@ -125,7 +125,7 @@ def test_non_integers_are_a_type_error() -> None:
 ])
 def test_globalize_fused_up_to_1024_routes(numel: int, local_e: int, b: int) -> None:
     g = _ops.cuda_globalize_plan(numel, local_e, b)
-    assert (g.fused, g.launches, g.ctas, g.align_regime) == (True, 1, 1, None)
+    assert (g.fused, g.folded, g.launches, g.ctas, g.align_regime) == (True, False, 1, 1, None)
     # a route a thread, whole warps, at most a CTA of 1024
     assert max(32, numel) <= g.threads <= 1024 and g.threads % 32 == 0
     rows = local_e | 1  # odd row stride
@@ -135,17 +135,31 @@ def test_globalize_fused_up_to_1024_routes(numel: int, local_e: int, b: int) -> 
 
 @pytest.mark.parametrize("numel,local_e,b,regime", [
     (1025, 32, 16, "spread"), (4096, 32, 16, "spread"), (2056, 28, 64, "spread"),
-    (16384, 8, 16, "tiled, prefix in each CTA"), (40000 * 8, 1024, 64, "tiled, scan kernel"),
 ])
-def test_globalize_larger_calls_take_the_pass_and_the_align_kernels(
+def test_globalize_larger_calls_take_the_pass_before_the_spread_kernel(
     numel: int, local_e: int, b: int, regime: str
 ) -> None:
     g = _ops.cuda_globalize_plan(numel, local_e, b)
     a = plan(numel, local_e, b)
-    assert (g.fused, g.smem_bytes, g.align_regime) == (False, 0, regime)
+    assert (g.fused, g.folded, g.smem_bytes, g.align_regime) == (False, False, 0, regime)
     assert a.regime == regime and g.launches == 1 + a.launches
     assert g.threads == 256 and 1 <= g.ctas <= 4 * _ops.H100_SMS
     assert g.ctas * g.threads >= min(numel, 4 * _ops.H100_SMS * 256)
+
+
+@pytest.mark.parametrize("numel,local_e,b,regime", [
+    (16384, 8, 16, "tiled, prefix in each CTA"), (4096 * 8, 32, 64, "tiled, prefix in each CTA"),
+    (40000 * 8, 1024, 64, "tiled, scan kernel"),
+])
+def test_globalize_tiled_calls_globalize_in_the_align_kernels(
+    numel: int, local_e: int, b: int, regime: str
+) -> None:
+    """The tiled kernels compute the bins themselves and rewrite the ids:
+    no pass, the align kernels' launches only."""
+    g = _ops.cuda_globalize_plan(numel, local_e, b)
+    a = plan(numel, local_e, b)
+    assert (g.fused, g.folded, g.align_regime, g.launches) == (False, True, regime, a.launches)
+    assert (g.threads, g.ctas, g.smem_bytes) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("numel", [1, 8, 64])

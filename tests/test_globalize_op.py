@@ -16,7 +16,8 @@ import pytest
 import torch
 from helpers import GLOBALIZE_GRID, poisoned
 
-from vllm_moe_align_plugin._ops import checks
+from vllm_moe_align_plugin import _ops
+from vllm_moe_align_plugin._ops import checks, cuda_globalize_plan
 from vllm_moe_align_plugin.contract import parameters_of
 from vllm_moe_align_plugin.globalize import OP_NAME, buffer_sizes, fused_globalize_align_block_size
 from vllm_moe_align_plugin.globalize_reference import (
@@ -368,21 +369,74 @@ def test_cuda_without_a_kernel_is_not_implemented() -> None:
     # one fused launch: 1 to 32 warps; 64 experts (block scan); block_size up to 1024 and past it
     (1, 8, 32, 16), (8, 8, 16, 16), (48, 8, 32, 64), (128, 8, 32, 64),
     (4, 4, 32, 1024), (8, 8, 64, 2048),
-    # the globalize pass, then the align kernels of each regime (512 routes over 1024
-    # experts: the fused kernel's rows would not fit its shared memory)
+    # the globalize pass, then the spread kernel (512 routes over 1024 experts:
+    # the fused kernel's rows would not fit its shared memory)
     (64, 8, 1024, 16), (256, 8, 32, 64), (500, 8, 8, 16), (5000, 1, 8, 4096), (1024, 8, 16, 128),
+    # the tiled kernels, globalizing as they go, with and without the scan kernel
     (4096, 8, 32, 128), (16384, 8, 32, 64), (2048, 8, 1024, 16), (9000, 4, 1024, 256),
 ])
 def test_cuda_launch_regimes(n: int, topk: int, local_e: int, block_size: int) -> None:
     """Decode to prefill sizes of DeepEP-v2 ranks, so each CUDA path runs:
-    the fused launch (up to 1024 routes) and the globalize pass followed by
-    the align kernels of each regime (tiny, spread, tiled with and without
-    the scan kernel): equal to the oracle, a quarter of the rows not real."""
+    the fused launch (up to 1024 routes), the globalize pass followed by the
+    spread kernel, and the tiled kernels (with and without the scan kernel)
+    that globalize themselves: equal to the oracle, a quarter of the rows not
+    real."""
     _need_kernel("cuda")
     gen = torch.Generator().manual_seed(n * topk + local_e)
     ids = torch.randint(-1, local_e + 2, (n, topk), generator=gen)
     ints = (3 * local_e, 8 * local_e, local_e, block_size)
     _check(ids, _psum(n - n // 4), ints, True, "cuda", f"{n}x{topk} L={local_e} B={block_size}")
+
+
+def _tiled_fuzz_cases(chunk: int) -> list[tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int],
+                                                  bool, str]]:
+    """Random calls of the tiled kernels' sizes (2,048 to 65,536 routes) that
+    take them (cuda_globalize_plan: folded), with global counts cutting into
+    the rank's experts, real-row counts from negative to past the end, ids
+    around [0, L) and past 32 bits, with and without scatter_idx."""
+    gen = torch.Generator().manual_seed(2000 + chunk)
+
+    def draw(low: int, high: int) -> int:  # in [low, high]
+        return int(torch.randint(low, high + 1, (), generator=gen))
+
+    cases = []
+    for k in range(12):
+        topk = (1, 2, 6, 8, 10)[draw(0, 4)]
+        n = draw(2048, 65536) // topk
+        local_e = (8, 16, 32, 64, 128, 1024)[draw(0, 5)]
+        block_size = (1, 16, 64, 128, draw(2, 300))[draw(0, 4)]
+        plan = cuda_globalize_plan(n * topk, local_e, block_size)
+        if not plan.folded:
+            continue
+        offset = draw(0, 7) * local_e + draw(0, 2)
+        global_e = max(0, offset + local_e + draw(-local_e - 2, 8))
+        ids = torch.randint(-3, local_e + 4, (n, topk), generator=gen)
+        if k % 3 == 0:
+            wide = torch.rand(ids.shape, generator=gen) < 0.2
+            ids = torch.where(wide, ids + torch.randint(-4, 4, ids.shape, generator=gen) * 2**32, ids)
+        psum = _psum((draw(0, n), -1, n + 5, n)[k % 4])
+        what = f"chunk {chunk} case {k}: {n}x{topk} L={local_e} B={block_size} ({plan.align_regime})"
+        cases.append((ids, psum, (offset, global_e, local_e, block_size), bool(k % 2), what))
+    return cases
+
+
+@pytest.mark.skipif(not _ops.has_backend("cuda"), reason="this build has no CUDA kernels")
+def test_tiled_fuzz_draws_tiled_calls() -> None:
+    """Most drawn calls take the tiled kernels (host plan, no GPU needed), the
+    scan kernel's regime among them."""
+    cases = [c for chunk in range(4) for c in _tiled_fuzz_cases(chunk)]
+    assert len(cases) >= 32, len(cases)
+    assert any("scan kernel" in c[4] for c in cases) and any("prefix" in c[4] for c in cases)
+
+
+@CUDA
+@pytest.mark.parametrize("chunk", range(4))
+def test_cuda_tiled_kernels_globalize_fuzz(chunk: int) -> None:
+    """The tiled kernels compute each route's bin and rewrite the ids
+    themselves (_tiled_fuzz_cases)."""
+    _need_kernel("cuda")
+    for ids, psum, ints, scatter, what in _tiled_fuzz_cases(chunk):
+        _check(ids, psum, ints, scatter, "cuda", what)
 
 
 @CUDA

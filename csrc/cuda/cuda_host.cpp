@@ -49,10 +49,10 @@ std::vector<int64_t> cuda_globalize_plan(int64_t numel, int64_t local_num_expert
   check_globalize_plan_args(g, num_sms, smem_optin_bytes);
   const DeviceLimits limits{static_cast<int>(num_sms), static_cast<int>(smem_optin_bytes)};
   const GlobalizePlan gp = plan_globalize_call(g, limits);
-  if (gp.fused) return {1, 1, gp.threads, static_cast<int64_t>(gp.smem_bytes), gp.ctas, -1};
-  const LaunchPlan l = plan_call(align_problem_of(g), limits);
-  return {0, 1 + kernel_launches(l.regime), gp.threads, 0, gp.ctas,
-          static_cast<int64_t>(l.regime)};
+  if (gp.fused) return {1, 1, gp.threads, static_cast<int64_t>(gp.smem_bytes), gp.ctas, -1, 0};
+  const int64_t launches = kernel_launches(gp.align.regime) + (gp.folded ? 0 : 1);
+  return {0, launches, gp.threads, 0, gp.ctas, static_cast<int64_t>(gp.align.regime),
+          gp.folded ? 1 : 0};
 }
 
 }  // namespace vllm_moe_align

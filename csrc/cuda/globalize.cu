@@ -1,5 +1,5 @@
 // fused_globalize_align_block_size_out (the contract:
-// vllm_moe_align_plugin/globalize_reference.py) on CUDA, in one of two ways
+// vllm_moe_align_plugin/globalize_reference.py) on CUDA, in one of three ways
 // (plan_globalize in plan.cpp chooses):
 //
 // Fused, one launch of one CTA (decode sizes): each route is loaded by one
@@ -16,11 +16,15 @@
 //   scatter  route i goes to seg[e] + routes of e before its warp + rank
 //   fill     padding and expert ids (fill_segments, as the spread kernel)
 //
-// Two launches (larger calls): the globalize pass, one route a thread,
-// writes each route's bin (local id, or -1 when dropped) to `bins` and
-// rewrites the id in place; the align kernels (tiny.cu, spread.cu, tiled.cu)
-// then sort `bins` over the local experts. A separate launch because those
-// kernels read the routes more than once and from several CTAs (spread:
+// The tiled kernels (larger calls whose align plan is tiled): they compute
+// each route's bin themselves and the scatter kernel rewrites the ids
+// (tiled.cu, kGlobalize).
+//
+// A pass, then the tiny or spread kernel (the other larger calls): the
+// globalize pass, one route a thread, writes each route's bin (local id, or
+// -1 when dropped) to `bins` and rewrites the id in place; the align kernel
+// (tiny.cu, spread.cu) then sorts `bins` over the local experts. A separate
+// launch because those kernels read the routes from several CTAs (spread:
 // every CTA reads every route), so none of them could rewrite an id while
 // another may still read it.
 #include "common.cuh"

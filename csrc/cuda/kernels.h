@@ -22,6 +22,24 @@ cudaError_t launch_spread(const AlignProblem& p, const AlignBuffers& b, const La
                           int device, int smem_optin_bytes, cudaStream_t stream);
 cudaError_t launch_tiled(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan& plan,
                          int device, int smem_optin_bytes, cudaStream_t stream);
+// fused_globalize_align_block_size_out's inputs beyond the align problem:
+// the ids (recv_topk_idx, rewritten in place), psum_recv_per_rank's last
+// entry (rows received, read on the device), and the globalize step's sizes.
+struct GlobalizeArgs {
+  int64_t* ids;
+  const int32_t* psum_last;
+  int topk;
+  int local_experts;
+  long long rank_offset;
+  long long global_experts;
+};
+
+// The tiled kernels of `plan` (a tiled regime) for a globalize call whose
+// align problem is `p` (align_problem_of), globalizing as they go (tiled.cu):
+// every output of b, and g.ids rewritten in place.
+cudaError_t launch_tiled_globalize(const AlignProblem& p, const AlignBuffers& b,
+                                   const LaunchPlan& plan, const GlobalizeArgs& g, int device,
+                                   int smem_optin_bytes, cudaStream_t stream);
 cudaError_t preload_tiny();
 cudaError_t preload_spread();
 cudaError_t preload_tiled();
@@ -29,9 +47,10 @@ cudaError_t preload_tiled();
 // globalize.cu, fused_globalize_align_block_size_out for a validated problem
 // and its plan (plan_globalize): launch_globalize_fused writes every output
 // and rewrites b.ids in place in one launch (plan.fused); launch_globalize
-// is the pass of the two-launch path: it writes each route's bin (local id,
-// or -1 when it is dropped) to `bins` (numel ints) and rewrites b.ids in
-// place, and the align kernels then run on `bins` (no launch for numel == 0).
+// is the pass before the tiny or spread kernels: it writes each route's bin
+// (local id, or -1 when it is dropped) to `bins` (numel ints) and rewrites
+// b.ids in place, and the align kernels then run on `bins` (no launch for
+// numel == 0).
 cudaError_t launch_globalize_fused(const GlobalizeProblem& p, const GlobalizeBuffers& b,
                                    const GlobalizePlan& plan, cudaStream_t stream);
 cudaError_t launch_globalize(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,

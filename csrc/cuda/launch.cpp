@@ -67,15 +67,42 @@ void launch_call(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan&
 
 GlobalizePlan plan_globalize_call(const GlobalizeProblem& p, const DeviceLimits& limits) {
   const AlignProblem align = align_problem_of(p);
-  return plan_globalize(static_cast<int>(align.numel), static_cast<int>(align.num_experts),
-                        static_cast<int>(align.block_size), static_cast<int>(align.sorted_size),
-                        limits.num_sms);
+  const GlobalizePlan plan = plan_globalize(
+      static_cast<int>(align.numel), static_cast<int>(align.num_experts),
+      static_cast<int>(align.block_size), static_cast<int>(align.sorted_size), limits.num_sms,
+      limits.smem_optin_bytes);
+  VLLM_MOE_ALIGN_CHECK_VALUE(plan.fused || plan.align.fits, "local_num_experts=",
+                             p.local_num_experts,
+                             " needs more shared memory than this GPU offers per block");
+  return plan;
 }
 
 void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b,
-                           const GlobalizePlan& plan, int32_t* bins, cudaStream_t stream) {
-  check_cuda(plan.fused ? launch_globalize_fused(p, b, plan, stream)
-                        : launch_globalize(p, b, bins, plan, stream));
+                           const GlobalizePlan& plan, int32_t* bins, int32_t* scratch, int device,
+                           const DeviceLimits& limits, cudaStream_t stream) {
+  if (plan.fused) {
+    check_cuda(launch_globalize_fused(p, b, plan, stream));
+    return;
+  }
+  const AlignProblem align = align_problem_of(p);
+  AlignBuffers ab{};
+  ab.ids_dtype = plan.folded ? kInt64 : kInt32;
+  ab.ids = plan.folded ? static_cast<const void*>(b.ids) : bins;
+  ab.sorted_ids = b.sorted_ids;
+  ab.expert_ids = b.expert_ids;
+  ab.post_pad = b.post_pad;
+  ab.scatter_idx = b.scatter_idx;
+  ab.scratch = scratch;
+  if (plan.folded) {
+    const GlobalizeArgs g{b.ids, b.psum + (p.psum_size - 1), static_cast<int>(p.topk),
+                          static_cast<int>(p.local_num_experts), p.rank_expert_offset,
+                          p.global_num_experts};
+    check_cuda(launch_tiled_globalize(align, ab, plan.align, g, device, limits.smem_optin_bytes,
+                                      stream));
+    return;
+  }
+  check_cuda(launch_globalize(p, b, bins, plan, stream));
+  check_cuda(launch_align(align, ab, plan.align, device, limits.smem_optin_bytes, stream));
 }
 
 }  // namespace vllm_moe_align

@@ -46,15 +46,20 @@ void launch_call(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan&
                  int device, const DeviceLimits& limits, cudaStream_t stream);
 
 // The plan of one validated fused_globalize_align_block_size_out call on a
-// GPU with `limits`.
+// GPU with `limits` (ValueError as plan_call's).
 GlobalizePlan plan_globalize_call(const GlobalizeProblem& p, const DeviceLimits& limits);
 
-// Enqueues fused_globalize_align_block_size_out's globalize kernel for the
-// validated problem `p` on `stream`: with plan.fused the one launch that
-// writes everything (bins unused, may be null); else the pass that writes
-// the bins (numel ints), which the align kernels then sort. RuntimeError on
-// a launch error.
+// Whether `plan` needs the bins buffer (numel ints) of the globalize pass.
+inline bool globalize_needs_bins(const GlobalizePlan& plan) { return !plan.fused && !plan.folded; }
+
+// Enqueues the kernels of `plan` for the validated globalize problem `p` on
+// buffers `b` on `stream`: the fused launch; or the tiled kernels that
+// globalize as they go; or the pass that writes `bins`, then the align
+// kernels on them. `bins` (globalize_needs_bins) and `scratch`
+// (plan.align.scratch_ints ints) may be null when the plan needs none.
+// RuntimeError on a launch error.
 void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b,
-                           const GlobalizePlan& plan, int32_t* bins, cudaStream_t stream);
+                           const GlobalizePlan& plan, int32_t* bins, int32_t* scratch, int device,
+                           const DeviceLimits& limits, cudaStream_t stream);
 
 }  // namespace vllm_moe_align

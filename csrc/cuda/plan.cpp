@@ -70,7 +70,7 @@ constexpr int kFusedMaxSlots = 64 * kThreads;
 }  // namespace
 
 GlobalizePlan plan_globalize(int numel, int num_experts, int block_size, int sorted_size,
-                             int num_sms) {
+                             int num_sms, int smem_optin_bytes) {
   const int64_t n = numel, E = num_experts;
   GlobalizePlan g{};
   g.ctas = 1;
@@ -100,6 +100,13 @@ GlobalizePlan plan_globalize(int numel, int num_experts, int block_size, int sor
     }
   }
   g.fused = false;
+  g.align = plan_launch(numel, num_experts, block_size, sorted_size, false, num_sms,
+                        smem_optin_bytes);
+  g.folded = globalize_folds_into(g.align.regime);
+  if (g.folded) {
+    g.threads = g.ctas = 0;
+    return g;
+  }
   g.threads = kGlobalizeThreads;
   const int64_t want = (n + kGlobalizeThreads - 1) / kGlobalizeThreads;
   g.ctas = static_cast<int>(std::max<int64_t>(

@@ -70,17 +70,29 @@ inline int spread_group_log2(int block_size) {
 
 // fused_globalize_align_block_size_out (globalize.cu): up to
 // kFusedGlobalizeMaxRoutes routes (one CTA, a route a thread) run as one
-// fused launch; larger calls as the globalize pass (kGlobalizeThreads a CTA)
-// and then the align kernels.
+// fused launch; larger calls run the align kernels of plan_launch's regime on
+// the routes' bins (local id, or dropped). The tiled kernels compute the bins
+// themselves and the scatter kernel rewrites the ids in place (it is the last
+// to read them: each of its CTAs reads only its own tile, once, after the
+// count kernel has finished); the tiny and spread kernels read the routes
+// from several CTAs within one launch, so for them a globalize pass
+// (kGlobalizeThreads a CTA) first writes the bins and rewrites the ids.
 constexpr int kFusedGlobalizeMaxRoutes = kThreads;
 constexpr int kGlobalizeThreads = 256;
 
+// Whether the globalize step runs inside the align kernels of regime r (see above).
+constexpr bool globalize_folds_into(Regime r) {
+  return r == Regime::kTiledPrefixHere || r == Regime::kTiledScan;
+}
+
 // The launch sizes of one fused_globalize_align_block_size_out call.
 struct GlobalizePlan {
-  bool fused;           // one launch; else the globalize pass, then plan_launch's kernels
-  int threads;          // per CTA (fused: its one CTA; else the pass's CTAs)
-  int ctas;             // fused: 1; else the pass's CTAs
+  bool fused;           // one launch; else the align kernels of `align`
+  bool folded;          // (not fused) the tiled kernels globalize: no pass, no bins buffer
+  int threads;          // fused: its one CTA's threads; with a pass: the pass's; else 0
+  int ctas;             // fused: 1; with a pass: the pass's CTAs; else 0
   size_t smem_bytes;    // fused: dynamic shared memory
+  LaunchPlan align;     // (not fused) the align kernels' plan on the bins
 };
 
 // Shared memory of the fused kernel, in ints: hist[warps][row stride] |
@@ -93,9 +105,10 @@ constexpr int fused_globalize_smem_ints(int E, int warps) {
 
 // The plan for numel routes over local_experts local experts (num_experts of
 // the align problem: at least 1), blocks of block_size, sorted_size slots, on
-// a GPU with num_sms SMs (plan.cpp). Host code only.
+// a GPU with num_sms SMs and smem_optin_bytes of opt-in shared memory per
+// block (plan.cpp). Host code only.
 GlobalizePlan plan_globalize(int numel, int num_experts, int block_size, int sorted_size,
-                             int num_sms);
+                             int num_sms, int smem_optin_bytes);
 
 // The plan for numel routes, num_experts experts and blocks of block_size,
 // sorted_size output slots, on a GPU with num_sms SMs and smem_optin_bytes of

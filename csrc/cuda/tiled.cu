@@ -7,6 +7,13 @@
 //                        share, stable scatter of its tile
 // Within a tile, each histogram warp owns a contiguous chunk of routes: its
 // count and scatter walk the chunk in route order, so segments ascend.
+//
+// fused_globalize_align_block_size_out's larger calls run these kernels
+// with kGlobalize (launch_tiled_globalize): a route's bin is its local id
+// when the route is kept (Globalize::bin), and the scatter kernel rewrites
+// each id of its tile in place as it stages the tile (the thread that reads
+// a route writes it; no other CTA reads that tile in this launch, and the
+// count kernel, the only other reader, has finished).
 #include "common.cuh"
 
 #include <type_traits>
@@ -34,12 +41,42 @@ __device__ __forceinline__ unsigned peers_of(int key, bool wide) {
   return wide ? peers_of_bits<13>(key) : peers_of_bits<9>(key);
 }
 
+// The bins of fused_globalize_align_block_size_out's routes (GlobalizeArgs):
+// route i is kept when its local id is in [0, L), its global id below
+// global_experts and its row real (i < real_routes = rows received x topk);
+// its bin is then the local id, else E. The id is read as a 32-bit int, as
+// vLLM's kernel reads it.
+struct Globalize {
+  long long real_routes;
+  GlobalizeArgs a;
+  __device__ __forceinline__ static Globalize of(const GlobalizeArgs& a) {
+    return {static_cast<long long>(__ldg(a.psum_last)) * a.topk, a};
+  }
+  __device__ __forceinline__ int bin(int64_t raw, int i, int E) const {
+    const int local = static_cast<int>(raw);
+    const bool kept = local >= 0 && local < a.local_experts &&
+                      local + a.rank_offset < a.global_experts && i < real_routes;
+    return kept ? local : E;
+  }
+  // The id route i holds after the call: global, or -1 when dropped.
+  __device__ __forceinline__ int64_t rewritten(int bin, int E) const {
+    return bin < E ? bin + a.rank_offset : -1;
+  }
+};
+
+// The align op's bins (bin_of); for kGlobalize, Globalize::bin (g).
+template <bool kGlobalize, typename IdT>
+__device__ __forceinline__ int bin_at(IdT raw, int i, const Params& p, const Globalize& g) {
+  if constexpr (kGlobalize) return g.bin(raw, i, p.num_experts);
+  else return bin_of(raw, p);
+}
+
 // load: calls f(i, bin) for the routes i of [lo, hi), with all kInFlight loads
 // of a thread issued before the first is used. Warp-uniform: the lanes of a
 // warp make the same calls (f may use warp votes); lanes past hi get bin E.
-template <typename IdT, typename F>
+template <bool kGlobalize = false, typename IdT, typename F>
 __device__ __forceinline__ void for_each_bin(const IdT* __restrict__ ids, int lo, int hi,
-                                             const Params& p, F f) {
+                                             const Params& p, F f, const Globalize& g = {}) {
   constexpr int kInFlight = 8;
   const int nt = blockDim.x, lane = threadIdx.x & 31;
   for (int base = lo + threadIdx.x; base - lane < hi; base += nt * kInFlight) {
@@ -53,19 +90,24 @@ __device__ __forceinline__ void for_each_bin(const IdT* __restrict__ ids, int lo
     for (int u = 0; u < kInFlight; ++u) {
       const int i = base + u * nt;
       if (i - lane >= hi) break;  // the whole warp is past the range
-      f(i, i < hi ? bin_of(v[u], p) : p.num_experts);
+      f(i, i < hi ? bin_at<kGlobalize>(v[u], i, p, g) : p.num_experts);
     }
   }
 }
 
 // load: bins of routes [lo, hi) into shared memory (the phases after read
-// shared memory only).
-template <typename IdT>
+// shared memory only). kGlobalize: and each route's id rewritten in place
+// (`out`: the ids, writable), by the thread that read it.
+template <bool kGlobalize = false, typename IdT>
 __device__ __forceinline__ void stage_bins(const IdT* __restrict__ ids, int lo, int hi,
-                                           int* bins, const Params& p) {
-  for_each_bin(ids, lo, hi, p, [&](int i, int e) {
-    if (i < hi) bins[i - lo] = e;
-  });
+                                           int* bins, const Params& p, IdT* out = nullptr,
+                                           const Globalize& g = {}) {
+  for_each_bin<kGlobalize>(ids, lo, hi, p, [&](int i, int e) {
+    if (i < hi) {
+      bins[i - lo] = e;
+      if constexpr (kGlobalize) out[i] = g.rewritten(e, p.num_experts);
+    }
+  }, g);
 }
 
 // Routes [begin, end) of one warp's chunk (relative to the staged bins).
@@ -214,9 +256,9 @@ __device__ void fill_expert_ids(const int* seg, int cta, int ctas, const Params&
 // flight. (Aggregating equal experts of a warp with ballots first, to save
 // atomics, is slower: the ballots are more instructions than the atomics
 // they save at realistic expert counts.)
-template <typename IdT>
-__global__ void __launch_bounds__(kThreads)
-    count_tiles_kernel(const IdT* __restrict__ ids, Params p) {
+template <bool kGlobalize, typename IdT>
+__device__ __forceinline__ void count_tiles(const IdT* __restrict__ ids, const Params& p,
+                                            const Globalize& g) {
   extern __shared__ int hist[];
   const int E = p.num_experts;
   const int lo = blockIdx.x * p.tile_routes;
@@ -224,12 +266,23 @@ __global__ void __launch_bounds__(kThreads)
   for (int e = threadIdx.x; e < E; e += blockDim.x) hist[e] = 0;
   fill_padding(blockIdx.x, gridDim.x, p);  // the scatter kernel runs after this one
   __syncthreads();
-  for_each_bin(ids, lo, hi, p, [&](int, int e) {
+  for_each_bin<kGlobalize>(ids, lo, hi, p, [&](int, int e) {
     if (e < E) atomicAdd(&hist[e], 1);
-  });
+  }, g);
   __syncthreads();
   int* out = p.tile_hist + static_cast<size_t>(blockIdx.x) * E;
   for (int e = threadIdx.x; e < E; e += blockDim.x) out[e] = hist[e];
+}
+
+template <typename IdT>
+__global__ void __launch_bounds__(kThreads)
+    count_tiles_kernel(const IdT* __restrict__ ids, Params p) {
+  count_tiles<false>(ids, p, Globalize{});
+}
+
+__global__ void __launch_bounds__(kThreads)
+    count_tiles_globalize_kernel(const int64_t* __restrict__ ids, Params p, GlobalizeArgs g) {
+  count_tiles<true>(ids, p, Globalize::of(g));
 }
 
 // scan (tiled, many tiles): per expert, tile counts -> exclusive prefix over
@@ -324,9 +377,9 @@ __device__ void tile_prefix_here(const Params& p, int tile, int* before, int* cn
 // this CTA's share of the fill, and the stable scatter of its tile.
 // kPrefixHere: no scan kernel ran; derive totals and this tile's prefix from
 // the raw tile counts (cheap while tiles * E is small).
-template <typename IdT, bool kPrefixHere>
-__global__ void __launch_bounds__(kThreads, 1)
-    scatter_tiles_kernel(const IdT* __restrict__ ids, Params p) {
+template <bool kPrefixHere, bool kGlobalize, typename IdT>
+__device__ __forceinline__ void scatter_tiles(const IdT* __restrict__ ids, const Params& p,
+                                              const GlobalizeArgs& ga) {
   extern __shared__ __align__(16) int smem[];
   const int E = p.num_experts, W = p.hist_warps;
   const int tile = blockIdx.x;
@@ -346,7 +399,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       seg[e] = p.tile_hist[static_cast<size_t>(tile) * E + e];
     }
   }
-  stage_bins(ids, lo, hi, bins, p);
+  if constexpr (kGlobalize) stage_bins<true>(ids, lo, hi, bins, p, ga.ids, Globalize::of(ga));
+  else stage_bins(ids, lo, hi, bins, p);
   __syncthreads();
   if (kPrefixHere) {
     if (p.prefix_cols == E) tile_prefix_here<1>(p, tile, seg, cnt);
@@ -364,20 +418,42 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp < W) scatter_chunk(bins, chunk, lo, seg, hist + warp * E, p);
 }
 
-template <typename IdT>
-cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, int device,
-                         int smem_optin_bytes, cudaStream_t stream) {
-  count_tiles_kernel<IdT><<<l.num_tiles, l.threads, sizeof(int) * p.num_experts, stream>>>(ids, p);
+template <typename IdT, bool kPrefixHere>
+__global__ void __launch_bounds__(kThreads, 1)
+    scatter_tiles_kernel(const IdT* __restrict__ ids, Params p) {
+  scatter_tiles<kPrefixHere, false>(ids, p, GlobalizeArgs{});
+}
+
+template <bool kPrefixHere>
+__global__ void __launch_bounds__(kThreads, 1)
+    scatter_tiles_globalize_kernel(const int64_t* __restrict__ ids, Params p, GlobalizeArgs g) {
+  scatter_tiles<kPrefixHere, true>(ids, p, g);
+}
+
+// The tiled launches: the count kernel, the scan kernel for kTiledScan, then
+// the scatter kernel of the regime (prefix here, or after the scan). The
+// align op's kernels and the globalize op's launch alike; each of them takes
+// `args`.
+template <auto kCount, auto kScatterPrefixHere, auto kScatterScanned, typename... Args>
+cudaError_t launch_tiles(const Params& p, const LaunchPlan& l, int device, int smem_optin_bytes,
+                         cudaStream_t stream, const Args&... args) {
+  kCount<<<l.num_tiles, l.threads, sizeof(int) * p.num_experts, stream>>>(args...);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   if (l.regime == Regime::kTiledScan) {
     scan_tiles_kernel<<<(p.num_experts + 31) / 32, kThreads, 0, stream>>>(p);
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
-    return launch_with_smem<scatter_tiles_kernel<IdT, false>>(l, device, smem_optin_bytes, stream,
-                                                              ids, p);
+    return launch_with_smem<kScatterScanned>(l, device, smem_optin_bytes, stream, args...);
   }
-  return launch_with_smem<scatter_tiles_kernel<IdT, true>>(l, device, smem_optin_bytes, stream,
-                                                           ids, p);
+  return launch_with_smem<kScatterPrefixHere>(l, device, smem_optin_bytes, stream, args...);
+}
+
+template <typename IdT>
+cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, int device,
+                         int smem_optin_bytes, cudaStream_t stream) {
+  return launch_tiles<count_tiles_kernel<IdT>, scatter_tiles_kernel<IdT, true>,
+                      scatter_tiles_kernel<IdT, false>>(p, l, device, smem_optin_bytes, stream,
+                                                        ids, p);
 }
 
 template <typename IdT>
@@ -396,10 +472,23 @@ cudaError_t launch_tiled(const AlignProblem& c, const AlignBuffers& b, const Lau
   });
 }
 
+cudaError_t launch_tiled_globalize(const AlignProblem& c, const AlignBuffers& b,
+                                   const LaunchPlan& plan, const GlobalizeArgs& g, int device,
+                                   int smem_optin_bytes, cudaStream_t stream) {
+  const Params p = to_params(c, b, plan);
+  const int64_t* ids = g.ids;
+  return launch_tiles<count_tiles_globalize_kernel, scatter_tiles_globalize_kernel<true>,
+                      scatter_tiles_globalize_kernel<false>>(p, plan, device, smem_optin_bytes,
+                                                             stream, ids, p, g);
+}
+
 cudaError_t preload_tiled() {
   cudaError_t err = preload_typed<int32_t>();
   if (err == cudaSuccess) err = preload_typed<int64_t>();
   if (err == cudaSuccess) err = query_all<scan_tiles_kernel>();
+  if (err == cudaSuccess)
+    err = query_all<count_tiles_globalize_kernel, scatter_tiles_globalize_kernel<true>,
+                    scatter_tiles_globalize_kernel<false>>();
   return err;
 }
 

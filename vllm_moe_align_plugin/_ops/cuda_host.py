@@ -97,12 +97,13 @@ class CudaGlobalizePlan:
     call (``plan_globalize`` in csrc/cuda/plan.cpp decides it; this only
     reports it)."""
 
-    fused: bool  # one launch of one CTA; else the globalize pass, then the align kernels
+    fused: bool  # one launch of one CTA; else the align kernels of align_regime
     launches: int  # kernels per call
-    threads: int  # per CTA of the first kernel
-    smem_bytes: int  # its dynamic shared memory
-    ctas: int  # its CTAs
+    threads: int  # per CTA of the fused kernel or of the globalize pass (0: none)
+    smem_bytes: int  # the fused kernel's dynamic shared memory
+    ctas: int  # CTAs of the fused kernel or of the globalize pass (0: none)
     align_regime: Optional[str]  # the align kernels' regime (None when fused)
+    folded: bool  # the tiled align kernels globalize as they go: no pass
 
 
 def cuda_globalize_plan(
@@ -122,7 +123,8 @@ def cuda_globalize_plan(
     n, e, b, sms, smem = (check_int(name, value) for name, value in sizes.items())
     _require_cuda_kernels()
     v = _OPS.cuda_globalize_plan(n, e, b, sms, smem)
-    return CudaGlobalizePlan(bool(v[0]), *v[1:5], align_regime=None if v[5] < 0 else REGIMES[v[5]])
+    return CudaGlobalizePlan(bool(v[0]), *v[1:5], align_regime=None if v[5] < 0 else REGIMES[v[5]],
+                             folded=bool(v[6]))
 
 
 def _preload_if_cuda_is_up() -> None:
