@@ -13,7 +13,10 @@
 // when the route is kept (Globalize::bin), and the scatter kernel rewrites
 // each id of its tile in place as it stages the tile (the thread that reads
 // a route writes it; no other CTA reads that tile in this launch, and the
-// count kernel, the only other reader, has finished).
+// count kernel, the only other reader, has finished). The ids are read
+// through a const __restrict__ pointer, so possibly through the read-only
+// cache: that is safe because each id is read once, before its own thread
+// writes it, and never read again in the launch.
 #include "common.cuh"
 
 #include <type_traits>
