@@ -123,6 +123,22 @@ __device__ __forceinline__ int bin_of(IdT raw, const Params& p) {
   return bin_of(raw, p, p.map);
 }
 
+// fused_globalize_align_block_size_out (globalize.cu, and tiled.cu's
+// kGlobalize kernels): the routes of real rows are the first rows received x
+// topk (real_routes, from psum_recv_per_rank's last entry, read on the
+// device); route i of local id `local` (its id read as a 32-bit int, as
+// vLLM's kernel reads it) is kept when the id is in [0, L), its global id
+// local + rank_offset is below global_experts and its row is real.
+__device__ __forceinline__ long long globalize_real_routes(const int32_t* psum_last, int topk) {
+  return static_cast<long long>(__ldg(psum_last)) * topk;
+}
+__device__ __forceinline__ bool globalize_keeps(int local, int i, long long real_routes,
+                                                int local_experts, long long rank_offset,
+                                                long long global_experts) {
+  return local >= 0 && local < local_experts && local + rank_offset < global_experts &&
+         i < real_routes;
+}
+
 __device__ __forceinline__ int warp_inclusive_scan(int v) {
   const int lane = threadIdx.x & 31;
 #pragma unroll

@@ -38,14 +38,13 @@ __global__ void __launch_bounds__(kGlobalizeThreads)
                      long long rank_offset, long long global_experts) {
   // Route i is in row i / topk, a real row when that is < num_recv, that is
   // when i < num_recv * topk: no division per route.
-  const long long real_routes = static_cast<long long>(__ldg(psum_last)) * topk;
+  const long long real_routes = globalize_real_routes(psum_last, topk);
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < numel; i += gridDim.x * blockDim.x) {
-    const int local = static_cast<int>(ids[i]);  // read as a 32-bit int, as vLLM's kernel does
-    const long long global = local + rank_offset;
+    const int local = static_cast<int>(ids[i]);
     const bool valid =
-        local >= 0 && local < local_experts && global < global_experts && i < real_routes;
+        globalize_keeps(local, i, real_routes, local_experts, rank_offset, global_experts);
     bins[i] = valid ? local : -1;
-    ids[i] = valid ? global : -1;
+    ids[i] = valid ? local + rank_offset : -1;
   }
 }
 
@@ -65,15 +64,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   int* seg = totals + E;           // [E + 1]
   // load, and the rewrite of this thread's own route
   const int i = threadIdx.x;
-  const long long real_routes = static_cast<long long>(__ldg(psum_last)) * topk;
+  const long long real_routes = globalize_real_routes(psum_last, topk);
   int key[1] = {E};
   if (i < n) {
-    const int local = static_cast<int>(ids[i]);  // read as a 32-bit int, as vLLM's kernel does
-    const long long global = local + rank_offset;
+    const int local = static_cast<int>(ids[i]);
     const bool valid =
-        local >= 0 && local < local_experts && global < global_experts && i < real_routes;
+        globalize_keeps(local, i, real_routes, local_experts, rank_offset, global_experts);
     if (valid) key[0] = local;
-    ids[i] = valid ? global : -1;
+    ids[i] = valid ? local + rank_offset : -1;
   }
   // count
   int rank[1], count[1];

@@ -45,21 +45,17 @@ __device__ __forceinline__ unsigned peers_of(int key, bool wide) {
 }
 
 // The bins of fused_globalize_align_block_size_out's routes (GlobalizeArgs):
-// route i is kept when its local id is in [0, L), its global id below
-// global_experts and its row real (i < real_routes = rows received x topk);
-// its bin is then the local id, else E. The id is read as a 32-bit int, as
-// vLLM's kernel reads it.
+// the local id of a kept route (globalize_keeps), else E.
 struct Globalize {
   long long real_routes;
   GlobalizeArgs a;
   __device__ __forceinline__ static Globalize of(const GlobalizeArgs& a) {
-    return {static_cast<long long>(__ldg(a.psum_last)) * a.topk, a};
+    return {globalize_real_routes(a.psum_last, a.topk), a};
   }
   __device__ __forceinline__ int bin(int64_t raw, int i, int E) const {
     const int local = static_cast<int>(raw);
-    const bool kept = local >= 0 && local < a.local_experts &&
-                      local + a.rank_offset < a.global_experts && i < real_routes;
-    return kept ? local : E;
+    return globalize_keeps(local, i, real_routes, a.local_experts, a.rank_offset, a.global_experts)
+               ? local : E;
   }
   // The id route i holds after the call: global, or -1 when dropped.
   __device__ __forceinline__ int64_t rewritten(int bin, int E) const {
