@@ -160,7 +160,7 @@ void run_globalize_cuda(const GlobalizeProblem& p, const GlobalizeBuffers& b,
   const GlobalizePlan plan = plan_globalize_call(p, limits);
   std::optional<T> bins, scratch;
   if (globalize_needs_bins(plan)) bins = TT::empty_int32(recv_topk_idx, {p.numel});
-  if (!plan.fused && plan.align.scratch_ints > 0) {
+  if (plan.align.scratch_ints > 0) {  // (0 when fused)
     scratch = TT::empty_int32(recv_topk_idx, {static_cast<int64_t>(plan.align.scratch_ints)});
   }
   launch_globalize_call(p, b, plan, int32_data_or_null(bins), int32_data_or_null(scratch), device,
