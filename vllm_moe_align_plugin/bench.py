@@ -57,7 +57,7 @@ CASES = [
     Case(16384, 4, 128, 128), Case(16384, 8, 256, 128), Case(32768, 8, 128, 128),
     Case(65536, 8, 256, 128),
 ]
-# The serving models' shapes (``benchmarks/serve``), decode at 1 and 8
+# The serving models' shapes (``benchmarks/vllm_ab/serve``), decode at 1 and 8
 # requests and an 8192-token prefill chunk (vLLM's default
 # max_num_batched_tokens), with the block size vLLM 0.26's Triton MoE picks
 # for them on an H200: DeepSeek-V2-Lite (64 experts, top-6; vLLM's default

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from benchmarks.e2e import environment
+from benchmarks.vllm_ab import environment
 
 ARMS = environment.VARIANTS  # ("vllm", "plugin"): baseline first
 ARM_LABELS = {"vllm": "baseline", "plugin": "plugin"}

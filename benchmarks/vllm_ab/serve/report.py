@@ -7,7 +7,7 @@ tokens/s, TTFT and TPOT over the rounds, the plugin/baseline ratios with their
 ``.csv``: the same numbers in long format (``summary.CSV_COLUMNS``).
 ``.png``: output tokens/s per arm with interval bars, one panel per
 concurrency. Tables come from ``vllm_moe_align_plugin.bench.markdown_table``,
-the CSV and chart writers from ``benchmarks.e2e.report``.
+the CSV and chart writers from ``benchmarks.vllm_ab.report``.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import argparse
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmarks.e2e.models import moe_shape, param_count
-from benchmarks.e2e.report import Bar, fmt, write_csv, write_interval_png
+from benchmarks.vllm_ab.models import moe_shape, param_count
+from benchmarks.vllm_ab.report import Bar, fmt, write_csv, write_interval_png
+from benchmarks.vllm_ab.stats import Interval
 from vllm_moe_align_plugin.bench import markdown_table
 
 from .checks import ServerCheck
 from .commands import ARM_LABELS, ARMS, ServerSpec, non_defaults
 from .profiling import STEP_KINDS
 from .results import METRICS
-from .stats import Interval
 from .summary import CSV_COLUMNS, RATIO_ARM, Cell, csv_rows, find
 
 PAIRS_NOTE = ("Each server pair's rounds on their own, ratios as above. The pairs differ in which "
@@ -89,7 +89,7 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device
          "plugin's server stands in an A/B run (started second, port +1), so the ratio B/A is the "
          "harness's own bias" if a.aa else
          f"arms: baseline {baseline}, plugin `VLLM_PLUGINS=moe_align`; nothing else differs"),
-        "environment of both arms (`benchmarks/e2e/environment.child_env`): spawned workers, a pid "
+        "environment of both arms (`benchmarks/vllm_ab/environment.child_env`): spawned workers, a pid "
         "in every log line, `VLLM_USE_FLASHINFER_SAMPLER=0` (FlashInfer is not installed), NVLink "
         "multicast off (`NCCL_NVLS_ENABLE=0`, `VLLM_ALLREDUCE_USE_SYMM_MEM=0`, "
         "`TORCH_SYMM_MEM_DISABLE_MULTICAST=1`, `NVSHMEM_DISABLE_NVLS=1`)",

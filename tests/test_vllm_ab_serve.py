@@ -1,8 +1,8 @@
-"""The serving benchmark harness (benchmarks/serve/) on CPU: statistics against
+"""The A/B harness's serving load (benchmarks/vllm_ab/serve/) on CPU: statistics against
 known values, command lines (also parsed by the installed vLLM's own CLI
 parsers), result JSON, tokenizer, checks, summary and report files, the
 model shapes, and whole runs of the driver against the stand-in vLLM
-(benchmarks/serve/standin.py) and of the installed ``vllm bench serve``
+(benchmarks/vllm_ab/serve/standin.py) and of the installed ``vllm bench serve``
 against the stand-in server. The GPU runs themselves need vLLM 0.26 and GPUs."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.e2e import environment, logs, models
-from benchmarks.serve import __main__ as serve_main
-from benchmarks.serve import (
+from benchmarks.vllm_ab import environment, logs, models, stats
+from benchmarks.vllm_ab.serve import __main__ as serve_main
+from benchmarks.vllm_ab.serve import (
     checks,
     cli_check,
     client,
@@ -32,15 +32,14 @@ from benchmarks.serve import (
     report,
     results,
     state,
-    stats,
     summary,
 )
-from benchmarks.serve import server as server_mod
-from benchmarks.serve.standin import write_package
-from benchmarks.serve.tokenizer import vocabulary, write_model_tokenizer
+from benchmarks.vllm_ab.serve import server as server_mod
+from benchmarks.vllm_ab.serve.standin import write_package
+from benchmarks.vllm_ab.serve.tokenizer import vocabulary, write_model_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-STANDIN = ROOT / "benchmarks" / "serve" / "standin.py"
+STANDIN = ROOT / "benchmarks" / "vllm_ab" / "serve" / "standin.py"
 T975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987, 9: 2.2621571627409915,
         30: 2.0422724563012373}  # scipy.stats.t.ppf(0.975, df)
 

@@ -1,5 +1,6 @@
-"""The CPU-side parts of the end-to-end benchmark (benchmarks/e2e/): model
-configs, prompts, LLM arguments, the child environment, the plugin-log check,
+"""The CPU-side parts of the A/B harness's offline load
+(benchmarks/vllm_ab/offline/) and of its shared modules: model configs,
+prompts, LLM arguments, the child environment, the plugin-log check,
 the align attribution and the trace parser (on synthetic torch-profiler
 traces), the report files, and the driver against a stand-in vLLM. The GPU
 runs themselves need vLLM and GPUs."""
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.e2e import attribution, child, environment, logs, models, offline, report, trace
-from benchmarks.e2e.fake_trace import TraceBuilder
+from benchmarks.vllm_ab import attribution, environment, logs, models, trace
+from benchmarks.vllm_ab.fake_trace import TraceBuilder
+from benchmarks.vllm_ab.offline import child, report
+from benchmarks.vllm_ab.offline import driver as offline
+from benchmarks.vllm_ab.report import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_KERNEL = "void vllm_moe_align::(anonymous namespace)::tiny_kernel<int>(int const*, Params)"
@@ -365,7 +369,7 @@ def test_report_files(tmp_path: Path) -> None:
             rows.append(report.make_row(result, traces, log, True))
     md = report.markdown(rows, "header")
     assert "| qwen3moe | plugin |" in md and "40.0 -> 10.0 (4.00x)" in md and "4.0%" in md
-    report.write_csv(rows, tmp_path / "r.csv")
+    write_csv(rows, tmp_path / "r.csv", report.COLUMNS)
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0].split(",") == list(report.COLUMNS) and len(lines) == 5
     pytest.importorskip("matplotlib")
@@ -394,7 +398,7 @@ def test_parse_args() -> None:
 # (children, process groups, logs, traces, reports, exit status) run on CPU.
 FAKE_VLLM = r'''
 import gzip, json, logging, os, subprocess, sys, time
-from benchmarks.e2e.fake_trace import step_trace
+from benchmarks.vllm_ab.fake_trace import step_trace
 __version__ = "0.26.0"
 _fmt = (os.environ.get("VLLM_LOGGING_PREFIX", "")
         + "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s")
@@ -476,7 +480,7 @@ def _fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str, env:
     fake = tmp_path / "fake"
     (fake / "vllm").mkdir(parents=True, exist_ok=True)
     (fake / "vllm" / "__init__.py").write_text(FAKE_VLLM)
-    # the repository root too: the stand-in writes its trace with benchmarks.e2e.fake_trace
+    # the repository root too: the stand-in writes its trace with benchmarks.vllm_ab.fake_trace
     path = [str(fake), str(ROOT), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
     for k, v in (env or {}).items():

@@ -42,8 +42,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmarks.e2e import environment
-from benchmarks.e2e.models import model_config, write_model
+from benchmarks.vllm_ab import environment
+from benchmarks.vllm_ab.models import model_config, write_model
 
 from . import checks, cli_check, compiled, jobs, options, report, state, summary
 from .client import BenchClient
@@ -62,7 +62,7 @@ from .results import JobRecord
 from .server import Server, ServerError
 from .tokenizer import write_model_tokenizer
 
-ROOT = Path(__file__).resolve().parents[2]  # the load generator runs here (the harness's package)
+ROOT = Path(__file__).resolve().parents[3]  # the load generator runs here (the harness's package)
 
 
 class BudgetReached(Exception):

@@ -1,4 +1,4 @@
-"""Command-line options of ``python -m benchmarks.serve`` and what follows from them.
+"""Command-line options of ``python -m benchmarks.vllm_ab.serve`` and what follows from them.
 
 Defaults follow the benchmark's brief: Qwen3-30B-A3B and DeepSeek-V2-Lite
 shapes, concurrency 1, 64 and 256, 1024 input and 256 output tokens, 5 paired
@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from benchmarks.e2e.models import FULL_MODELS, kv_bytes_per_token, model_config, param_count
+from benchmarks.vllm_ab.models import FULL_MODELS, kv_bytes_per_token, model_config, param_count
 
 from .commands import BASELINE_MODES, capture_sizes
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 DEFAULT_MODELS = ("qwen3-30b-a3b", "deepseek-v2-lite")
 DEFAULT_LOAD = (1024, 256)  # input / output tokens of the decode-heavy load
@@ -27,7 +27,7 @@ GIB = float(1 << 30)
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.serve",
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.vllm_ab.serve",
                                  description="vLLM serving A/B benchmark: vLLM's moe_align_block_size "
                                              "vs the plugin's, paired rounds.")
     ap.add_argument("--model", nargs="+", choices=sorted(FULL_MODELS), default=list(DEFAULT_MODELS),

@@ -32,7 +32,7 @@ Outputs in ``--out`` (default benchmarks/results/): ``e2e_offline.md``,
 log, result JSON and trace summary). Needs vLLM 0.26 (checked against 0.26.0's
 API) and GPUs. From the repository root:
 
-    python -m benchmarks.e2e [--model qwen3moe|mixtral|both] [--tp N] [--ep]
+    python -m benchmarks.vllm_ab.offline [--model qwen3moe|mixtral|both] [--tp N] [--ep]
                              [--enforce-eager | --no-enforce-eager] [--out DIR]
 """
 
@@ -48,17 +48,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-from . import environment, logs, report, trace
-from .child import RunSpec
-from .models import MODELS, write_model
+from benchmarks.vllm_ab import environment, logs, trace
+from benchmarks.vllm_ab.models import MODELS, write_model
+from benchmarks.vllm_ab.report import fmt, write_csv
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import report
+from .child import RunSpec
+
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 STEM = "e2e_offline"
 
 
 def run_variant(spec: RunSpec, log_path: Path, timeout: float) -> tuple[Optional[dict[str, Any]], str]:
-    """Runs ``spec`` in a child process (``python -m benchmarks.e2e --child``)
+    """Runs ``spec`` in a child process (``python -m benchmarks.vllm_ab.offline --child``)
     in a process group of its own, output to ``log_path``; after ``timeout``
     seconds, or once the child has exited, the whole group is killed. A child
     that wrote its result and then hung on shutdown still counts.
@@ -67,7 +70,7 @@ def run_variant(spec: RunSpec, log_path: Path, timeout: float) -> tuple[Optional
     spec_path.write_text(json.dumps(asdict(spec)))
     result_path = Path(spec.result_path)
     result_path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "benchmarks.e2e", "--child", str(spec_path)]
+    cmd = [sys.executable, "-m", "benchmarks.vllm_ab.offline", "--child", str(spec_path)]
     print(f"  [{spec.model} / {spec.variant}] {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     env = environment.child_env(dict(os.environ), spec.variant)
@@ -86,7 +89,8 @@ def run_variant(spec: RunSpec, log_path: Path, timeout: float) -> tuple[Optional
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.e2e", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.vllm_ab.offline",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=("qwen3moe", "mixtral", "both"), default="both")
     ap.add_argument("--tp", type=int, default=1, help="tensor parallel size (GPUs)")
     ap.add_argument("--ep", action="store_true", help="enable_expert_parallel=True")
@@ -196,7 +200,7 @@ def write_reports(rows: list[dict[str, Any]], args: argparse.Namespace, log_dir:
         header += " (no run finished)"
     md = report.markdown(rows, header)
     (out / f"{STEM}.md").write_text(md)
-    report.write_csv(rows, out / f"{STEM}.csv")
+    write_csv(rows, out / f"{STEM}.csv", report.COLUMNS)
     report.write_png(rows, out / f"{STEM}.png", header[:140])
     (log_dir / "rows.json").write_text(json.dumps({"setting": setting(args), "rows": rows}, indent=1))
     return md
@@ -251,7 +255,6 @@ def _vllm_version(log_dir: Path) -> str:
 
 def _print_short(rows: list[dict[str, Any]]) -> None:
     """The last lines: one per run, the numbers that matter."""
-    fmt = report.fmt
     print("\nmodel     run     prefill_ms  decode_ms/step  align_us/prefill  align_us/decode  "
           "plugin  identical")
     for r in rows:

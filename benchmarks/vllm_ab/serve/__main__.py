@@ -1,4 +1,4 @@
-"""``python -m benchmarks.serve``: every requested model's A/B run, one after
+"""``python -m benchmarks.vllm_ab.serve``: every requested model's A/B run, one after
 the other; exit status 1 when a check failed or a run did not finish
 (``--dry-run``: print each model's plan and commands, run nothing)."""
 
@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from benchmarks.e2e import environment
+from benchmarks.vllm_ab import environment
 
 from . import options
 from .driver import ModelRun

@@ -1,4 +1,4 @@
-"""One offline run, in a process of its own (``python -m benchmarks.e2e
+"""One offline run, in a process of its own (``python -m benchmarks.vllm_ab.offline
 --child SPEC``): ``vllm.LLM(...)``, a warm-up ``generate``, ``repeats`` timed
 pairs of ``generate`` calls (``max_tokens=1``, then ``max_tokens``), then one
 ``generate`` under vLLM's torch profiler. Its result goes to a JSON file."""
@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .environment import engine_args
-from .models import MODELS, make_prompts
+from benchmarks.vllm_ab.environment import engine_args
+from benchmarks.vllm_ab.models import MODELS, make_prompts
 
 RESULT_TAG = "E2E-RESULT "  # the child's last output line: its result without the tokens
 

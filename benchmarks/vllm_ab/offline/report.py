@@ -1,20 +1,17 @@
-"""Report files of a run set: one row per (model, variant), as markdown, CSV
-and a bar chart. ``fmt``, ``arrow``, ``write_csv``, ``write_png`` and
-``write_interval_png`` take any rows and columns (the serving benchmark
-uses them too); ``COLUMNS``, ``make_row`` and ``markdown`` are the offline
-benchmark's report."""
+"""The offline load's report: one row per (model, variant) as markdown, CSV
+(``COLUMNS``) and a bar chart; cells and the CSV writer are the shared
+``benchmarks.vllm_ab.report``'s."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
+from benchmarks.vllm_ab.environment import VARIANTS
+from benchmarks.vllm_ab.logs import PluginLog
+from benchmarks.vllm_ab.report import fmt, pyplot
 from vllm_moe_align_plugin.bench import markdown_table
-
-from .environment import VARIANTS
-from .logs import PluginLog
 
 COLUMNS = (
     "model", "variant", "tp", "ep", "eager", "prompts", "prompt_tokens", "max_tokens",
@@ -70,18 +67,6 @@ def make_row(result: dict[str, Any], traces: dict[str, Any], log: PluginLog,
     }
 
 
-def fmt(v: Any, digits: int = 2) -> str:
-    """A cell: ``-`` for None, yes/NO for booleans, floats with ``digits``
-    decimals (a percentage with one decimal when ``digits`` < 0)."""
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "NO"
-    if isinstance(v, float):
-        return f"{v * 100:.1f}%" if digits < 0 else f"{v:.{digits}f}"
-    return str(v)
-
-
 def arrow(base: dict[str, Any], plugin: dict[str, Any], key: str, digits: int = 1) -> str:
     """``vLLM -> plugin (ratio x)`` of one column."""
     a, b = base.get(key), plugin.get(key)
@@ -117,25 +102,12 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
     return "\n".join([header, "", runs, "", compared, "", ALIGN_NOTE]) + "\n"
 
 
-def write_csv(rows: list[dict[str, Any]], path: Path, columns: Sequence[str] = COLUMNS) -> None:
-    """``rows`` as CSV, one column per name in ``columns`` (missing: empty)."""
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k) for k in columns})
-
-
 def write_png(rows: list[dict[str, Any]], path: Path, title: str,
               panels: Sequence[tuple[str, str]] = PANELS) -> bool:
     """Bars per model, vLLM vs plugin, one panel per (column, title) of
     ``panels``. False when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
@@ -152,51 +124,6 @@ def write_png(rows: list[dict[str, Any]], path: Path, title: str,
         ax.set_xticklabels(models)
         ax.set_title(label, fontsize=9)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
-
-
-class Bar(NamedTuple):
-    """One bar of ``write_interval_png``: its label, height and interval
-    (``low``/``high`` None: no whisker)."""
-
-    label: str
-    value: Optional[float]
-    low: Optional[float] = None
-    high: Optional[float] = None
-
-
-def write_interval_png(panels: Sequence[tuple[str, Sequence[Bar]]], path: Path, title: str,
-                       ylabel: str = "") -> bool:
-    """One panel per (panel title, bars): bars with interval whiskers, each
-    panel on its own scale. False when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 0.8, 3.8), squeeze=False)
-    colors = ("#8c8c8c", "#1f77b4", "#2ca02c", "#d62728")
-    for ax, (name, bars) in zip(axes[0], panels):
-        xs = list(range(len(bars)))
-        heights = [b.value or 0.0 for b in bars]
-        errs = [[max(b.value - b.low, 0.0) if b.value is not None and b.low is not None else 0.0
-                 for b in bars],
-                [max(b.high - b.value, 0.0) if b.value is not None and b.high is not None else 0.0
-                 for b in bars]]
-        ax.bar(xs, heights, 0.6, yerr=errs, capsize=6,
-               color=[colors[i % len(colors)] for i in xs])
-        ax.set_xticks(xs)
-        ax.set_xticklabels([b.label for b in bars], fontsize=8)
-        ax.set_title(name, fontsize=9)
-        if ylabel:
-            ax.set_ylabel(ylabel, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from benchmarks.e2e import logs
-from benchmarks.e2e.models import make_prompts
+from benchmarks.vllm_ab import logs
+from benchmarks.vllm_ab.models import make_prompts
 
 Tokens = list[list[int]]
 

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import IO, Optional
 
-from benchmarks.e2e import environment
+from benchmarks.vllm_ab import environment
 
 from .commands import BenchSpec, bench_args, client_env
 

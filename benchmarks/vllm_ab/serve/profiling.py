@@ -5,9 +5,9 @@ writes one torch-profiler trace per worker each time ``POST /start_profile``
 ... ``POST /stop_profile`` brackets some work. Per concurrency level the
 harness runs a short ``vllm bench serve`` load inside such a bracket, then
 moves that bracket's traces from the server's profiler directory into a
-folder of their own and reads them with ``benchmarks.e2e.trace``: per engine
+folder of their own and reads them with ``benchmarks.vllm_ab.trace``: per engine
 step (vLLM's ``execute_*`` annotation) the GPU time of the align calls
-(``benchmarks.e2e.attribution``: the plugin's kernels, or vLLM's op kernels
+(``benchmarks.vllm_ab.attribution``: the plugin's kernels, or vLLM's op kernels
 with the fills and the expert-map gather its function launches), for
 prefill-only, decode-only and mixed steps (chunked prefill puts prefill and
 decode into one step), every kernel's launches and GPU time per step of each
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e import trace
+from benchmarks.vllm_ab import trace
 
 STEP_KINDS = ("prefill", "decode", "mixed")
 

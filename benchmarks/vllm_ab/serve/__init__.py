@@ -1,7 +1,7 @@
 """Serving benchmark: ``vllm serve`` with and without the plugin, paired A/B rounds.
 
-``python -m benchmarks.serve [options]`` (``--help``; ``--dry-run`` prints the
-plan and commands). For each model shape (``benchmarks.e2e.models.FULL_MODELS``:
+``python -m benchmarks.vllm_ab.serve [options]`` (``--help``; ``--dry-run`` prints the
+plan and commands). For each model shape (``benchmarks.vllm_ab.models.FULL_MODELS``:
 full-size configs, dummy weights, a generated tokenizer) the harness runs the
 OpenAI-compatible server with vLLM's default settings, loads it with vLLM's
 own client ``vllm bench serve`` (random dataset, fixed seeds) at several
@@ -23,5 +23,5 @@ line), ``profiling`` (traces of the profiled loads), ``stats`` (intervals),
 ``state`` (what a run finished, for ``--resume``), ``driver`` (strategies and
 rounds of one model), ``__main__`` (all models, exit status), ``standin`` (a
 stand-in vLLM for the CPU tests of all of the above). How to run it on GPU
-machines: ``benchmarks/serve/README.md``.
+machines: ``benchmarks/vllm_ab/serve/README.md``.
 """

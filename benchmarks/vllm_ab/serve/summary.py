@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import stats
+from benchmarks.vllm_ab import stats
+
 from .commands import ARMS
 from .results import METRICS, JobRecord
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmarks.e2e import trace
+from benchmarks.vllm_ab import trace
 
 from . import checks, compiled, profiling, results
 from .client import BenchClient

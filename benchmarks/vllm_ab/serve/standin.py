@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.fake_trace import step_trace
+from benchmarks.vllm_ab.fake_trace import step_trace
 
 VERSION = "0.26.0"
 PLUGIN_ON = ("moe_align" in os.environ.get("VLLM_PLUGINS", "moe_align").split(",")

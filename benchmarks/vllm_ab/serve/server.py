@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from benchmarks.e2e import environment
+from benchmarks.vllm_ab import environment
 
 from .commands import ServerSpec, serve_command
 
