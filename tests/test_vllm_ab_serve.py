@@ -294,6 +294,7 @@ def test_options_and_model_shapes(tmp_path: Path) -> None:
     assert options.choose_strategy("qwen3-30b-a3b", options.parse_args(["--tp", "2"]), 140.0)[0] == "both-up"
     assert options.choose_strategy("deepseek-v2-lite", a, None)[0] == "restart"
     assert driver.stem_name("m", 1) == "serve_m" and driver.stem_name("m", 2) == "serve_m_tp2"
+    assert driver.stem_name("m", 1, (8192, 16), aa=True, pairs=2) == "serve_m_in8192_out16_aa_pairs2"
     assert driver.round_order(2, "abab") == ("vllm", "plugin") == driver.round_order(3, "abba")
     assert driver.round_order(2, "abba") == ("plugin", "vllm")
     shapes = {n: (models.moe_shape(c), models.param_count(c) / 1e9, c["num_hidden_layers"])
@@ -448,11 +449,14 @@ def test_driver_server_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert starts == ["baseline server 18511", "plugin server 18512", "plugin server 18511",
                       "baseline server 18512"], printed
     assert [s for s in steps if "start" in s] == [("start", "start", "round"), ("start", "round")] * 2
-    recs = results.load_records(tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs" / "rounds.jsonl")
+    # its own files and --resume state: a one-pair run's rounds are not this run's
+    assert not (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs").exists()
+    recs = results.load_records(tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_pairs2_logs"
+                                / "rounds.jsonl")
     assert sorted({(r.round, r.server) for r in recs}) == [
         (1, "plugin"), (1, "vllm"), (2, "plugin"), (2, "vllm"),
         (3, "plugin-2"), (3, "vllm-2"), (4, "plugin-2"), (4, "vllm-2")]
-    md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md").read_text()
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_pairs2.md").read_text()
     assert "2 server pairs" in md and md.count("| ok | identical |") == 3, md
     by_pair = md.split("## By server pair")[1]
     assert "| 1 | 1: baseline first | 2 |" in by_pair and "| 3 | 2: plugin first | 2 |" in by_pair, by_pair

@@ -55,7 +55,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--server-pairs", type=int, default=1, metavar="K",
                     help="both-up: split the rounds over K server pairs, started afresh, the arm "
                          "started first (and given the first port) alternating between pairs, so the "
-                         "intervals include which server came first (default 1)")
+                         "intervals include which server came first (default 1; K > 1: results "
+                         "and --resume state in serve_<model>..._pairs<K>)")
     ap.add_argument("--aa", action="store_true",
                     help="A/A: both arms run the baseline (no plugin), everything else as in an A/B "
                          "run; the ratio is the harness's own bias. Results go to serve_<model>..._aa")
