@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 
 import pytest
+from fake_trace import TraceBuilder
 
 from benchmarks.vllm_ab import attribution, environment, logs, models, trace
-from benchmarks.vllm_ab.fake_trace import TraceBuilder
 from benchmarks.vllm_ab.offline import child, report
 from benchmarks.vllm_ab.offline import driver as offline
 from benchmarks.vllm_ab.report import write_csv
@@ -398,7 +398,7 @@ def test_parse_args() -> None:
 # (children, process groups, logs, traces, reports, exit status) run on CPU.
 FAKE_VLLM = r'''
 import gzip, json, logging, os, subprocess, sys, time
-from benchmarks.vllm_ab.fake_trace import step_trace
+from fake_trace import step_trace
 __version__ = "0.26.0"
 _fmt = (os.environ.get("VLLM_LOGGING_PREFIX", "")
         + "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s")
@@ -480,8 +480,8 @@ def _fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str, env:
     fake = tmp_path / "fake"
     (fake / "vllm").mkdir(parents=True, exist_ok=True)
     (fake / "vllm" / "__init__.py").write_text(FAKE_VLLM)
-    # the repository root too: the stand-in writes its trace with benchmarks.vllm_ab.fake_trace
-    path = [str(fake), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    # the tests' folder too: the stand-in writes its trace with fake_trace
+    path = [str(fake), str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)

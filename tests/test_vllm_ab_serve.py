@@ -2,7 +2,7 @@
 known values, command lines (also parsed by the installed vLLM's own CLI
 parsers), result JSON, tokenizer, checks, summary and report files, the
 model shapes, and whole runs of the driver against the stand-in vLLM
-(benchmarks/vllm_ab/serve/standin.py) and of the installed ``vllm bench serve``
+(tests/vllm_serve_standin.py) and of the installed ``vllm bench serve``
 against the stand-in server. The GPU runs themselves need vLLM 0.26 and GPUs."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from vllm_serve_standin import write_package
 
 from benchmarks.vllm_ab import environment, logs, models, stats
 from benchmarks.vllm_ab.serve import __main__ as serve_main
@@ -35,11 +36,10 @@ from benchmarks.vllm_ab.serve import (
     summary,
 )
 from benchmarks.vllm_ab.serve import server as server_mod
-from benchmarks.vllm_ab.serve.standin import write_package
 from benchmarks.vllm_ab.serve.tokenizer import vocabulary, write_model_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-STANDIN = ROOT / "benchmarks" / "vllm_ab" / "serve" / "standin.py"
+STANDIN = ROOT / "tests" / "vllm_serve_standin.py"
 T975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987, 9: 2.2621571627409915,
         30: 2.0422724563012373}  # scipy.stats.t.ppf(0.975, df)
 

@@ -18,13 +18,13 @@ Shared by both:
                    shares, process groups that end with their run, the machine's name;
 - ``logs``         the plugin's log line, per vLLM process;
 - ``attribution``  which GPU work in a profiler trace is an align call, and whose;
-- ``trace``        align time per engine step from the workers' traces
-                   (``fake_trace`` writes such traces for the CPU tests);
+- ``trace``        align time per engine step from the workers' traces;
 - ``stats``        t-intervals of means and of paired ratios;
 - ``report``       table cells, CSV and interval charts.
 
 ``python -m benchmarks.vllm_ab offline|serve [options]`` runs one load; so do
 ``python -m benchmarks.vllm_ab.offline`` and ``python -m benchmarks.vllm_ab.serve``.
 Nothing here is imported at package import: a baseline run's processes import
-only what their load needs.
+only what their load needs. The CPU tests run both loads against stand-in vLLMs
+(``tests/vllm_serve_standin.py``, ``tests/fake_trace.py``).
 """

@@ -18,10 +18,11 @@ through the installed vLLM's parsers, before anything starts), ``tokenizer``
 (the generated tokenizer), ``server`` (process tree, readiness, HTTP, stop),
 ``jobs`` (loads, warm-up, checks, profiled loads on a running server),
 ``results`` (the client's result JSON), ``checks`` (greedy tokens, plugin
-line), ``profiling`` (traces of the profiled loads), ``stats`` (intervals),
-``summary`` (records to intervals), ``report`` (markdown, CSV, chart),
-``state`` (what a run finished, for ``--resume``), ``driver`` (strategies and
-rounds of one model), ``__main__`` (all models, exit status), ``standin`` (a
-stand-in vLLM for the CPU tests of all of the above). How to run it on GPU
-machines: ``benchmarks/vllm_ab/serve/README.md``.
+line), ``profiling`` (traces of the profiled loads), ``summary`` (records to
+intervals, with the shared ``benchmarks.vllm_ab.stats``), ``report``
+(markdown, CSV, chart), ``state`` (what a run finished, for ``--resume``),
+``driver`` (strategies and rounds of one model), ``__main__`` (all models,
+exit status); the CPU tests run all of it against a stand-in vLLM
+(``tests/vllm_serve_standin.py``). How to run it on GPU machines:
+``benchmarks/vllm_ab/serve/README.md``.
 """

@@ -1,7 +1,8 @@
 """A stand-in for vLLM's ``serve`` and ``bench serve`` commands, for CPU tests of the harness.
 
-Standard library only; run as ``python standin.py serve ...`` or
-``python standin.py bench serve ...``, or through ``write_package``: a
+Standard library and ``fake_trace`` (beside it) only; run as
+``python vllm_serve_standin.py serve ...`` or ``python vllm_serve_standin.py
+bench serve ...``, or through ``write_package``: a
 package named ``vllm`` whose ``entrypoints/cli/main.py`` runs this file, so
 the harness's commands reach it unchanged. On the outside it behaves like the real thing:
 
@@ -46,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from benchmarks.vllm_ab.fake_trace import step_trace
+from fake_trace import step_trace
 
 VERSION = "0.26.0"
 PLUGIN_ON = ("moe_align" in os.environ.get("VLLM_PLUGINS", "moe_align").split(",")
@@ -297,13 +298,15 @@ def write_package(dest: Path) -> Path:
     for folder in (cli, cli.parent, cli.parent.parent):
         (folder / "__init__.py").write_text("")
     here = str(Path(__file__).resolve())
-    (cli / "main.py").write_text(f"import runpy\nrunpy.run_path({here!r}, run_name='__main__')\n")
+    # run_path does not put the file's folder on sys.path; its fake_trace import needs it
+    prologue = f"import runpy, sys\nsys.path.insert(0, {str(Path(here).parent)!r})\n"
+    (cli / "main.py").write_text(prologue + f"runpy.run_path({here!r}, run_name='__main__')\n")
     # what the long-lived load generator (bench_worker) imports
     for sub in ("benchmarks", "utils"):
         (dest / "vllm" / sub).mkdir(exist_ok=True)
         (dest / "vllm" / sub / "__init__.py").write_text("")
     (dest / "vllm" / "benchmarks" / "serve.py").write_text(
-        f"import runpy\n_standin = runpy.run_path({here!r}, run_name='standin')\n"
+        prologue + f"_standin = runpy.run_path({here!r}, run_name='standin')\n"
         "add_cli_args, main = _standin['add_bench_args'], _standin['run_bench']\n")
     (dest / "vllm" / "utils" / "argparse_utils.py").write_text(
         "from argparse import ArgumentParser as FlexibleArgumentParser  # noqa: F401\n")
