@@ -1,6 +1,6 @@
 """The serving benchmark's report: markdown, CSV and chart of one model's run.
 
-``serve_<model>[_tp<N>].md``: setting, checks (greedy tokens, plugin line per
+``<stem>.md`` (``driver.stem_name``): setting, checks (greedy tokens, plugin line per
 server start), per arm and concurrency the median and 95% interval of output
 tokens/s, TTFT and TPOT over the rounds, the plugin/baseline ratios with their
 95% intervals and verdicts, and the profiled align time per engine step.
