@@ -33,7 +33,7 @@ log, result JSON and trace summary). Needs vLLM 0.26 (checked against 0.26.0's
 API) and GPUs. From the repository root:
 
     python -m benchmarks.vllm_ab.offline [--model qwen3moe|mixtral|both] [--tp N] [--ep]
-                             [--enforce-eager | --no-enforce-eager] [--out DIR]
+                                         [--enforce-eager | --no-enforce-eager] [--out DIR]
 """
 
 from __future__ import annotations
