@@ -246,6 +246,28 @@ def _records(ratio: float) -> list[results.JobRecord]:
     return out
 
 
+def test_mean_ttft_is_reported_beside_the_median(tmp_path: Path) -> None:
+    """With few requests the median TTFT can jump by a whole prefill chunk in one arm while the
+    mean stays even: both are ratios of their own, with their own verdicts, in the report."""
+    recs = []
+    for rnd, (jump, mean_noise) in enumerate(((1.09, 1.03), (1.04, 0.97), (1.08, 1.02), (1.05, 0.98)), 1):
+        for arm in ("vllm", "plugin"):
+            plug = arm == "plugin"
+            recs.append(results.JobRecord("m", rnd, arm, 4, 8, rnd, f"r{rnd}", ok=True, output_tok_s=100.0,
+                                          median_ttft_ms=400.0 * (jump if plug else 1.0),
+                                          mean_ttft_ms=350.0 * (mean_noise if plug else 1.0),
+                                          median_tpot_ms=5.0))
+    cs = summary.cells(recs)
+    assert summary.find(cs, 4, summary.RATIO_ARM, "median_ttft_ms").verdict == "plugin worse"
+    mean = summary.find(cs, 4, summary.RATIO_ARM, "mean_ttft_ms")
+    assert mean.verdict == stats.NO_DIFFERENCE and mean.interval.n == 4
+    md = report.markdown("t", [], [], cs, [4], [], [])
+    assert "TTFT ms (mean): plugin/baseline" in md and "TTFT ms (median): plugin/baseline" in md
+    # records written before the mean was read have none: no ratio, no verdict, nothing breaks
+    old = [results.JobRecord(**{**vars(r), "mean_ttft_ms": None}) for r in recs]
+    assert summary.find(summary.cells(old), 4, summary.RATIO_ARM, "mean_ttft_ms").verdict == "-"
+
+
 def test_summary_and_report(tmp_path: Path) -> None:
     recs = _records(1.05)
     cs = summary.cells(recs)
@@ -271,7 +293,7 @@ def test_summary_and_report(tmp_path: Path) -> None:
     assert "| r1-vllm | baseline | 12 | 0/2 | ok | reference |" in md and "- a problem" in md
     assert stats.NO_DIFFERENCE in md and "| 8 | plugin | - | - | - | - | - | 5 | 8 | - | 6.5 | 5.0% |" in md
     rows = list(csv.DictReader(open(tmp_path / "serve_m.csv")))
-    assert list(rows[0]) == list(summary.CSV_COLUMNS) and len(rows) == 2 * 3 * 3
+    assert list(rows[0]) == list(summary.CSV_COLUMNS) and len(rows) == 2 * len(results.METRICS) * 3
     ratio = next(r for r in rows if r["arm"] == "plugin/vllm" and r["metric"] == "output_tok_s")
     assert float(ratio["ci_low"]) < 1.0 < float(ratio["ci_high"]) and len(ratio["values"].split()) == 3
     pytest.importorskip("matplotlib")

@@ -37,9 +37,11 @@ STATS_NOTE = (
     "t-interval of the mean over the rounds (with fewer than 6 rounds no distribution-free "
     "interval for a median reaches 95%). Ratio plugin/baseline: geometric mean of the per-round "
     "ratios with the 95% t-interval of the paired log-ratios, back-transformed; 'no significant "
-    "difference' where that interval contains 1. TTFT and TPOT per round: the medians over that "
-    "round's requests as `vllm bench serve` reports them (`median_ttft_ms`, `median_tpot_ms`); "
-    "output tok/s: its `output_throughput`.")
+    "difference' where that interval contains 1. TTFT and TPOT per round: the medians (and for TTFT "
+    "also the mean) over that round's requests as `vllm bench serve` reports them "
+    "(`median_ttft_ms`, `mean_ttft_ms`, `median_tpot_ms`); output tok/s: its `output_throughput`. "
+    "With few requests per load the median TTFT moves in whole prefill-chunk times when one "
+    "request's place in the queue changes; the mean moves with every request.")
 PROFILE_NOTE = (
     "align: GPU time of the align calls inside each engine step's `execute_*` annotation, mean "
     "over steps and workers (the plugin's kernels `vllm_moe_align::*`; vLLM's op kernels with the "
