@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from benchmarks.vllm_ab.serve import (
     commands,
     compiled,
     driver,
+    gpu_state,
     options,
     report,
     results,
@@ -545,6 +547,7 @@ def test_driver_aa_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     labelled second server over first; a graph that would differ only with
     the plugin on stays the same."""
     _standin(tmp_path, monkeypatch, STANDIN_GRAPH_DIFF="1")
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml([1980, 1755], [0x4]))
     code = _run(tmp_path, 18471, "--strategy", "both-up", "--aa", "--profile", "--concurrency", "2",
                 "--input-len", "1024", "--output-len", "4")
     printed = capsys.readouterr().out
@@ -559,6 +562,71 @@ def test_driver_aa_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     rows = list(csv.DictReader(open(out / "serve_deepseek-v2-lite_in1024_out4_aa.csv")))
     assert {(r["mode"], r["input_len"], r["output_len"]) for r in rows} == {("aa", "1024", "4")}
     assert "baseline B c=2" in printed
+    # each measured load carries the GPU's clocks (here a stand-in NVML), in its record and its line
+    recs = results.load_records(out / "serve_deepseek-v2-lite_in1024_out4_aa_logs" / "rounds.jsonl")
+    assert recs and all(r.sm_mhz_min == 1755.0 and r.clock_reasons == 0x4 for r in recs)
+    assert printed.count("SM 1755/") == len(recs)
+
+
+def _fake_nvml(clocks: list[int], reasons: list[int]) -> types.SimpleNamespace:
+    """A stand-in ``pynvml`` of one GPU whose SM clock and clock-event reasons
+    step through the given values, one per read (the last one repeats)."""
+    reads = {"n": 0}
+
+    def clock(handle: object, kind: int) -> int:
+        assert handle == "gpu0" and kind == 1
+        reads["n"] += 1
+        return clocks[min(reads["n"], len(clocks)) - 1]
+
+    def why(handle: object) -> int:
+        return reasons[min(reads["n"], len(reasons)) - 1]
+
+    def temperature(handle: object, kind: int) -> int:
+        raise RuntimeError("not supported")  # a query the GPU refuses leaves its field None
+
+    return types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 1, nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}",
+        NVML_CLOCK_SM=1, NVML_TEMPERATURE_GPU=0, nvmlDeviceGetClockInfo=clock,
+        nvmlDeviceGetPowerUsage=lambda h: 652_000, nvmlDeviceGetTemperature=temperature,
+        nvmlDeviceGetCurrentClocksEventReasons=why)
+
+
+def test_gpu_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a load records of the GPUs: the lowest and median SM clock, the highest power and
+    temperature, and only the clock-event reasons that hold the clock down (not idle or the
+    application clocks setting)."""
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml([1980, 1980, 1755, 1830], [0x1, 0x0, 0x4, 0x2]))
+    read = gpu_state.nvml_reader()
+    assert read is not None
+    samples = [s for _ in range(4) for s in read()]
+    assert [s.sm_mhz for s in samples] == [1980, 1980, 1755, 1830]
+    assert samples[0] == gpu_state.Sample(0, 1980.0, 652.0, None, 0x1)
+    got = gpu_state.summary(samples)
+    assert got == {"sm_mhz_min": 1755.0, "sm_mhz_median": 1905.0, "power_w_max": 652.0,
+                   "temp_c_max": None, "clock_reasons": 0x4}
+    assert gpu_state.describe(got) == "  SM 1755/1905 MHz min/median, 652 W, clock held down (reasons 0x4)"
+    calm = gpu_state.summary([gpu_state.Sample(0, 1980.0, 400.0, 50.0, 0x1)])
+    assert calm["clock_reasons"] == 0 and "held" not in gpu_state.describe(calm)
+    assert gpu_state.summary([]) == dict.fromkeys(got) and gpu_state.describe(gpu_state.summary([])) == ""
+    # no NVML: nothing to read, and the sampler is a no-op
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert gpu_state.nvml_reader() is None
+    with gpu_state.Sampler(None) as off:
+        pass
+    assert off.samples == []
+    # the sampler reads at the start, while the load runs, and at the end; a failing read is skipped
+    calls = {"n": 0}
+
+    def flaky() -> list[gpu_state.Sample]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("driver busy")
+        return [gpu_state.Sample(0, 1000.0 + calls["n"])]
+
+    with gpu_state.Sampler(flaky, interval=0.01) as on:
+        time.sleep(0.2)
+    assert calls["n"] >= 4 and len(on.samples) == calls["n"] - 1
+    assert on.samples[0].sm_mhz == 1001.0 and on.samples[-1].sm_mhz == 1000.0 + calls["n"]
 
 
 def test_driver_fails_on_a_different_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -45,7 +45,7 @@ from typing import Any, Optional
 from benchmarks.vllm_ab import environment
 from benchmarks.vllm_ab.models import model_config, write_model
 
-from . import checks, cli_check, compiled, jobs, options, report, state, summary
+from . import checks, cli_check, compiled, gpu_state, jobs, options, report, state, summary
 from .client import BenchClient
 from .commands import (
     ARMS,
@@ -135,6 +135,7 @@ class ModelRun:
         self.restarted_afresh = False  # a server that traced afresh was restarted (once per run)
         # one load generator for the whole run (vLLM imported once, not per load)
         self.client = BenchClient(args.python, ROOT, self.log_dir / "client.log")
+        self.gpu = gpu_state.nvml_reader()  # None without NVML: loads then carry no clocks
 
     # ------------------------------------------------------------------ pieces
     def spec(self, arm: str, tag: str, slot: Optional[int] = None) -> ServerSpec:
@@ -225,7 +226,7 @@ class ModelRun:
                         machine=self.machine)
         path = self.log_dir / f"bench-r{rnd}-{server.spec.arm}-c{c}.json"
         t0 = time.monotonic()
-        rec = jobs.run_load(server, load, path, self.client, self.args.bench_timeout, rec)
+        rec = jobs.run_load(server, load, path, self.client, self.args.bench_timeout, rec, self.gpu)
         self.costs[f"c{c}"] = time.monotonic() - t0  # what an extra round's load of this level costs
         self.records = [r for r in self.records if (r.round, r.arm, r.concurrency) != (rnd, rec.arm, c)]
         self.records.append(rec)
@@ -234,7 +235,7 @@ class ModelRun:
         if rec.ok:
             self.say(f"{head} {rec.output_tok_s:10.1f} tok/s  TTFT {rec.median_ttft_ms:9.2f} ms  "
                      f"TPOT {rec.median_tpot_ms:7.2f} ms  ({rec.duration_s:.0f} s, "
-                     f"{rec.num_prompts} requests)")
+                     f"{rec.num_prompts} requests){gpu_state.describe(vars(rec))}")
         else:
             self.problems.append(f"round {rnd} {rec.arm} c={c}: {rec.error}")
             self.say(f"{head} FAILED: {rec.error}")

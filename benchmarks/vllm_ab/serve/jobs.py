@@ -2,7 +2,8 @@
 
 - ``run_load``: one ``vllm bench serve`` load through the run's
   ``client.BenchClient``, its output to a log file, its result JSON read
-  into a ``results.JobRecord``.
+  into a ``results.JobRecord`` with the GPUs' state over the load
+  (``gpu_state``).
 - ``warm_up``: every concurrency level once with short outputs, not
   recorded (Triton's JIT compiles the fused-MoE kernels per batch-size
   bucket at first use; CUDA graphs and torch.compile are ready at start-up).
@@ -24,7 +25,7 @@ from typing import Any, Optional
 
 from benchmarks.vllm_ab import trace
 
-from . import checks, compiled, profiling, results
+from . import checks, compiled, gpu_state, profiling, results
 from .client import BenchClient
 from .commands import BenchSpec
 from .server import Server
@@ -42,9 +43,10 @@ class Load:
 
 
 def run_load(server: Server, load: Load, result_file: Path, client: BenchClient, timeout: float,
-             record: results.JobRecord) -> results.JobRecord:
+             record: results.JobRecord, gpu: Optional[gpu_state.Reader] = None) -> results.JobRecord:
     """Runs one ``vllm bench serve`` against ``server``; fills ``record``
-    (``ok`` False with ``error`` set when it failed). Its output goes to
+    (``ok`` False with ``error`` set when it failed), with the GPUs' clocks
+    and temperature over the load where ``gpu`` reads them. Its output goes to
     ``result_file`` with suffix ``.log``."""
     result_file.parent.mkdir(parents=True, exist_ok=True)
     result_file.unlink(missing_ok=True)
@@ -54,7 +56,10 @@ def run_load(server: Server, load: Load, result_file: Path, client: BenchClient,
                       ("ab_server", server.tag)))
     log_path = result_file.with_suffix(".log")
     record.started = time.time()
-    code = client.run(spec, log_path, timeout)
+    with gpu_state.Sampler(gpu) as sampler:
+        code = client.run(spec, log_path, timeout)
+    for name, value in sampler.summary().items():
+        setattr(record, name, value)
     record.result_file = str(result_file)
     if code != 0 or not result_file.exists():
         # the client's own error where it gave one, else the end of its log

@@ -74,6 +74,12 @@ class JobRecord:
     p99_tpot_ms: Optional[float] = None
     median_itl_ms: Optional[float] = None
     median_e2el_ms: Optional[float] = None
+    # the GPUs during the load (gpu_state.summary)
+    sm_mhz_min: Optional[float] = None
+    sm_mhz_median: Optional[float] = None
+    power_w_max: Optional[float] = None
+    temp_c_max: Optional[float] = None
+    clock_reasons: Optional[int] = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

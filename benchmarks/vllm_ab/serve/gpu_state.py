@@ -1,0 +1,147 @@
+"""The GPUs' clocks, power and temperature while a load runs.
+
+A load's step times follow the SM clock, and a card that heats up or reaches
+its power limit lowers it: two rounds of one arm can then differ by more
+than the arms do. ``Sampler`` reads every GPU through NVML (``pynvml``, the
+``nvidia-ml-py`` package vLLM installs) every ``INTERVAL_S`` in a thread for
+the span of one load, and ``summary`` condenses the samples into fields of
+``results.JobRecord``: the lowest and median SM clock, the highest power draw
+and temperature, and the clock-event reasons seen. It only reads; where NVML
+is missing or fails, the fields stay None.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+INTERVAL_S = 0.2
+# Clock-event reasons that are no slowdown: the GPU idles (bit 0) or runs at
+# its application clocks setting (bit 1). The others (software or hardware
+# power cap, thermal slowdown, ...) hold the clock down.
+NOT_A_SLOWDOWN = 0x3
+
+
+@dataclass(frozen=True)
+class Sample:
+    gpu: int
+    sm_mhz: float
+    power_w: Optional[float] = None
+    temp_c: Optional[float] = None
+    reasons: Optional[int] = None
+
+
+Reader = Callable[[], list[Sample]]
+
+
+def nvml_reader() -> Optional[Reader]:
+    """A reader of every GPU through NVML, or None where NVML cannot be used."""
+    try:
+        import pynvml  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+        pynvml.nvmlInit()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+    except Exception:  # no package, no driver, no GPU: nothing to read
+        return None
+    reasons_of = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+        pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
+
+    def optional(call: Optional[Callable[..., Any]], *args: Any) -> Optional[float]:
+        if call is None:
+            return None
+        try:
+            return float(call(*args))
+        except Exception:  # a query this GPU or driver does not support
+            return None
+
+    def read() -> list[Sample]:
+        out = []
+        for i, h in enumerate(handles):
+            mhz = optional(pynvml.nvmlDeviceGetClockInfo, h, pynvml.NVML_CLOCK_SM)
+            if mhz is None:
+                continue
+            mw = optional(pynvml.nvmlDeviceGetPowerUsage, h)
+            temp = optional(pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU)
+            why = optional(reasons_of, h)
+            out.append(Sample(i, mhz, None if mw is None else mw / 1000.0, temp,
+                              None if why is None else int(why)))
+        return out
+
+    return read
+
+
+def summary(samples: Sequence[Sample]) -> dict[str, Optional[float]]:
+    """``JobRecord`` fields over all samples of all GPUs: ``sm_mhz_min``,
+    ``sm_mhz_median``, ``power_w_max``, ``temp_c_max`` and ``clock_reasons``
+    (the OR of every sample's reasons other than idle and application clocks:
+    0 when nothing held the clock down); None where nothing was read."""
+    def top(values: list[Optional[float]]) -> Optional[float]:
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
+
+    mhz = [s.sm_mhz for s in samples]
+    masks = [s.reasons for s in samples if s.reasons is not None]
+    reasons = 0
+    for m in masks:
+        reasons |= m & ~NOT_A_SLOWDOWN
+    return {"sm_mhz_min": min(mhz) if mhz else None,
+            "sm_mhz_median": statistics.median(mhz) if mhz else None,
+            "power_w_max": top([s.power_w for s in samples]),
+            "temp_c_max": top([s.temp_c for s in samples]),
+            "clock_reasons": reasons if masks else None}
+
+
+def describe(fields: Mapping[str, Any]) -> str:
+    """The summary's fields as the end of a progress line ("" when nothing was read)."""
+    low, mid = fields.get("sm_mhz_min"), fields.get("sm_mhz_median")
+    if low is None or mid is None:
+        return ""
+    out = f"  SM {low:.0f}/{mid:.0f} MHz min/median"
+    if fields.get("temp_c_max") is not None:
+        out += f", {fields['temp_c_max']:.0f} C"
+    if fields.get("power_w_max") is not None:
+        out += f", {fields['power_w_max']:.0f} W"
+    if fields.get("clock_reasons"):
+        out += f", clock held down (reasons {fields['clock_reasons']:#x})"
+    return out
+
+
+class Sampler:
+    """``with Sampler(reader) as s: <the load>``, then ``s.summary()``: one
+    read at the start, one every ``interval`` s, one at the end."""
+
+    def __init__(self, reader: Optional[Reader], interval: float = INTERVAL_S) -> None:
+        self.reader, self.interval = reader, interval
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def _read(self) -> None:
+        assert self.reader is not None
+        try:
+            self.samples += self.reader()
+        except Exception:  # a failed read is a missing sample, never a failed load
+            pass
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._read()
+
+    def __enter__(self) -> Sampler:
+        if self.reader is not None:
+            self._read()
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._read()
+
+    def summary(self) -> dict[str, Optional[float]]:
+        return summary(self.samples)
