@@ -610,6 +610,8 @@ def test_gpu_state(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gpu_state.summary([]) == dict.fromkeys(got) and gpu_state.describe(gpu_state.summary([])) == ""
     # no NVML: nothing to read, and the sampler is a no-op
     monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert gpu_state.load_pynvml(vendor="no_such_package_here") is None
+    monkeypatch.setattr(gpu_state, "load_pynvml", lambda: None)
     assert gpu_state.nvml_reader() is None
     with gpu_state.Sampler(None) as off:
         pass
@@ -627,6 +629,20 @@ def test_gpu_state(monkeypatch: pytest.MonkeyPatch) -> None:
         time.sleep(0.2)
     assert calls["n"] >= 4 and len(on.samples) == calls["n"] - 1
     assert on.samples[0].sm_mhz == 1001.0 and on.samples[-1].sm_mhz == 1000.0 + calls["n"]
+
+
+def test_gpu_state_loads_the_copy_of_pynvml_that_vllm_ships(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a top-level pynvml, the bindings come from <vllm>/third_party/pynvml.py, loaded by
+    path: the vLLM package itself is not imported."""
+    pkg = tmp_path / "vendor_standin"
+    (pkg / "third_party").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('the package must not be imported')\n")
+    (pkg / "third_party" / "pynvml.py").write_text("NVML_CLOCK_SM = 1\nWHO = 'the vendored copy'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    module = gpu_state.load_pynvml(vendor="vendor_standin")
+    assert module is not None and module.WHO == "the vendored copy" and "vendor_standin" not in sys.modules
 
 
 def test_driver_fails_on_a_different_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

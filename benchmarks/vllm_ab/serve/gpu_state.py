@@ -2,8 +2,8 @@
 
 A load's step times follow the SM clock, and a card that heats up or reaches
 its power limit lowers it: two rounds of one arm can then differ by more
-than the arms do. ``Sampler`` reads every GPU through NVML (``pynvml``, the
-``nvidia-ml-py`` package vLLM installs) every ``INTERVAL_S`` in a thread for
+than the arms do. ``Sampler`` reads every GPU through NVML (``pynvml``, or
+the copy of it that vLLM ships) every ``INTERVAL_S`` in a thread for
 the span of one load, and ``summary`` condenses the samples into fields of
 ``results.JobRecord``: the lowest and median SM clock, the highest power draw
 and temperature, and the clock-event reasons seen. It only reads; where NVML
@@ -12,10 +12,13 @@ is missing or fails, the fields stay None.
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Optional
 
 INTERVAL_S = 0.2
@@ -37,11 +40,33 @@ class Sample:
 Reader = Callable[[], list[Sample]]
 
 
-def nvml_reader() -> Optional[Reader]:
-    """A reader of every GPU through NVML, or None where NVML cannot be used."""
+def load_pynvml(vendor: str = "vllm") -> Optional[ModuleType]:
+    """``pynvml`` where it is installed, else the copy vLLM ships as
+    ``<vendor>/third_party/pynvml.py`` (one file of ctypes bindings), loaded
+    from its path without importing vLLM; None when neither is there."""
     try:
         import pynvml  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
+        return pynvml
+    except ImportError:
+        pass
+    spec = importlib.util.find_spec(vendor)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "third_party" / "pynvml.py"
+        file_spec = importlib.util.spec_from_file_location("vllm_ab_pynvml", path)
+        if path.is_file() and file_spec is not None and file_spec.loader is not None:
+            module = importlib.util.module_from_spec(file_spec)
+            file_spec.loader.exec_module(module)
+            return module
+    return None
+
+
+def nvml_reader() -> Optional[Reader]:
+    """A reader of every GPU through NVML, or None where NVML cannot be used."""
+    try:
+        pynvml = load_pynvml()
+        if pynvml is None:
+            return None
         pynvml.nvmlInit()
         handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
     except Exception:  # no package, no driver, no GPU: nothing to read
