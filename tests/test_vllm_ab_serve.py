@@ -602,11 +602,14 @@ def test_gpu_state(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [s.sm_mhz for s in samples] == [1980, 1980, 1755, 1830]
     assert samples[0] == gpu_state.Sample(0, 1980.0, 652.0, None, 0x1)
     got = gpu_state.summary(samples)
-    assert got == {"sm_mhz_min": 1755.0, "sm_mhz_median": 1905.0, "power_w_max": 652.0,
+    # the first sample is of an idle GPU (reason 0x1): not among the clocks
+    assert got == {"sm_mhz_min": 1755.0, "sm_mhz_median": 1830.0, "power_w_max": 652.0,
                    "temp_c_max": None, "clock_reasons": 0x4}
-    assert gpu_state.describe(got) == "  SM 1755/1905 MHz min/median, 652 W, clock held down (reasons 0x4)"
-    calm = gpu_state.summary([gpu_state.Sample(0, 1980.0, 400.0, 50.0, 0x1)])
-    assert calm["clock_reasons"] == 0 and "held" not in gpu_state.describe(calm)
+    assert gpu_state.describe(got) == "  SM 1755/1830 MHz min/median, 652 W, clock held down (reasons 0x4)"
+    calm = gpu_state.summary([gpu_state.Sample(0, 1980.0, 400.0, 50.0, 0x0),
+                              gpu_state.Sample(0, 345.0, 90.0, 40.0, 0x1)])
+    assert calm["clock_reasons"] == 0 and calm["sm_mhz_min"] == 1980.0
+    assert gpu_state.describe(calm) == "  SM 1980/1980 MHz min/median, 50 C, 400 W"
     assert gpu_state.summary([]) == dict.fromkeys(got) and gpu_state.describe(gpu_state.summary([])) == ""
     # no NVML: nothing to read, and the sampler is a no-op
     monkeypatch.setitem(sys.modules, "pynvml", None)

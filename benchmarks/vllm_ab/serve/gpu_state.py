@@ -26,6 +26,7 @@ INTERVAL_S = 0.2
 # its application clocks setting (bit 1). The others (software or hardware
 # power cap, thermal slowdown, ...) hold the clock down.
 NOT_A_SLOWDOWN = 0x3
+IDLE = 0x1
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,14 @@ def summary(samples: Sequence[Sample]) -> dict[str, Optional[float]]:
     """``JobRecord`` fields over all samples of all GPUs: ``sm_mhz_min``,
     ``sm_mhz_median``, ``power_w_max``, ``temp_c_max`` and ``clock_reasons``
     (the OR of every sample's reasons other than idle and application clocks:
-    0 when nothing held the clock down); None where nothing was read."""
+    0 when nothing held the clock down); None where nothing was read. The
+    clocks leave out samples of an idle GPU (the load's first and last
+    moments), whose clock says nothing of the load's speed."""
     def top(values: list[Optional[float]]) -> Optional[float]:
         known = [v for v in values if v is not None]
         return max(known) if known else None
 
-    mhz = [s.sm_mhz for s in samples]
+    mhz = [s.sm_mhz for s in samples if s.reasons is None or not s.reasons & IDLE]
     masks = [s.reasons for s in samples if s.reasons is not None]
     reasons = 0
     for m in masks:
