@@ -641,11 +641,15 @@ def test_gpu_state_loads_the_copy_of_pynvml_that_vllm_ships(tmp_path: Path,
     pkg = tmp_path / "vendor_standin"
     (pkg / "third_party").mkdir(parents=True)
     (pkg / "__init__.py").write_text("raise RuntimeError('the package must not be imported')\n")
-    (pkg / "third_party" / "pynvml.py").write_text("NVML_CLOCK_SM = 1\nWHO = 'the vendored copy'\n")
+    # as vLLM's copy does at import: it finds itself in sys.modules
+    (pkg / "third_party" / "pynvml.py").write_text(
+        "import sys\nNVML_CLOCK_SM = 1\nWHO = 'the vendored copy'\nassert sys.modules[__name__].WHO\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.delitem(sys.modules, gpu_state.VENDORED_NAME, raising=False)
     module = gpu_state.load_pynvml(vendor="vendor_standin")
     assert module is not None and module.WHO == "the vendored copy" and "vendor_standin" not in sys.modules
+    assert gpu_state.load_pynvml(vendor="vendor_standin") is module  # loaded once per process
 
 
 def test_driver_fails_on_a_different_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from types import ModuleType
 from typing import Any, Callable, Optional
 
 INTERVAL_S = 0.2
+# the module name under which vLLM's copy of pynvml is loaded
+VENDORED_NAME = "vllm_ab_pynvml"
 # Clock-event reasons that are no slowdown: the GPU idles (bit 0) or runs at
 # its application clocks setting (bit 1). The others (software or hardware
 # power cap, thermal slowdown, ...) hold the clock down.
@@ -51,13 +54,21 @@ def load_pynvml(vendor: str = "vllm") -> Optional[ModuleType]:
         return pynvml
     except ImportError:
         pass
+    if VENDORED_NAME in sys.modules:
+        return sys.modules[VENDORED_NAME]
     spec = importlib.util.find_spec(vendor)
     for folder in (spec.submodule_search_locations or []) if spec else []:
         path = Path(folder) / "third_party" / "pynvml.py"
-        file_spec = importlib.util.spec_from_file_location("vllm_ab_pynvml", path)
+        file_spec = importlib.util.spec_from_file_location(VENDORED_NAME, path)
         if path.is_file() and file_spec is not None and file_spec.loader is not None:
             module = importlib.util.module_from_spec(file_spec)
-            file_spec.loader.exec_module(module)
+            # registered before it runs: the bindings look themselves up in sys.modules
+            sys.modules[VENDORED_NAME] = module
+            try:
+                file_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[VENDORED_NAME]
+                raise
             return module
     return None
 
