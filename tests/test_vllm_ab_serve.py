@@ -748,10 +748,12 @@ def test_resume_on_another_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     _standin(tmp_path, monkeypatch, STANDIN_START_S="1.5")
     opts = ("--strategy", "restart", "--concurrency", "2")
     monkeypatch.setattr(environment, "machine_id", lambda: "first")
+    monkeypatch.setattr(environment, "device_name", lambda: "1x GPU-A")
     assert _run(tmp_path, 18471, *opts, "--time-budget", "2.5") == 1
     capsys.readouterr()
     logs_dir = tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_logs"
     monkeypatch.setattr(environment, "machine_id", lambda: "second")
+    monkeypatch.setattr(environment, "device_name", lambda: "1x GPU-B")
     assert _run(tmp_path, 18471, *opts, "--resume") == 0
     printed = capsys.readouterr().out
     assert "round(s) 1: not yet done in every arm, and measured in part on another machine" in printed
@@ -761,14 +763,23 @@ def test_resume_on_another_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     md_path = tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4.md"
     md = md_path.read_text()
     assert md.count("| r1-vllm |") == 1 and "machines:" not in md and "3 of 3 complete" in md
+    # both machines recorded themselves; the report names the one whose loads it reports
+    machines = state.load_machines(logs_dir)
+    assert list(machines) == ["first", "second"] and machines["first"]["line"].startswith("1x GPU-A; ")
+    assert md.splitlines()[2].startswith("- 1x GPU-B; ") and "GPU-A" not in md
     # a round complete in both arms stays as it is, on two machines: the report names it
     lines = (logs_dir / "rounds.jsonl").read_text().splitlines()
     moved = [ln.replace('"second"', '"third"') if '"round": 2, "arm": "plugin"' in ln else ln for ln in lines]
     (logs_dir / "rounds.jsonl").write_text("\n".join(moved) + "\n")
+    # written again on a machine that measures nothing: the report keeps the machines of the loads
+    monkeypatch.setattr(environment, "device_name", lambda: "1x GPU-C")
     assert _run(tmp_path, 18471, *opts, "--resume") == 0
     printed = capsys.readouterr().out
     assert "starting the " not in printed and "not yet done in every arm" not in printed
-    assert "- machines: round(s) 2 ran their arms on different machines" in md_path.read_text()
+    md = md_path.read_text()
+    assert "- machines: round(s) 2 ran their arms on different machines" in md
+    assert md.splitlines()[2].startswith("- 1x GPU-B; ") and "GPU-C" not in md
+    assert list(state.load_machines(logs_dir)) == ["first", "second"]
 
 
 def test_drop_unpaired_elsewhere() -> None:

@@ -130,6 +130,7 @@ class ModelRun:
         self.reference: Optional[Any] = None  # the first baseline server's greedy tokens
         self.vllm_line = installed_vllm(args.python)
         self.machine = environment.machine_id()  # recorded with every load (state.drop_unpaired_elsewhere)
+        self.machine_saved = False  # in state.MACHINES, once this run measured a load here
         self.t0 = time.monotonic()
         self.costs: dict[str, float] = {}  # seconds of the last server start / arm-run / round
         self.restarted_afresh = False  # a server that traced afresh was restarted (once per run)
@@ -231,6 +232,9 @@ class ModelRun:
         self.records = [r for r in self.records if (r.round, r.arm, r.concurrency) != (rnd, rec.arm, c)]
         self.records.append(rec)
         state.append(self.log_dir / state.ROUNDS, rec.__dict__)
+        if not self.machine_saved:
+            state.save_machine(self.log_dir, self.machine, self.host_line(), self.why)
+            self.machine_saved = True
         head = f"round {rnd} {self.labels[rec.arm]:>10} c={c:<4}"
         if rec.ok:
             self.say(f"{head} {rec.output_tok_s:10.1f} tok/s  TTFT {rec.median_ttft_ms:9.2f} ms  "
@@ -420,6 +424,10 @@ class ModelRun:
         """The compiled-graph digest of the first server that logged one."""
         return next((c.graph for c in self.checks if c.graph), None)
 
+    def host_line(self) -> str:
+        """The report's first line for this machine: its GPUs and vLLM."""
+        return f"{environment.device_name()}; {self.vllm_line}"
+
     def write_report(self) -> str:
         a = self.args
         what = ("A/A, vLLM's moe_align_block_size in both arms" if a.aa
@@ -429,8 +437,11 @@ class ModelRun:
                  + (" ep" if a.ep and a.tp * a.dp > 1 else "")
                  + f", {a.input_len} in / {a.output_len} out")
         done = summary.rounds_done(self.records, a.concurrency)
-        lines = report.setting_lines(a, self.model, self.cfg, environment.device_name(), self.vllm_line,
-                                     self.why, done, self.spec("plugin", "x"))
+        # the machines the loads ran on, as each recorded itself; this one's where none did
+        ran = state.machines_of(self.records, state.load_machines(self.log_dir))
+        host = "; then ".join(dict.fromkeys(m["line"] for m in ran)) or self.host_line()
+        why = ran[0]["why"] if ran else self.why
+        lines = report.setting_lines(a, self.model, self.cfg, host, why, done, self.spec("plugin", "x"))
         setting = {"model": self.model, "tp": a.tp, "dp": a.dp, "ep": a.ep, "strategy": self.strategy,
                    "mode": "aa" if a.aa else "ab", "input_len": a.input_len, "output_len": a.output_len}
         mixed = state.mixed_machine_rounds(self.records)

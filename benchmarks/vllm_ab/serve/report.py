@@ -57,16 +57,16 @@ KERNELS_NOTE = (
     "the replayed graph's.")
 
 
-def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], device: str,
-                  vllm: str, strategy_why: str, rounds_done: int, spec: ServerSpec) -> list[str]:
-    """The report's header list: machine, model shape, layout, server
-    settings (every non-default option), load, arms."""
+def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], host: str,
+                  strategy_why: str, rounds_done: int, spec: ServerSpec) -> list[str]:
+    """The report's header list: machine (``host``: GPUs; vLLM), model shape,
+    layout, server settings (every non-default option), load, arms."""
     experts, topk = moe_shape(cfg)
     baseline = ("`VLLM_PLUGINS=\"\"` (no general plugin)" if a.baseline == "plugins-off"
                 else "`VLLM_PLUGINS=moe_align VLLM_MOE_ALIGN_DISABLE=1` (plugin loaded and switched off: "
                      "vLLM's own function runs, and vLLM's settings equal the plugin arm's)")
     return [
-        f"{device}; {vllm}",
+        host,
         f"model: {model} shape ({cfg['architectures'][0]}, {cfg['num_hidden_layers']} layers, "
         f"{experts} experts, top-{topk}, {param_count(cfg) / 1e9:.1f}B parameters), bf16, dummy "
         "weights (`--load-format dummy`), word-level tokenizer of the model's vocabulary",

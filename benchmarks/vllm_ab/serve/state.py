@@ -6,7 +6,11 @@ stopped at any moment leaves every finished line readable):
 - ``rounds.jsonl``: every measured load (``results.JobRecord``);
 - ``checks.jsonl``: every server start's checks (``checks.ServerCheck``
   without its tokens; the tokens are in ``greedy-<tag>.json``);
-- ``profile.jsonl``: the profiled loads' rows (``profiling.profile_row``).
+- ``profile.jsonl``: the profiled loads' rows (``profiling.profile_row``);
+- ``machines.jsonl``: each machine that measured loads (``environment.
+  machine_id``), with its report line (GPUs; vLLM) and the strategy's reason,
+  so that a report written again elsewhere names the machines the loads ran
+  on, not the one that writes it.
 
 ``--resume`` reads them back: an arm's round counts as done when every
 concurrency level of it has an ok record; later records of the same (round,
@@ -27,7 +31,7 @@ from typing import Any, Optional
 from .checks import ServerCheck
 from .results import JobRecord, load_records
 
-ROUNDS, CHECKS, PROFILE = "rounds.jsonl", "checks.jsonl", "profile.jsonl"
+ROUNDS, CHECKS, PROFILE, MACHINES = "rounds.jsonl", "checks.jsonl", "profile.jsonl", "machines.jsonl"
 
 
 def append(path: Path, obj: dict[str, Any]) -> None:
@@ -99,6 +103,27 @@ def mixed_machine_rounds(records: list[JobRecord]) -> list[int]:
         if r.machine is not None:
             seen.setdefault((r.round, r.concurrency), set()).add(r.machine)
     return sorted({rnd for (rnd, _), machines in seen.items() if len(machines) > 1})
+
+
+def save_machine(log_dir: Path, machine: str, line: str, why: str) -> None:
+    """Records ``machine`` (once) as one that measured loads of this run."""
+    if machine not in load_machines(log_dir):
+        append(log_dir / MACHINES, {"machine": machine, "line": line, "why": why})
+
+
+def load_machines(log_dir: Path) -> dict[str, dict[str, str]]:
+    """The recorded machines, by id, in the order they first measured."""
+    out: dict[str, dict[str, str]] = {}
+    for d in _lines(log_dir / MACHINES):
+        if isinstance(d.get("machine"), str):
+            out.setdefault(d["machine"], {"line": str(d.get("line", "")), "why": str(d.get("why", ""))})
+    return out
+
+
+def machines_of(records: list[JobRecord], known: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    """The recorded machines that measured ``records``, in the order of ``known``."""
+    used = {r.machine for r in records}
+    return [entry for machine, entry in known.items() if machine in used]
 
 
 def load_profile_rows(log_dir: Path) -> list[dict[str, Any]]:
