@@ -310,7 +310,8 @@ def test_options_and_model_shapes(tmp_path: Path) -> None:
     assert [options.num_prompts(a, c) for c in (1, 32, 256)] == [16, 128, 1024]
     seeds = {options.bench_seed(a, r, i) for r in (1, 2, 3) for i in range(3)}
     assert len(seeds) == 9
-    for bad in (["--rounds", "2"], ["--model", "llama"], ["--capture-sizes", "x"]):
+    for bad in (["--rounds", "2"], ["--model", "llama"], ["--capture-sizes", "x"],
+                ["--tag", "../x"], ["--tag", "Profile"], ["--tag", "a_b"]):
         with pytest.raises(SystemExit):
             options.parse_args(bad)
     assert options.choose_strategy("deepseek-v2-lite", a, 140.0)[:2] == ("both-up", 0.45)
@@ -319,6 +320,8 @@ def test_options_and_model_shapes(tmp_path: Path) -> None:
     assert options.choose_strategy("deepseek-v2-lite", a, None)[0] == "restart"
     assert driver.stem_name("m", 1) == "serve_m" and driver.stem_name("m", 2) == "serve_m_tp2"
     assert driver.stem_name("m", 1, (8192, 16), aa=True, pairs=2) == "serve_m_in8192_out16_aa_pairs2"
+    assert driver.stem_name("m", 1, pairs=2, tag="profile") == "serve_m_pairs2_profile"
+    assert options.parse_args(["--tag", "profile-2"]).tag == "profile-2"
     assert driver.round_order(2, "abab") == ("vllm", "plugin") == driver.round_order(3, "abba")
     assert driver.round_order(2, "abba") == ("plugin", "vllm")
     shapes = {n: (models.moe_shape(c), models.param_count(c) / 1e9, c["num_hidden_layers"])

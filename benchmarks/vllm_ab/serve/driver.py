@@ -70,16 +70,17 @@ class BudgetReached(Exception):
 
 
 def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
-              aa: bool = False, dp: int = 1, pairs: int = 1) -> str:
+              aa: bool = False, dp: int = 1, pairs: int = 1, tag: str = "") -> str:
     """``serve_<model>``, plus ``_tp<N>`` / ``_dp<N>`` for tensor / data
     parallel runs, plus ``_in<I>_out<O>`` for a load other than the default,
     plus ``_aa`` for an A/A run, plus ``_pairs<K>`` for rounds split over K
-    server pairs: each setting keeps its own files and ``--resume`` state
+    server pairs, plus ``_<tag>`` for ``--tag``: each setting keeps its own files and ``--resume`` state
     (a resumed run counts the rounds its own state holds, so a run of
     another setting must not read them)."""
     return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "") + (f"_dp{dp}" if dp > 1 else "")
             + (f"_in{load[0]}_out{load[1]}" if tuple(load) != options.DEFAULT_LOAD else "")
-            + ("_aa" if aa else "") + (f"_pairs{pairs}" if pairs > 1 else ""))
+            + ("_aa" if aa else "") + (f"_pairs{pairs}" if pairs > 1 else "")
+            + (f"_{tag}" if tag else ""))
 
 
 def pair_of(rnd: int, rounds: int, pairs: int) -> int:
@@ -117,7 +118,7 @@ class ModelRun:
     def __init__(self, args: argparse.Namespace, model: str, work: Path) -> None:
         self.args, self.model, self.cfg = args, model, model_config(model)
         name = stem_name(model, args.tp, (args.input_len, args.output_len), args.aa, args.dp,
-                         args.server_pairs)
+                         args.server_pairs, args.tag)
         self.stem = args.out / name
         self.log_dir = args.out / (name + "_logs")
         self.labels = arm_labels(args.aa)

@@ -8,6 +8,7 @@ rounds, vLLM's default server settings.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--aa", action="store_true",
                     help="A/A: both arms run the baseline (no plugin), everything else as in an A/B "
                          "run; the ratio is the harness's own bias. Results go to serve_<model>..._aa")
+    ap.add_argument("--tag", default="", metavar="WORD",
+                    help="a name for runs of one setting that must keep apart (e.g. a profiled run "
+                         "beside the measured one): results and --resume state in serve_<model>..._<WORD>")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--input-len", type=int, default=DEFAULT_LOAD[0],
                     help="input tokens per request (default %(default)s; another load's results get "
@@ -115,6 +119,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         ap.error(f"--max-rounds must be 0 or between --rounds and {PROFILE_ROUND - 1}")
     if not 1 <= args.server_pairs <= args.rounds:
         ap.error("--server-pairs must be between 1 and --rounds")
+    if args.tag and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.tag):
+        ap.error(f"--tag must be lower-case letters, digits and '-' (a file name part), not {args.tag!r}")
     if not 0 < args.target_width < 1:
         ap.error("--target-width must be in (0, 1)")
     if min(args.concurrency) < 1 or args.input_len < 1 or args.output_len < 2:
