@@ -321,6 +321,10 @@ def test_options_and_model_shapes(tmp_path: Path) -> None:
     assert driver.stem_name("m", 1) == "serve_m" and driver.stem_name("m", 2) == "serve_m_tp2"
     assert driver.stem_name("m", 1, (8192, 16), aa=True, pairs=2) == "serve_m_in8192_out16_aa_pairs2"
     assert driver.stem_name("m", 1, pairs=2, tag="profile") == "serve_m_pairs2_profile"
+    assert driver.stem_name("m", 1, plugin_first=True, tag="p") == "serve_m_pluginfirst_p"
+    assert [driver.start_order(k) for k in (0, 1, 2)] == [("vllm", "plugin"), ("plugin", "vllm"),
+                                                           ("vllm", "plugin")]
+    assert [driver.start_order(k, "plugin") for k in (0, 1)] == [("plugin", "vllm"), ("vllm", "plugin")]
     assert options.parse_args(["--tag", "profile-2"]).tag == "profile-2"
     assert driver.round_order(2, "abab") == ("vllm", "plugin") == driver.round_order(3, "abba")
     assert driver.round_order(2, "abba") == ("plugin", "vllm")
@@ -487,6 +491,26 @@ def test_driver_server_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "2 server pairs" in md and md.count("| ok | identical |") == 3, md
     by_pair = md.split("## By server pair")[1]
     assert "| 1 | 1: baseline first | 2 |" in by_pair and "| 3 | 2: plugin first | 2 |" in by_pair, by_pair
+
+
+def test_driver_first_started_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """--first-started plugin: the plugin's server starts first (first port)
+    in the first pair and the baseline's in the second; the run keeps its
+    own files (``_pluginfirst``) and its report names the order."""
+    _standin(tmp_path, monkeypatch)
+    assert _run(tmp_path, 18531, "--strategy", "both-up", "--rounds", "4", "--server-pairs", "2",
+                "--first-started", "plugin") == 0
+    printed = capsys.readouterr().out
+    starts = [line.split("starting the ")[1].split(" (log")[0] + " " + line.split("port ")[1].split(":")[0]
+              for line in printed.splitlines() if "starting the " in line]
+    assert starts == ["plugin server 18531", "baseline server 18532", "baseline server 18531",
+                      "plugin server 18532"], printed
+    assert not (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_pairs2.md").exists()
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_pairs2_pluginfirst.md").read_text()
+    assert "started plugin first in odd pairs and baseline first in even ones" in md, md
+    by_pair = md.split("## By server pair")[1]
+    assert "| 1 | 1: plugin first | 2 |" in by_pair and "| 3 | 2: baseline first | 2 |" in by_pair, by_pair
 
 
 def test_bench_client_timeout_and_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,17 +70,19 @@ class BudgetReached(Exception):
 
 
 def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
-              aa: bool = False, dp: int = 1, pairs: int = 1, tag: str = "") -> str:
+              aa: bool = False, dp: int = 1, pairs: int = 1, tag: str = "",
+              plugin_first: bool = False) -> str:
     """``serve_<model>``, plus ``_tp<N>`` / ``_dp<N>`` for tensor / data
     parallel runs, plus ``_in<I>_out<O>`` for a load other than the default,
     plus ``_aa`` for an A/A run, plus ``_pairs<K>`` for rounds split over K
-    server pairs, plus ``_<tag>`` for ``--tag``: each setting keeps its own files and ``--resume`` state
+    server pairs, plus ``_pluginfirst`` when the plugin's server starts first
+    in the first pair, plus ``_<tag>`` for ``--tag``: each setting keeps its own files and ``--resume`` state
     (a resumed run counts the rounds its own state holds, so a run of
     another setting must not read them)."""
     return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "") + (f"_dp{dp}" if dp > 1 else "")
             + (f"_in{load[0]}_out{load[1]}" if tuple(load) != options.DEFAULT_LOAD else "")
             + ("_aa" if aa else "") + (f"_pairs{pairs}" if pairs > 1 else "")
-            + (f"_{tag}" if tag else ""))
+            + ("_pluginfirst" if plugin_first else "") + (f"_{tag}" if tag else ""))
 
 
 def pair_of(rnd: int, rounds: int, pairs: int) -> int:
@@ -90,10 +92,11 @@ def pair_of(rnd: int, rounds: int, pairs: int) -> int:
     return min((rnd - 1) * pairs // rounds, pairs - 1)
 
 
-def start_order(pair: int) -> tuple[str, ...]:
-    """The arms of server pair ``pair`` in the order their servers start:
-    the baseline first in even pairs, the plugin first in odd ones."""
-    return tuple(reversed(ARMS)) if pair % 2 else ARMS
+def start_order(pair: int, first: str = "baseline") -> tuple[str, ...]:
+    """The arms of server pair ``pair`` (0-based) in the order their servers
+    start: ``first`` (``--first-started``) in even pairs, the other arm in
+    odd ones."""
+    return tuple(reversed(ARMS)) if (pair % 2 == 1) == (first == "baseline") else ARMS
 
 
 def round_order(rnd: int, order: str) -> tuple[str, ...]:
@@ -118,7 +121,7 @@ class ModelRun:
     def __init__(self, args: argparse.Namespace, model: str, work: Path) -> None:
         self.args, self.model, self.cfg = args, model, model_config(model)
         name = stem_name(model, args.tp, (args.input_len, args.output_len), args.aa, args.dp,
-                         args.server_pairs, args.tag)
+                         args.server_pairs, args.tag, args.first_started == "plugin")
         self.stem = args.out / name
         self.log_dir = args.out / (name + "_logs")
         self.labels = arm_labels(args.aa)
@@ -356,7 +359,7 @@ class ModelRun:
         a = self.args
         servers: dict[str, Server] = {}
         try:
-            arms = start_order(pair)
+            arms = start_order(pair, a.first_started)
             for slot, arm in enumerate(arms):
                 self.budget(*["start"] * (len(arms) - slot), "round")
                 servers[arm] = self.start(arm, arm + suffix, slot)
@@ -454,7 +457,7 @@ class ModelRun:
         if self.strategy == "both-up" and a.server_pairs > 1:
             of_pair = [[r for r in self.records if pair_of(r.round, a.rounds, a.server_pairs) == k]
                        for k in range(a.server_pairs)]
-            pairs = [(f"{k + 1}: {self.labels[start_order(k)[0]]} first",
+            pairs = [(f"{k + 1}: {self.labels[start_order(k, a.first_started)[0]]} first",
                       summary.cells(recs, self.labels["plugin"])) for k, recs in enumerate(of_pair)]
         return report.write_all(self.stem, title, lines, setting, self.checks, cs,
                                 a.concurrency, self.profile_rows, self.problems, self.labels, pairs)

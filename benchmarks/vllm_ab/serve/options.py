@@ -58,6 +58,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                          "started first (and given the first port) alternating between pairs, so the "
                          "intervals include which server came first (default 1; K > 1: results "
                          "and --resume state in serve_<model>..._pairs<K>)")
+    ap.add_argument("--first-started", choices=("baseline", "plugin"), default="baseline",
+                    help="both-up: the arm whose server starts first (and gets the first port) in the "
+                         "first server pair; further pairs alternate (default baseline; plugin: results "
+                         "and --resume state in serve_<model>..._pluginfirst)")
     ap.add_argument("--aa", action="store_true",
                     help="A/A: both arms run the baseline (no plugin), everything else as in an A/B "
                          "run; the ratio is the harness's own bias. Results go to serve_<model>..._aa")

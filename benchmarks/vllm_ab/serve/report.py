@@ -22,7 +22,7 @@ from benchmarks.vllm_ab.stats import Interval
 from vllm_moe_align_plugin.bench import markdown_table
 
 from .checks import ServerCheck
-from .commands import ARM_LABELS, ARMS, ServerSpec, non_defaults
+from .commands import ARM_LABELS, ARMS, ServerSpec, arm_labels, non_defaults
 from .profiling import STEP_KINDS
 from .results import METRICS
 from .summary import CSV_COLUMNS, RATIO_ARM, Cell, csv_rows, find
@@ -57,6 +57,21 @@ KERNELS_NOTE = (
     "the replayed graph's.")
 
 
+def start_order_text(a: argparse.Namespace, strategy_why: str) -> str:
+    """Which arm's server started first, for the setting line of a both-up
+    run (the first started gets the first port)."""
+    if not strategy_why.startswith("both-up"):
+        return ""
+    labels = arm_labels(a.aa)
+    first = labels["plugin" if getattr(a, "first_started", "baseline") == "plugin" else "vllm"]
+    other = labels["vllm"] if first == labels["plugin"] else labels["plugin"]
+    if a.server_pairs == 1:
+        return f"; servers started {first} first (the first started gets the first port)"
+    return (f"; {a.server_pairs} server pairs, one after the other, each running its block of "
+            f"consecutive rounds, started {first} first in odd pairs and {other} first in even ones "
+            "(the first started gets the first port)")
+
+
 def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], host: str,
                   strategy_why: str, rounds_done: int, spec: ServerSpec) -> list[str]:
     """The report's header list: machine (``host``: GPUs; vLLM), model shape,
@@ -74,9 +89,7 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], host: 
         + (", expert parallel" if a.ep else "")
         + (f", {a.executor} executor" if a.executor else "") + f"; strategy: {strategy_why}; "
         f"rounds: {rounds_done} of {a.rounds} complete, order {a.order}"
-        + (f"; {a.server_pairs} server pairs, one after the other, each running its block of "
-           "consecutive rounds, started baseline first in odd pairs and plugin first in even ones "
-           "(the first started gets the first port)" if a.server_pairs > 1 else "")
+        + start_order_text(a, strategy_why)
         + (f"; then extra rounds, up to {a.max_rounds} in all, of the levels whose TPOT or output tok/s "
            f"ratio interval was wider than +-{a.target_width:.1%} (the tables give each cell's n)"
            if a.max_rounds > a.rounds else ""),
