@@ -704,6 +704,19 @@ def test_compile_facts_from_a_log(tmp_path: Path) -> None:
     assert "differs" in compiled.compare(info.graph, "abc (2 pieces)")
     assert report.short_kernel("void ns::k<int, (ns::E)1>(ns::P<int> const*)") == "ns::k<>()"
     assert report.short_kernel("a|b" * 40, 10) == "a/ba/ba..."
+    assert report.short_kernel("void ns::k<a::b<c, d>, e>(x)", depth=1) == "ns::k<a::b<>, ...>()"
+    assert report.short_kernel("void ns::k<a::b<c, d>, e>(x)", depth=2) == "ns::k<a::b<c, ...>, ...>()"
+    # two kernels that share a short name are told apart, the others keep theirs
+    attn = "void cutlass::device_kernel<flash::FlashAttnFwdSm90<cute::C<64>, 2> >(flash::P)"
+    combine = "void cutlass::device_kernel<flash::FlashAttnFwdCombine<cute::C<8>, 5> >(flash::P)"
+    twins = ["void t::k<1>(int)", "void t::k<2>(int)"]
+    labels = report.kernel_labels([attn, combine, "void ns::k<int>(int)", *twins])
+    assert labels[attn] == "cutlass::device_kernel<flash::FlashAttnFwdSm90<> >()"
+    assert labels[combine] == "cutlass::device_kernel<flash::FlashAttnFwdCombine<> >()"
+    assert labels["void ns::k<int>(int)"] == "ns::k<>()"
+    assert [labels[t] for t in twins] == ["t::k<1>()", "t::k<2>()"]
+    same = ["void u::k<1>(int)", "void u::k<1>(float)"]
+    assert [report.kernel_labels(same)[n] for n in same] == ["u::k<1>() #2", "u::k<1>() #1"]
 
 
 def test_real_bench_client_against_the_standin(tmp_path: Path) -> None:

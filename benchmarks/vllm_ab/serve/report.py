@@ -52,7 +52,7 @@ PROFILE_NOTE = (
 
 KERNELS_NOTE = (
     "Every GPU kernel and memset of the profiled load's steps of that kind, by name (template "
-    "arguments dropped), mean launches and GPU time per step over the steps and workers; the rows "
+    "arguments shown only where two kernels would share a name), mean launches and GPU time per step over the steps and workers; the rows "
     "are the kernels whose time differs most between the arms. With CUDA graphs the kernels are "
     "the replayed graph's.")
 
@@ -214,21 +214,70 @@ def profile_table(rows: list[dict[str, Any]], labels: dict[str, str] = ARM_LABEL
     return markdown_table(headers, body)
 
 
-def short_kernel(name: str, width: int = 70) -> str:
-    """A kernel name for a table: template arguments and parameter lists
-    dropped, ``|`` escaped, at most ``width`` characters."""
-    out, depth = [], 0
+def short_kernel(name: str, width: int = 70, depth: int = 0) -> str:
+    """A kernel name for a table: parameter lists dropped, template
+    arguments kept to ``depth`` levels of nesting (only the first argument
+    of each list; 0: none), ``|`` escaped, at most ``width`` characters."""
+    out: list[str] = []
+    level, skip_to, close = 0, 0, False  # skip_to: level whose rest is dropped (0: none)
     for ch in name.removeprefix("void "):
         if ch in "<(":
-            depth += 1
-            if depth == 1:
+            level += 1
+            if not skip_to and (ch == "(" or level > depth):
+                skip_to, close = level, False
                 out.append("<>" if ch == "<" else "()")
+            elif not skip_to:
+                out.append(ch)
         elif ch in ">)":
-            depth = max(depth - 1, 0)
-        elif depth == 0:
+            if not skip_to:
+                out.append(ch)
+            elif level == skip_to:
+                out.append(ch if close else "")
+                skip_to = 0
+            level = max(level - 1, 0)
+        elif not skip_to and ch == "," and level > 0:
+            skip_to, close = level, True
+            out.append(", ...")
+        elif not skip_to:
             out.append(ch)
     text = "".join(out).replace("|", "/")
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def kernel_labels(names: list[str], width: int = 70, max_depth: int = 4) -> dict[str, str]:
+    """Short names (``short_kernel``) for ``names``, one per kernel: where two
+    kernels share a short name, their template arguments are shown one level
+    deeper at a time; kernels that no depth tells apart within ``width``
+    keep their deepest name that fits, numbered ``#1``, ``#2``... in the
+    order of the full names."""
+    labels = {n: short_kernel(n, width) for n in names}
+    for depth in range(1, max_depth + 1):
+        clash = clashing(labels)
+        if not clash:
+            return labels
+        for n in clash:
+            labels[n] = short_kernel(n, width, depth)
+    clash = clashing(labels)
+    if not clash:
+        return labels
+    for n in clash:
+        fits = [t for t in (short_kernel(n, 10 ** 6, d) for d in range(max_depth + 1)) if len(t) <= width]
+        labels[n] = fits[-1] if fits else short_kernel(n, width)
+    groups: dict[str, list[str]] = {}
+    for n in sorted(clash):
+        groups.setdefault(labels[n], []).append(n)
+    for text, group in groups.items():
+        for i, n in enumerate(group, 1):
+            labels[n] = f"{text} #{i}" if len(group) > 1 else text
+    return labels
+
+
+def clashing(labels: dict[str, str]) -> list[str]:
+    """The keys of ``labels`` whose value another key shares."""
+    count: dict[str, int] = {}
+    for text in labels.values():
+        count[text] = count.get(text, 0) + 1
+    return [n for n, text in labels.items() if count[text] > 1]
 
 
 def kernel_diff_table(rows: list[dict[str, Any]], concurrency: int, kind: str = "decode",
@@ -243,9 +292,10 @@ def kernel_diff_table(rows: list[dict[str, Any]], concurrency: int, kind: str = 
     a, b = tables["vllm"], tables["plugin"]
     names = sorted(set(a) | set(b), key=lambda n: (-abs(b.get(n, [0, 0])[1] - a.get(n, [0, 0])[1]), n))
     body = []
+    label = kernel_labels(names)
     for name in names[:top]:
         x, y = a.get(name, [0.0, 0.0]), b.get(name, [0.0, 0.0])
-        body.append([short_kernel(name), fmt(x[0], 2), fmt(x[1], 2), fmt(y[0], 2), fmt(y[1], 2),
+        body.append([label[name], fmt(x[0], 2), fmt(x[1], 2), fmt(y[0], 2), fmt(y[1], 2),
                      f"{y[1] - x[1]:+.2f}"])
     total = [sum(t[n][i] for n in t) for t in (a, b) for i in (0, 1)]
     body.append([f"all {len(names)} kernels", fmt(total[0], 1), fmt(total[1], 1), fmt(total[2], 1),
