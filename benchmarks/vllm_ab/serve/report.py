@@ -52,9 +52,9 @@ PROFILE_NOTE = (
 
 KERNELS_NOTE = (
     "Every GPU kernel and memset of the profiled load's steps of that kind, by name (template "
-    "arguments shown only where two kernels would share a name), mean launches and GPU time per step over the steps and workers; the rows "
-    "are the kernels whose time differs most between the arms. With CUDA graphs the kernels are "
-    "the replayed graph's.")
+    "arguments shown only where two kernels would share a name), mean launches and GPU time per "
+    "step over the steps and workers; the rows are the kernels whose time differs most between "
+    "the arms. With CUDA graphs the kernels are the replayed graph's.")
 
 
 def start_order_text(a: argparse.Namespace, strategy_why: str) -> str:
