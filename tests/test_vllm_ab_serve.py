@@ -661,6 +661,35 @@ def test_gpu_state(monkeypatch: pytest.MonkeyPatch) -> None:
     assert on.samples[0].sm_mhz == 1001.0 and on.samples[-1].sm_mhz == 1000.0 + calls["n"]
 
 
+def test_report_gpu_table() -> None:
+    """The report's table of the GPUs during each arm's loads: the median of the loads' median
+    clocks, the lowest clock, the highest power and temperature, and how many loads had the
+    clock held down, by reason name; no table where no load was read."""
+    assert gpu_state.reason_names(0x4) == "software power cap"
+    assert gpu_state.reason_names(0x4 | 0x20 | 0x1) == "software power cap, software thermal"
+    assert gpu_state.reason_names(0x4000) == "0x4000" and gpu_state.reason_names(0) == ""
+
+    def rec(rnd: int, arm: str, c: int, **gpu: float) -> results.JobRecord:
+        return results.JobRecord("m", rnd, arm, c, 4, 7, arm, ok=True, **gpu)
+
+    loads = [rec(1, "vllm", 4, sm_mhz_min=1700, sm_mhz_median=1740, power_w_max=690, clock_reasons=0x4),
+             rec(2, "vllm", 4, sm_mhz_min=1650, sm_mhz_median=1760, power_w_max=699, clock_reasons=0x4),
+             rec(3, "vllm", 4, sm_mhz_min=1980, sm_mhz_median=1980, power_w_max=400, temp_c_max=41,
+                 clock_reasons=0),
+             rec(1, "plugin", 4, sm_mhz_min=1980, sm_mhz_median=1980, power_w_max=380, clock_reasons=0),
+             rec(1, "plugin", 1), rec(1, "vllm", 1)]
+    table = report.gpu_table(loads, [1, 4])
+    assert table is not None
+    rows = [line for line in table.splitlines() if line.startswith("| 4 ")]
+    assert rows == ["| 4 | baseline | 3 | 1760 | 1650 | 699 | 41 | 2 (software power cap) |",
+                    "| 4 | plugin | 1 | 1980 | 1980 | 380 | - | 0 |"], table
+    assert not any(line.startswith("| 1 ") for line in table.splitlines())  # no load of c=1 was read
+    assert report.gpu_table(loads[-2:], [1, 4]) is None
+    md = report.markdown("t", [], [], [], [1, 4], [], [], records=loads)
+    assert "## The GPUs during the measured loads" in md and "software power cap" in md
+    assert "## The GPUs" not in report.markdown("t", [], [], [], [1, 4], [], [])
+
+
 def test_gpu_state_loads_the_copy_of_pynvml_that_vllm_ships(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a top-level pynvml, the bindings come from <vllm>/third_party/pynvml.py, loaded by

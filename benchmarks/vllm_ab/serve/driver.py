@@ -460,7 +460,8 @@ class ModelRun:
             pairs = [(f"{k + 1}: {self.labels[start_order(k, a.first_started)[0]]} first",
                       summary.cells(recs, self.labels["plugin"])) for k, recs in enumerate(of_pair)]
         return report.write_all(self.stem, title, lines, setting, self.checks, cs,
-                                a.concurrency, self.profile_rows, self.problems, self.labels, pairs)
+                                a.concurrency, self.profile_rows, self.problems, self.labels, pairs,
+                                self.records)
 
     def resume(self) -> None:
         """Reads what an earlier run of the same setting finished."""

@@ -30,6 +30,10 @@ VENDORED_NAME = "vllm_ab_pynvml"
 # power cap, thermal slowdown, ...) hold the clock down.
 NOT_A_SLOWDOWN = 0x3
 IDLE = 0x1
+# NVML's clock-event reason bits that hold the clock down, by name (nvml.h)
+SLOWDOWNS = {0x4: "software power cap", 0x8: "hardware slowdown", 0x10: "sync boost",
+             0x20: "software thermal", 0x40: "hardware thermal", 0x80: "hardware power brake",
+             0x100: "display clocks"}
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,13 @@ def summary(samples: Sequence[Sample]) -> dict[str, Optional[float]]:
             "power_w_max": top([s.power_w for s in samples]),
             "temp_c_max": top([s.temp_c for s in samples]),
             "clock_reasons": reasons if masks else None}
+
+
+def reason_names(mask: int) -> str:
+    """The clock-event reasons of ``mask`` by name ("" for none; unnamed bits in hex)."""
+    names = [name for bit, name in SLOWDOWNS.items() if mask & bit]
+    rest = mask & ~NOT_A_SLOWDOWN & ~sum(SLOWDOWNS)
+    return ", ".join(names + ([f"{rest:#x}"] if rest else []))
 
 
 def describe(fields: Mapping[str, Any]) -> str:

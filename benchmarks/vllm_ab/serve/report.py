@@ -13,6 +13,8 @@ the CSV and chart writers from ``benchmarks.vllm_ab.report``.
 from __future__ import annotations
 
 import argparse
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,10 +23,11 @@ from benchmarks.vllm_ab.report import Bar, fmt, write_csv, write_interval_png
 from benchmarks.vllm_ab.stats import Interval
 from vllm_moe_align_plugin.bench import markdown_table
 
+from . import gpu_state
 from .checks import ServerCheck
 from .commands import ARM_LABELS, ARMS, ServerSpec, arm_labels, non_defaults
 from .profiling import STEP_KINDS
-from .results import METRICS
+from .results import METRICS, JobRecord
 from .summary import CSV_COLUMNS, RATIO_ARM, Cell, csv_rows, find
 
 PAIRS_NOTE = ("Each server pair's rounds on their own, ratios as above. The pairs differ in which "
@@ -55,6 +58,12 @@ KERNELS_NOTE = (
     "arguments shown only where two kernels would share a name), mean launches and GPU time per "
     "step over the steps and workers; the rows are the kernels whose time differs most between "
     "the arms. With CUDA graphs the kernels are the replayed graph's.")
+
+
+GPU_NOTE = (
+    "Read through NVML every 0.2 s while each load ran, over all GPUs; the clocks leave out the "
+    "samples of an idle GPU. A clock held down (power cap, heat) slows a load whatever its arm: "
+    "where it held in one arm's loads and not in the other's, a ratio measures the card too.")
 
 
 def start_order_text(a: argparse.Namespace, strategy_why: str) -> str:
@@ -305,11 +314,41 @@ def kernel_diff_table(rows: list[dict[str, Any]], concurrency: int, kind: str = 
                            f"{lb}: us/step", "difference us/step"], body, "lrrrrr")
 
 
+def gpu_table(records: Sequence[JobRecord], concurrency: list[int],
+              labels: dict[str, str] = ARM_LABELS) -> Optional[str]:
+    """The GPUs during each arm's measured loads per concurrency (the NVML
+    fields of ``gpu_state.summary``); None when no load has them."""
+    body = []
+    for c in concurrency:
+        for arm in ARMS:
+            got = [r for r in records if r.ok and r.concurrency == c and r.arm == arm
+                   and r.sm_mhz_median is not None and r.sm_mhz_min is not None]
+            if not got:
+                continue
+            mask, held = 0, 0
+            for r in got:
+                mask |= r.clock_reasons or 0
+                held += bool(r.clock_reasons)
+            power = [r.power_w_max for r in got if r.power_w_max is not None]
+            temp = [r.temp_c_max for r in got if r.temp_c_max is not None]
+            body.append([c, labels[arm], len(got), fmt(statistics.median(r.sm_mhz_median for r in got), 0),
+                         fmt(min(r.sm_mhz_min for r in got), 0), fmt(max(power), 0) if power else "-",
+                         fmt(max(temp), 0) if temp else "-",
+                         f"{held} ({gpu_state.reason_names(mask)})" if held else "0"])
+    if not body:
+        return None
+    return markdown_table(["concurrency", "arm", "loads", "SM MHz, median of the loads' medians",
+                           "SM MHz, lowest", "power W, highest", "temperature C, highest",
+                           "loads with the clock held down (why)"], body, "rlrrrrrl")
+
+
 def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs: list[Cell],
              concurrency: list[int], profile_rows: list[dict[str, Any]],
              problems: list[str], labels: dict[str, str] = ARM_LABELS,
-             pairs: Optional[list[tuple[str, list[Cell]]]] = None) -> str:
-    """The whole report; ``pairs``: each server pair's cells (``--server-pairs``)."""
+             pairs: Optional[list[tuple[str, list[Cell]]]] = None,
+             records: Sequence[JobRecord] = ()) -> str:
+    """The whole report; ``pairs``: each server pair's cells (``--server-pairs``);
+    ``records``: the measured loads, for the GPUs' state during them."""
     cache = cache_line(checks)
     parts = [f"# {title}", "", *[f"- {line}" for line in [*setting_lines, *([cache] if cache else [])]], "",
              "## Checks", "", checks_table(checks, labels) if checks else "(no server started)", ""]
@@ -319,6 +358,9 @@ def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs
               f"## {ratio_name(labels)}", "", ratio_table(cs, concurrency, labels), "", STATS_NOTE, ""]
     if pairs:
         parts += ["## By server pair", "", pair_table(pairs, concurrency, labels), "", PAIRS_NOTE, ""]
+    gpus = gpu_table(records, concurrency, labels)
+    if gpus:
+        parts += ["## The GPUs during the measured loads", "", gpus, "", GPU_NOTE, ""]
     if profile_rows:
         parts += ["## Align step, profiled loads (one per arm and concurrency)", "",
                   profile_table(profile_rows, labels), "", PROFILE_NOTE, ""]
@@ -353,9 +395,11 @@ def write_all(stem: Path, title: str, setting_lines: list[str], setting: dict[st
               checks: list[ServerCheck], cs: list[Cell], concurrency: list[int],
               profile_rows: list[dict[str, Any]], problems: list[str],
               labels: dict[str, str] = ARM_LABELS,
-              pairs: Optional[list[tuple[str, list[Cell]]]] = None) -> str:
+              pairs: Optional[list[tuple[str, list[Cell]]]] = None,
+              records: Sequence[JobRecord] = ()) -> str:
     """Writes ``stem``.md, .csv and .png; returns the markdown."""
-    md = markdown(title, setting_lines, checks, cs, concurrency, profile_rows, problems, labels, pairs)
+    md = markdown(title, setting_lines, checks, cs, concurrency, profile_rows, problems, labels, pairs,
+                  records)
     Path(f"{stem}.md").write_text(md)
     write_csv(csv_rows(cs, setting), Path(f"{stem}.csv"), CSV_COLUMNS)
     chart(cs, concurrency, Path(f"{stem}.png"), title[:150], labels)
