@@ -72,8 +72,8 @@ def start_order_text(a: argparse.Namespace, strategy_why: str) -> str:
     if not strategy_why.startswith("both-up"):
         return ""
     labels = arm_labels(a.aa)
-    first = labels["plugin" if getattr(a, "first_started", "baseline") == "plugin" else "vllm"]
-    other = labels["vllm"] if first == labels["plugin"] else labels["plugin"]
+    arms = ("plugin", "vllm") if a.first_started == "plugin" else ("vllm", "plugin")
+    first, other = labels[arms[0]], labels[arms[1]]
     if a.server_pairs == 1:
         return f"; servers started {first} first (the first started gets the first port)"
     return (f"; {a.server_pairs} server pairs, one after the other, each running its block of "
