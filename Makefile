@@ -65,17 +65,21 @@ demo-gpu: build-inplace
 	$(PYTHON) -m vllm_moe_align_plugin.cli verify
 	$(PYTHON) -m vllm_moe_align_plugin.cli bench --quick
 
-# compute-sanitizer over a grid that covers every CUDA code path. initcheck
+# compute-sanitizer over a grid that covers every CUDA code path, with
+# ordinary launches and then with programmatic dependent launch. initcheck
 # runs without torch's caching allocator, so every buffer is a fresh
 # allocation and a read of a never-written byte cannot hide behind a reused one.
 # PYTHONPATH=.: the grid imports the plugin built in place in this checkout.
 SANITIZE := PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} compute-sanitizer --error-exitcode 1
 GRID := $(PYTHON) tests/sanitizer_grid.py
 sanitize-gpu: build-inplace
-	$(SANITIZE) --tool memcheck $(GRID)
-	$(SANITIZE) --tool racecheck --racecheck-report all $(GRID)
-	PYTORCH_NO_CUDA_MEMORY_CACHING=1 $(SANITIZE) --tool initcheck $(GRID)
-	$(SANITIZE) --tool synccheck $(GRID)
+	for pdl in 0 1; do \
+	  export VLLM_MOE_ALIGN_PDL=$$pdl; \
+	  $(SANITIZE) --tool memcheck $(GRID) && \
+	  $(SANITIZE) --tool racecheck --racecheck-report all $(GRID) && \
+	  PYTORCH_NO_CUDA_MEMORY_CACHING=1 $(SANITIZE) --tool initcheck $(GRID) && \
+	  $(SANITIZE) --tool synccheck $(GRID) || exit 1; \
+	done
 
 # Reliability stress: STRESS_FUZZ_CASES fuzz cases on CUDA (each also run by the
 # CPU op and the reference), STRESS_HUGE_CASES cases of up to 2^24 routes, then

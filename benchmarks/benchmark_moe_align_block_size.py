@@ -162,6 +162,8 @@ def main() -> int:
     ap.add_argument("--no-reference", action="store_true", help="skip the pure-torch reference")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
+    ap.add_argument("--dependent-launch", action="store_true",
+                    help="also the plugin with programmatic dependent launch on, in the same run")
     ap.add_argument("--variants", action="store_true",
                     help="time the plugin's options (expert_map, scatter_idx) and limits instead")
     args = ap.parse_args()
@@ -180,6 +182,8 @@ def main() -> int:
     if args.serving:
         cases = cases + [c for c in bench.SERVING_CASES if c not in cases]
     impls = loaders.available_impls(device, with_reference=not args.no_reference)
+    if args.dependent_launch and device == "cuda":
+        impls.insert(1, bench.plugin_impl(dependent_launch=True))
     t0 = time.time()
     rows = bench.run(cases, device, impls, eager_calls=2000 if device == "cuda" else 50)
     gpu = torch.cuda.get_device_name() if device == "cuda" else "CPU"

@@ -20,7 +20,11 @@ chain's own ids before timing. The floor row puts one empty kernel (one
 thread, no memory access) where the align call was: what any extra kernel
 node costs in this chain, however little it does.
 
+The ``plugin-pdl`` implementation is the plugin with programmatic dependent
+launch on (its kernels may start while the kernel before them finishes).
+
     python -m benchmarks.chain_cost [--shapes 1x8x256 1x6x64 1x8x128]
+                                    [--impls plugin plugin-pdl vllm floor]
 """
 
 from __future__ import annotations
@@ -189,7 +193,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--reps", type=int, default=20, help="chains per captured graph")
     ap.add_argument("--replays", type=int, default=50, help="graph replays per timing")
     ap.add_argument("--rounds", type=int, default=7, help="timings per configuration")
-    ap.add_argument("--impls", nargs="+", choices=("plugin", "vllm", "floor"),
+    ap.add_argument("--impls", nargs="+", choices=("plugin", "plugin-pdl", "vllm", "floor"),
                     default=["plugin", "vllm", "floor"])
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--quiet", action="store_true", help="no table")
@@ -205,6 +209,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     impls: list[Optional[Impl]] = []
     if "plugin" in args.impls:
         impls.append(plugin_impl())
+    if "plugin-pdl" in args.impls:
+        impls.append(plugin_impl(dependent_launch=True))
     if "vllm" in args.impls:
         v = vllm_impl()
         if v is None:

@@ -7,8 +7,8 @@
 //   fused_globalize_align_block_size_out
 //                             cpu/globalize_cpu.cpp (CPU), cuda/globalize.cu
 //                             then the align kernels (CUDA)
-//   cuda_launch_plan, cuda_globalize_plan, preload_cuda_kernels, cuda_archs
-//                             cuda/cuda_host.cpp (no tensors)
+//   cuda_launch_plan, cuda_globalize_plan, preload_cuda_kernels, cuda_archs,
+//   cuda_dependent_launch     cuda/cuda_host.cpp (no tensors)
 // Two libraries: _C defines the align ops and has the CPU kernels; _C_cuda
 // (a build with CUDA kernels) adds their CUDA kernels and defines the CUDA
 // host ops. A torch without CUDA, or with another CUDA major, loads _C alone.
@@ -77,6 +77,13 @@ constexpr const char* kGlobalizePlan =
 
 // Loads the CUDA kernels on `device` ahead of the first call.
 constexpr const char* kPreload = "preload_cuda_kernels(int device) -> ()";
+
+// Programmatic dependent launch of the CUDA kernels, for the whole process:
+// `enabled` given turns it on or off; returns the setting now in force. On,
+// each kernel may start while the previous kernel in its stream finishes
+// (compute capability 9.0 and newer; other GPUs launch as before). Off by
+// default.
+constexpr const char* kDependentLaunch = "cuda_dependent_launch(bool? enabled=None) -> bool";
 
 // The CUDA archs this library was built for, separated by spaces ("" in a
 // CPU-only build).

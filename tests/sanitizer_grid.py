@@ -3,7 +3,8 @@ tiled with the prefix in each CTA, tiled with the scan kernel; expert_map both
 ways; invalid ids; scatter_idx; int64 ids), and the fused globalize op (its
 pass, then the align kernels in each regime), and checks each result, for
 `PYTHONPATH=. compute-sanitizer --tool memcheck|racecheck|initcheck|synccheck
-python tests/sanitizer_grid.py` from the repository root (make sanitize-gpu).
+python tests/sanitizer_grid.py` from the repository root (make sanitize-gpu,
+which runs it again with VLLM_MOE_ALIGN_PDL=1: programmatic dependent launch).
 Not collected by pytest (no test_ prefix)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 
 import torch
 
-from vllm_moe_align_plugin import moe_align_block_size
+from vllm_moe_align_plugin import _ops, moe_align_block_size
 from vllm_moe_align_plugin.globalize import fused_globalize_align_block_size
 from vllm_moe_align_plugin.globalize_reference import (
     fused_globalize_align_block_size_reference as globalize_ref,
@@ -80,7 +81,8 @@ def main() -> int:
     cases, bad_globalize = globalize_cases(g)
     torch.cuda.synchronize()
     total, bad = len(CASES) * 6 + cases, bad + bad_globalize
-    print(f"sanitizer grid: {total - bad}/{total} cases equal the reference")
+    launch = "dependent launch" if _ops.dependent_launch() else "ordinary launch"
+    print(f"sanitizer grid ({launch}): {total - bad}/{total} cases equal the reference")
     return 1 if bad else 0
 
 

@@ -1,10 +1,14 @@
 """Host code of the CUDA build, without a GPU (so in CI too): the CUDA backend's
 launch plans (plan_launch and plan_globalize in csrc/cuda/plan.cpp, asked
 through the ops cuda_launch_plan and cuda_globalize_plan), the archs of the
-build and the kernel preload's error path."""
+build, the kernel preload's error path, and the switch of programmatic
+dependent launch (the GPU tests run the kernels with it on)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -235,3 +239,74 @@ def test_launch_model_table(tmp_path: Path) -> None:
     # the committed table is what the script writes from the committed CSV
     committed = Path(lm.HERE) / "results" / "launch_model.md"
     assert committed.read_text() == text
+
+
+# --------------------------------------------------------------------------- dependent launch
+
+
+def test_dependent_launch_is_off_by_default_and_switches_both_ways() -> None:
+    code = ("from vllm_moe_align_plugin import _ops as o; "
+            "print(o.dependent_launch(), o.dependent_launch(True), o.dependent_launch(), "
+            "o.dependent_launch(False), o.dependent_launch())")
+    env = {k: v for k, v in os.environ.items() if k != _ops.cuda_host.DEPENDENT_LAUNCH_ENV}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True", "True", "False", "False"]
+
+
+@pytest.mark.parametrize("value,on,warned", [
+    ("1", True, False), ("on", True, False), ("TRUE", True, False), ("0", False, False),
+    ("", False, False), ("off", False, False), ("maybe", False, True), ("2", False, True),
+])
+def test_dependent_launch_from_the_environment(value: str, on: bool, warned: bool) -> None:
+    """VLLM_MOE_ALIGN_PDL is read when the CUDA kernels load; a value it does
+    not know leaves it off and says so, naming the variable."""
+    code = ("from vllm_moe_align_plugin import _ops as o; "
+            "print(o.dependent_launch())")
+    env = dict(os.environ, **{_ops.cuda_host.DEPENDENT_LAUNCH_ENV: value})
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.split() == [str(on)]
+    assert (_ops.cuda_host.DEPENDENT_LAUNCH_ENV in run.stderr) == warned, run.stderr
+
+
+def test_dependent_launch_takes_a_bool_or_none() -> None:
+    before = _ops.dependent_launch()
+    for bad in (1, "1", 0.0):
+        with pytest.raises(TypeError, match="enabled"):
+            _ops.dependent_launch(bad)  # type: ignore[arg-type]
+    assert _ops.dependent_launch() == before
+
+
+def test_the_enabled_line_says_when_dependent_launch_is_on() -> None:
+    from vllm_moe_align_plugin.contract import NEWEST as contract
+    from vllm_moe_align_plugin.vllm import runtime
+
+    state = runtime._State(contract=contract, vllm_version="0.33.0")
+    before = _ops.dependent_launch()
+    _ops.dependent_launch(False)
+    try:
+        off = runtime._enabled_line(state)
+        _ops.dependent_launch(True)
+        on = runtime._enabled_line(state)
+    finally:
+        _ops.dependent_launch(before)
+    assert "dependent launch" not in off
+    assert "; programmatic dependent launch on)" in on  # inside the CUDA kernels' brackets
+    assert on.replace("; programmatic dependent launch on", "") == off
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_the_benchmarks_dependent_launch_impl_leaves_the_setting_as_it_was(before: bool) -> None:
+    from vllm_moe_align_plugin import bench
+
+    impl = bench.plugin_impl(dependent_launch=True)
+    ids = torch.randint(0, 64, (8, 6), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
+    saved = _ops.dependent_launch()
+    _ops.dependent_launch(before)
+    try:
+        out = impl.make(ids, 64, 16)()
+        assert _ops.dependent_launch() is before
+    finally:
+        _ops.dependent_launch(saved)
+    bench.validate(impl, out, ids, 64, 16)

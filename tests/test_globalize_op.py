@@ -440,12 +440,13 @@ def test_cuda_tiled_kernels_globalize_fuzz(chunk: int) -> None:
 
 
 @CUDA
-def test_cuda_graph_replays_with_the_current_row_count() -> None:
+@pytest.mark.parametrize("n", [64, 512, 4096])  # fused; pass + spread; tiled, folded
+def test_cuda_graph_replays_with_the_current_row_count(n: int, launch_mode: bool) -> None:
     """Captured once in a CUDA graph, the function reads the ids and the row
     count (psum's last entry) at replay, not at capture: each replay, with
     new values copied into the captured inputs, equals the oracle."""
     _need_kernel("cuda")
-    n, topk, ints = 64, 8, (64, 256, 32, 16)
+    topk, ints = 8, (64, 256, 32, 16)
     ids = torch.zeros(n, topk, dtype=torch.int64, device="cuda")
     psum = _psum(n, device="cuda")
     fused_globalize_align_block_size(ids.clone(), psum, *ints, return_scatter_idx=True)  # warm-up
@@ -454,7 +455,7 @@ def test_cuda_graph_replays_with_the_current_row_count() -> None:
     with torch.cuda.graph(graph):
         out = fused_globalize_align_block_size(ids, psum, *ints, return_scatter_idx=True)
     gen = torch.Generator().manual_seed(7)
-    for num_recv in (n, 17, 0, 40):
+    for num_recv in (n, 17, 0, n // 2 + 8):
         new_ids = torch.randint(-1, 34, (n, topk), generator=gen)
         new_psum = _psum(num_recv)
         ids.copy_(new_ids)

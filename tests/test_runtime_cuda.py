@@ -1,5 +1,6 @@
 """The op inside a CUDA runtime as vLLM uses it: CUDA graphs, torch.compile,
-several streams and threads at once, and long runs that must not leak memory.
+several streams and threads at once, programmatic dependent launch, and long
+runs that must not leak memory.
 Every result is compared to the pure-torch reference. CUDA only (skipped
 without a device and the plugin's CUDA kernel).
 
@@ -22,8 +23,8 @@ import pytest
 import torch
 from helpers import HAS_CUDA, assert_same, env_int, poisoned, random_expert_map, random_routes
 
+from vllm_moe_align_plugin import _ops, moe_align_block_size
 from vllm_moe_align_plugin import contract as C
-from vllm_moe_align_plugin import moe_align_block_size
 from vllm_moe_align_plugin.api import drop_in_for, op_level_for
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
 
@@ -92,7 +93,7 @@ def _fresh_ids(step: int, numel: int, num_experts: int, dtype: torch.dtype,
 # --- CUDA graphs ---------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
-def test_cuda_graph_replays_with_new_inputs(shape: tuple) -> None:
+def test_cuda_graph_replays_with_new_inputs(shape: tuple, launch_mode: bool) -> None:
     """The drop-in captured once per shape, then replayed GRAPH_REPLAYS times,
     each time after copying new ids into the captured input: every replay's
     outputs equal the reference of that replay's ids."""
@@ -128,7 +129,7 @@ CHAIN_SHAPES = ((1, 256, 8), (1, 64, 6), (1, 128, 8), (2, 64, 6), (8, 128, 8))
 
 @pytest.mark.parametrize("tokens,num_experts,topk", CHAIN_SHAPES)
 def test_router_chain_in_a_graph_reads_what_topk_wrote(tokens: int, num_experts: int,
-                                                       topk: int) -> None:
+                                                       topk: int, launch_mode: bool) -> None:
     """Router logits -> top-k -> int32 cast -> align, captured in one graph
     as vLLM captures a decode step, replayed with new logits: the align
     kernel must read the ids that this replay's cast wrote."""
@@ -157,7 +158,7 @@ def test_router_chain_in_a_graph_reads_what_topk_wrote(tokens: int, num_experts:
             raise AssertionError(f"replay {step}: outputs differ from the reference")
 
 
-def test_cuda_graph_of_the_op_level_wrapper() -> None:
+def test_cuda_graph_of_the_op_level_wrapper(launch_mode: bool) -> None:
     """vLLM's op-level call (caller buffers, expert_map mapped while counting)
     captured in a graph: 200 replays with new ids equal the reference."""
     numel, E, B = 4096, 256, 16
@@ -179,6 +180,37 @@ def test_cuda_graph_of_the_op_level_wrapper() -> None:
         want = reference(ids, B, E, emap, False, True, return_scatter_idx=True)
         if not _equal(out, want):
             assert_same(out, want, f"op-level replay {step}")
+
+
+# --- programmatic dependent launch --------------------------------------------
+
+# (numel, num_experts): the tiny, spread, tiled and tiled-with-scan regimes
+WAIT_SHAPES = ((8, 256), (512, 256), (32768, 128), (300_000, 1024))
+
+
+@pytest.mark.parametrize("numel,num_experts", WAIT_SHAPES)
+def test_dependent_launch_waits_for_the_kernel_before_it(numel: int, num_experts: int) -> None:
+    """With dependent launch on, the align kernels may start while the kernel
+    before them runs; they must still read the ids that kernel writes at its
+    very end. The ids are written by a long reduction (a row sum over ~64 MiB
+    per call, one non-zero column per row) over ids that held another
+    expert: reading before the wait would sort the old ids."""
+    before = _ops.dependent_launch()
+    _ops.dependent_launch(True)
+    try:
+        gen = torch.Generator(device="cuda").manual_seed(numel)
+        width = max(2, (64 << 20) // (8 * numel))
+        for step in range(3):
+            want_ids = torch.randint(0, num_experts, (numel,), device="cuda", generator=gen)
+            rows = torch.zeros(numel, width, dtype=torch.int64, device="cuda")
+            rows[:, -1] = want_ids
+            ids = torch.full((numel,), (step + 1) % num_experts, dtype=torch.int64, device="cuda")
+            torch.sum(rows, dim=1, out=ids)  # the kernel right before the align call
+            got = moe_align_block_size(ids, 16, num_experts)
+            want = reference(want_ids, 16, num_experts)
+            assert_same(got, want, f"{numel} routes over {num_experts} experts, step {step}")
+    finally:
+        _ops.dependent_launch(before)
 
 
 # --- torch.compile ---------------------------------------------------------------

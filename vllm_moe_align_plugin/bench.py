@@ -89,13 +89,32 @@ class Impl:
     graphable: bool = True
 
 
-def plugin_impl() -> Impl:
+def plugin_impl(dependent_launch: bool = False) -> Impl:
+    """The plugin's drop-in; with ``dependent_launch``, each call launches its
+    kernels as programmatic dependents (``_ops.dependent_launch``), also when
+    it is captured in a CUDA graph, and the process setting is left as it was."""
     from .api import moe_align_block_size
 
-    def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
-        return lambda: moe_align_block_size(ids, b, e)
+    if not dependent_launch:
+        def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
+            return lambda: moe_align_block_size(ids, b, e)
 
-    return Impl("plugin", make, NEWEST, exact=True)
+        return Impl("plugin", make, NEWEST, exact=True)
+
+    from ._ops import cuda_host
+
+    def make_dependent(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
+        def call() -> tuple[torch.Tensor, ...]:
+            before = cuda_host.dependent_launch()
+            cuda_host.dependent_launch(True)
+            try:
+                return moe_align_block_size(ids, b, e)
+            finally:
+                cuda_host.dependent_launch(before)
+
+        return call
+
+    return Impl("plugin, dependent launch", make_dependent, NEWEST, exact=True)
 
 
 def reference_impl() -> Impl:

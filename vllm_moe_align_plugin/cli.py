@@ -160,7 +160,9 @@ def cmd_info(_: argparse.Namespace) -> int:
     backends = [d for d in ("cpu", "cuda") if library.has_backend(d)]
     print(f"kernels               {', '.join(backends)}"
           + (f" (CUDA archs: {' '.join(cuda_host.cuda_archs()) or 'unknown'})" if "cuda" in backends
-             else " (no CUDA kernels: CUDA calls run vLLM's function)"))
+             else " (no CUDA kernels: CUDA calls run vLLM's function)")
+          + ("; programmatic dependent launch on" if "cuda" in backends
+             and cuda_host.dependent_launch() else ""))
     ops = [f"{op.split('::')[1]} ({', '.join(d for d in ('cpu', 'cuda') if library.has_backend(d, op))})"
            for op in library.TENSOR_OPS]
     print(f"ops                   {'; '.join(ops)}")

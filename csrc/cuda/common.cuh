@@ -319,6 +319,46 @@ cudaError_t with_typed_ids(const Params& p, F f) {
   return f(static_cast<const int32_t*>(p.ids));
 }
 
+// Programmatic dependent launch (Hopper and newer; dependent_launch in
+// kernels.h decides per call whether the kernels launch so). A kernel
+// launched as a programmatic dependent may start while the kernel before it
+// in the stream is still finishing, so every kernel here calls
+// await_stream_inputs() before its first global memory access, read or
+// write: until then the previous kernel's writes (topk_ids, expert_map) may
+// not be visible, and it may still read memory the caching allocator has
+// handed to this call's outputs. Right after, it lets the next kernel in the
+// stream launch early; that kernel's own wait still waits for all of this
+// grid to finish and its writes to be visible. Both are no-ops in a kernel
+// launched the ordinary way, and compile to nothing before sm_90.
+__device__ __forceinline__ void await_stream_inputs() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Launches kKernel<<<grid, threads, smem_bytes, stream>>>(args...), as a
+// programmatic dependent launch where dependent_launch(device) says so.
+template <auto kKernel, typename... Args>
+cudaError_t launch_kernel(int grid, int threads, size_t smem_bytes, int device,
+                          cudaStream_t stream, const Args&... args) {
+  if (!dependent_launch(device)) {
+    kKernel<<<grid, threads, smem_bytes, stream>>>(args...);
+    return cudaGetLastError();
+  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(grid));
+  config.blockDim = dim3(static_cast<unsigned>(threads));
+  config.dynamicSmemBytes = smem_bytes;
+  config.stream = stream;
+  config.attrs = attr;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kKernel, args...);
+}
+
 // Lets kKernel use all the dynamic shared memory a block may opt into; the
 // attribute is set once per kernel and device (one flag set per kernel: the
 // template parameter is the kernel itself).
@@ -333,9 +373,9 @@ cudaError_t allow_smem(int device, int smem_optin_bytes) {
   return err;
 }
 
-// Launches kKernel<<<plan.num_tiles, plan.threads, plan.smem_bytes, stream>>>,
-// first letting it use opt-in shared memory when the plan needs more than a
-// kernel may use without opting in.
+// Launches kKernel (launch_kernel) with the plan's CTAs, threads and shared
+// memory, first letting it use opt-in shared memory when the plan needs more
+// than a kernel may use without opting in.
 template <auto kKernel, typename... Args>
 cudaError_t launch_with_smem(const LaunchPlan& plan, int device, int smem_optin_bytes,
                              cudaStream_t stream, const Args&... args) {
@@ -343,8 +383,8 @@ cudaError_t launch_with_smem(const LaunchPlan& plan, int device, int smem_optin_
     const cudaError_t err = allow_smem<kKernel>(device, smem_optin_bytes);
     if (err != cudaSuccess) return err;
   }
-  kKernel<<<plan.num_tiles, plan.threads, plan.smem_bytes, stream>>>(args...);
-  return cudaGetLastError();
+  return launch_kernel<kKernel>(plan.num_tiles, plan.threads, plan.smem_bytes, device, stream,
+                                args...);
 }
 
 // Loads kKernels on the current device (querying a kernel's attributes loads

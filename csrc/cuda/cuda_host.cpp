@@ -55,4 +55,9 @@ std::vector<int64_t> cuda_globalize_plan(int64_t numel, int64_t local_num_expert
           gp.folded ? 1 : 0};
 }
 
+bool cuda_dependent_launch(std::optional<bool> enabled) {
+  if (enabled.has_value()) set_dependent_launch(*enabled);
+  return dependent_launch_asked();
+}
+
 }  // namespace vllm_moe_align

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,5 +19,6 @@ std::vector<int64_t> cuda_launch_plan(int64_t numel, int64_t num_experts, int64_
 std::vector<int64_t> cuda_globalize_plan(int64_t numel, int64_t local_num_experts,
                                          int64_t block_size, int64_t num_sms,
                                          int64_t smem_optin_bytes);
+bool cuda_dependent_launch(std::optional<bool> enabled);
 
 }  // namespace vllm_moe_align

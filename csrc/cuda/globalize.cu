@@ -36,6 +36,7 @@ __global__ void __launch_bounds__(kGlobalizeThreads)
     globalize_kernel(int64_t* __restrict__ ids, const int32_t* __restrict__ psum_last,
                      int32_t* __restrict__ bins, int numel, int topk, int local_experts,
                      long long rank_offset, long long global_experts) {
+  await_stream_inputs();
   // Route i is in row i / topk, a real row when that is < num_recv, that is
   // when i < num_recv * topk: no division per route.
   const long long real_routes = globalize_real_routes(psum_last, topk);
@@ -62,6 +63,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   int* hist = smem;                // [warps][S]: counts, then routes before the warp
   int* totals = hist + warps * S;  // [E]
   int* seg = totals + E;           // [E + 1]
+  await_stream_inputs();
   // load, and the rewrite of this thread's own route
   const int i = threadIdx.x;
   const long long real_routes = globalize_real_routes(psum_last, topk);
@@ -138,7 +140,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 }  // namespace
 
 cudaError_t launch_globalize_fused(const GlobalizeProblem& g, const GlobalizeBuffers& b,
-                                   const GlobalizePlan& plan, cudaStream_t stream) {
+                                   const GlobalizePlan& plan, int device, cudaStream_t stream) {
   AlignBuffers ab{};
   ab.ids_dtype = kInt64;
   ab.sorted_ids = b.sorted_ids;
@@ -154,19 +156,19 @@ cudaError_t launch_globalize_fused(const GlobalizeProblem& g, const GlobalizeBuf
   l.smem_bytes = plan.smem_bytes;
   l.fits = true;
   const Params p = to_params(align_problem_of(g), ab, l);
-  fused_globalize_kernel<<<1, plan.threads, plan.smem_bytes, stream>>>(
-      b.ids, b.psum + (g.psum_size - 1), static_cast<int>(g.topk),
-      static_cast<int>(g.local_num_experts), g.rank_expert_offset, g.global_num_experts, p);
-  return cudaGetLastError();
+  return launch_kernel<fused_globalize_kernel>(
+      1, plan.threads, plan.smem_bytes, device, stream, b.ids, b.psum + (g.psum_size - 1),
+      static_cast<int>(g.topk), static_cast<int>(g.local_num_experts), g.rank_expert_offset,
+      g.global_num_experts, p);
 }
 
 cudaError_t launch_globalize(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
-                             const GlobalizePlan& plan, cudaStream_t stream) {
+                             const GlobalizePlan& plan, int device, cudaStream_t stream) {
   if (p.numel == 0) return cudaSuccess;
-  globalize_kernel<<<plan.ctas, plan.threads, 0, stream>>>(b.ids, b.psum + (p.psum_size - 1), bins, static_cast<int>(p.numel),
-                               static_cast<int>(p.topk), static_cast<int>(p.local_num_experts),
-                               p.rank_expert_offset, p.global_num_experts);
-  return cudaGetLastError();
+  return launch_kernel<globalize_kernel>(
+      plan.ctas, plan.threads, 0, device, stream, b.ids, b.psum + (p.psum_size - 1), bins,
+      static_cast<int>(p.numel), static_cast<int>(p.topk), static_cast<int>(p.local_num_experts),
+      p.rank_expert_offset, p.global_num_experts);
 }
 
 cudaError_t preload_globalize() {

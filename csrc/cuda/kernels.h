@@ -52,10 +52,15 @@ cudaError_t preload_tiled();
 // b.ids in place, and the align kernels then run on `bins` (no launch for
 // numel == 0).
 cudaError_t launch_globalize_fused(const GlobalizeProblem& p, const GlobalizeBuffers& b,
-                                   const GlobalizePlan& plan, cudaStream_t stream);
+                                   const GlobalizePlan& plan, int device, cudaStream_t stream);
 cudaError_t launch_globalize(const GlobalizeProblem& p, const GlobalizeBuffers& b, int32_t* bins,
-                             const GlobalizePlan& plan, cudaStream_t stream);
+                             const GlobalizePlan& plan, int device, cudaStream_t stream);
 cudaError_t preload_globalize();
+
+// Whether the kernels launch on `device` as programmatic dependent launches
+// (common.cuh, launch_kernel): set_dependent_launch turned them on and the
+// GPU has compute capability 9.0 or newer (launch.cpp).
+bool dependent_launch(int device);
 
 // Enqueues the kernels of `plan` on `stream`; returns the first launch error.
 inline cudaError_t launch_align(const AlignProblem& p, const AlignBuffers& b,

@@ -12,7 +12,37 @@ namespace {
 constexpr int kCachedDevices = 1024;
 std::atomic<uint64_t> g_limits[kCachedDevices];
 
+// Programmatic dependent launch: asked for (set_dependent_launch), and per
+// device whether its compute capability has it (0: not read yet, 1: no,
+// 2: yes). Off until asked for.
+std::atomic<bool> g_dependent_asked{false};
+std::atomic<uint8_t> g_dependent_capable[kCachedDevices];
+
+// Programmatic dependent launch came with compute capability 9.0.
+bool has_dependent_launch(int device) {
+  int major = 0;
+  check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9;
+}
+
 }  // namespace
+
+bool set_dependent_launch(bool enabled) {
+  return g_dependent_asked.exchange(enabled, std::memory_order_relaxed);
+}
+
+bool dependent_launch_asked() { return g_dependent_asked.load(std::memory_order_relaxed); }
+
+bool dependent_launch(int device) {
+  if (!dependent_launch_asked()) return false;
+  if (device < 0 || device >= kCachedDevices) return has_dependent_launch(device);
+  uint8_t capable = g_dependent_capable[device].load(std::memory_order_relaxed);
+  if (capable == 0) {
+    capable = has_dependent_launch(device) ? 2 : 1;
+    g_dependent_capable[device].store(capable, std::memory_order_relaxed);
+  }
+  return capable == 2;
+}
 
 void check_cuda(cudaError_t err) {
   if (err == cudaSuccess) return;
@@ -81,7 +111,7 @@ void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b,
                            const GlobalizePlan& plan, int32_t* bins, int32_t* scratch, int device,
                            const DeviceLimits& limits, cudaStream_t stream) {
   if (plan.fused) {
-    check_cuda(launch_globalize_fused(p, b, plan, stream));
+    check_cuda(launch_globalize_fused(p, b, plan, device, stream));
     return;
   }
   const AlignProblem align = align_problem_of(p);
@@ -101,7 +131,7 @@ void launch_globalize_call(const GlobalizeProblem& p, const GlobalizeBuffers& b,
                                       stream));
     return;
   }
-  check_cuda(launch_globalize(p, b, bins, plan, stream));
+  check_cuda(launch_globalize(p, b, bins, plan, device, stream));
   check_cuda(launch_align(align, ab, plan.align, device, limits.smem_optin_bytes, stream));
 }
 

@@ -35,6 +35,7 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
   int* map = seg + E + 1;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int lo = blockIdx.x * 32 * R;  // this CTA's tile
+  await_stream_inputs();
   // load
   IdT v[kSpreadRoutesPerThread];
 #pragma unroll

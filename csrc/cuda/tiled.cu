@@ -276,11 +276,13 @@ __device__ __forceinline__ void count_tiles(const IdT* __restrict__ ids, const P
 template <typename IdT>
 __global__ void __launch_bounds__(kThreads)
     count_tiles_kernel(const IdT* __restrict__ ids, Params p) {
+  await_stream_inputs();
   count_tiles<false>(ids, p, Globalize{});
 }
 
 __global__ void __launch_bounds__(kThreads)
     count_tiles_globalize_kernel(const int64_t* __restrict__ ids, Params p, GlobalizeArgs g) {
+  await_stream_inputs();
   count_tiles<true>(ids, p, Globalize::of(g));
 }
 
@@ -294,6 +296,7 @@ __global__ void __launch_bounds__(kThreads) scan_tiles_kernel(Params p) {
   const int e = blockIdx.x * 32 + lane;
   const int per = (T + kWarps - 1) / kWarps;
   const int t0 = min(T, g * per), t1 = min(T, t0 + per);
+  await_stream_inputs();
   int sum = 0;
   if (e < E)
     for (int t = t0; t < t1; ++t) sum += p.tile_hist[static_cast<size_t>(t) * E + e];
@@ -420,12 +423,14 @@ __device__ __forceinline__ void scatter_tiles(const IdT* __restrict__ ids, const
 template <typename IdT, bool kPrefixHere>
 __global__ void __launch_bounds__(kThreads, 1)
     scatter_tiles_kernel(const IdT* __restrict__ ids, Params p) {
+  await_stream_inputs();
   scatter_tiles<kPrefixHere, false>(ids, p, GlobalizeArgs{});
 }
 
 template <bool kPrefixHere>
 __global__ void __launch_bounds__(kThreads, 1)
     scatter_tiles_globalize_kernel(const int64_t* __restrict__ ids, Params p, GlobalizeArgs g) {
+  await_stream_inputs();
   scatter_tiles<kPrefixHere, true>(ids, p, g);
 }
 
@@ -436,12 +441,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <auto kCount, auto kScatterPrefixHere, auto kScatterScanned, typename... Args>
 cudaError_t launch_tiles(const Params& p, const LaunchPlan& l, int device, int smem_optin_bytes,
                          cudaStream_t stream, const Args&... args) {
-  kCount<<<l.num_tiles, l.threads, sizeof(int) * p.num_experts, stream>>>(args...);
-  cudaError_t err = cudaGetLastError();
+  cudaError_t err = launch_kernel<kCount>(l.num_tiles, l.threads, sizeof(int) * p.num_experts,
+                                          device, stream, args...);
   if (err != cudaSuccess) return err;
   if (l.regime == Regime::kTiledScan) {
-    scan_tiles_kernel<<<(p.num_experts + 31) / 32, kThreads, 0, stream>>>(p);
-    if ((err = cudaGetLastError()) != cudaSuccess) return err;
+    err = launch_kernel<scan_tiles_kernel>((p.num_experts + 31) / 32, kThreads, 0, device, stream,
+                                           p);
+    if (err != cudaSuccess) return err;
     return launch_with_smem<kScatterScanned>(l, device, smem_optin_bytes, stream, args...);
   }
   return launch_with_smem<kScatterPrefixHere>(l, device, smem_optin_bytes, stream, args...);

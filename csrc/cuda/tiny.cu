@@ -27,6 +27,7 @@ template <typename IdT, int R>
 __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict__ ids, Params p) {
   const int lane = threadIdx.x & 31;
   const int E = p.num_experts, B = p.block_size, n = p.numel;
+  await_stream_inputs();
   // load
   IdT raw[R];
 #pragma unroll
@@ -124,13 +125,12 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
 
 // Up to 32 routes, one route a lane (R = 1): half the ballots and shuffles.
 template <typename IdT>
-cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l,
+cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, int device,
                          cudaStream_t stream) {
   if (p.numel <= 32)
-    tiny_kernel<IdT, 1><<<l.num_tiles, l.threads, 0, stream>>>(ids, p);
-  else
-    tiny_kernel<IdT, kTinyRoutesPerLane><<<l.num_tiles, l.threads, 0, stream>>>(ids, p);
-  return cudaGetLastError();
+    return launch_kernel<tiny_kernel<IdT, 1>>(l.num_tiles, l.threads, 0, device, stream, ids, p);
+  return launch_kernel<tiny_kernel<IdT, kTinyRoutesPerLane>>(l.num_tiles, l.threads, 0, device,
+                                                             stream, ids, p);
 }
 
 template <typename IdT>
@@ -140,10 +140,10 @@ cudaError_t preload_typed() {
 
 }  // namespace
 
-cudaError_t launch_tiny(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan& plan, int,
-                        int, cudaStream_t stream) {
+cudaError_t launch_tiny(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan& plan,
+                        int device, int, cudaStream_t stream) {
   const Params p = to_params(c, b, plan);
-  return with_typed_ids(p, [&](auto ids) { return launch_typed(ids, p, plan, stream); });
+  return with_typed_ids(p, [&](auto ids) { return launch_typed(ids, p, plan, device, stream); });
 }
 
 cudaError_t preload_tiny() {

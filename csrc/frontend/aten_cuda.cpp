@@ -18,6 +18,7 @@ TORCH_LIBRARY_FRAGMENT(vllm_moe_align, m) {
   m.def(schema::kGlobalizePlan);
   m.def(schema::kPreload);
   m.def(schema::kArchs);
+  m.def(schema::kDependentLaunch);
 }
 
 TORCH_LIBRARY_IMPL(vllm_moe_align, CUDA, m) {
@@ -33,6 +34,7 @@ TORCH_LIBRARY_IMPL(vllm_moe_align, CompositeExplicitAutograd, m) {
   m.impl("preload_cuda_kernels", &preload_cuda_kernels);
   m.impl("cuda_launch_plan", &cuda_launch_plan);
   m.impl("cuda_globalize_plan", &cuda_globalize_plan);
+  m.impl("cuda_dependent_launch", &cuda_dependent_launch);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ STABLE_TORCH_LIBRARY_FRAGMENT(vllm_moe_align, m) {
   m.def(schema::kGlobalizePlan);
   m.def(schema::kPreload);
   m.def(schema::kArchs);
+  m.def(schema::kDependentLaunch);
 }
 
 STABLE_TORCH_LIBRARY_IMPL(vllm_moe_align, CUDA, m) {
@@ -33,6 +34,7 @@ STABLE_TORCH_LIBRARY_IMPL(vllm_moe_align, CompositeExplicitAutograd, m) {
   m.impl("preload_cuda_kernels", TORCH_BOX(&preload_cuda_kernels));
   m.impl("cuda_launch_plan", TORCH_BOX(&cuda_launch_plan));
   m.impl("cuda_globalize_plan", TORCH_BOX(&cuda_globalize_plan));
+  m.impl("cuda_dependent_launch", TORCH_BOX(&cuda_dependent_launch));
 }
 
 }  // namespace

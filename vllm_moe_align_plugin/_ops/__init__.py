@@ -6,7 +6,8 @@ is already up, preloads the CUDA kernels (``cuda_host``).
 - ``build_record``: what the loaded library was built with;
 - ``fake``: the fake (meta) kernels for ``torch.compile`` and ``opcheck``;
 - ``checks``: the Python side of the argument checks;
-- ``cuda_host``: the CUDA backend's archs, launch plan and kernel preload.
+- ``cuda_host``: the CUDA backend's archs, launch plan, kernel preload and
+  programmatic dependent launch.
 
 Ops (schemas in csrc/schema.h): ``torch.ops.vllm_moe_align.moe_align_block_size``
 allocates and returns ``(sorted_token_ids, expert_ids, num_tokens_post_pad,
@@ -31,6 +32,7 @@ from .cuda_host import (
     cuda_archs,
     cuda_globalize_plan,
     cuda_launch_plan,
+    dependent_launch,
     preload_cuda_kernels,
 )
 from .library import CUDA_LIBRARY, CUDA_LOAD_ERROR, LOAD_ERROR, available, binary_path, has_backend, require
@@ -39,6 +41,6 @@ __all__ = [
     "CUDA_LIBRARY", "CUDA_LOAD_ERROR", "H100_SMEM_OPTIN_BYTES", "H100_SMS", "LOAD_ERROR",
     "CudaGlobalizePlan", "CudaLaunchPlan", "available", "binary_path", "build_info",
     "build_record", "check_int", "checks", "cuda_archs", "cuda_globalize_plan", "cuda_host",
-    "cuda_launch_plan", "fake", "has_backend", "library",
+    "cuda_launch_plan", "dependent_launch", "fake", "has_backend", "library",
     "preload_cuda_kernels", "require", "typed_error",
 ]

@@ -1,15 +1,19 @@
 """Questions about the CUDA backend, answered by the CUDA library's host ops
-(csrc/cuda/cuda_host.{h,cpp}): its archs, its launch plan for a call, and loading
+(csrc/cuda/cuda_host.{h,cpp}): its archs, its launch plan for a call, loading
 its kernels ahead of the first call, which this module's import does where
-CUDA is already up."""
+CUDA is already up, and programmatic dependent launch, which this module's
+import turns on when ``VLLM_MOE_ALIGN_PDL`` asks for it."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from ..log import logger
+from ..messages import preview
 from . import library
 from .checks import check_int
 
@@ -44,6 +48,40 @@ def preload_cuda_kernels(device: Optional[int] = None) -> None:
     index = torch.cuda.current_device() if device is None else check_int("device", device)
     _require_cuda_kernels()
     _OPS.preload_cuda_kernels(index)
+
+
+#: VLLM_MOE_ALIGN_PDL=1 turns programmatic dependent launch on in every
+#: process that loads the CUDA kernels (0 or unset: off)
+DEPENDENT_LAUNCH_ENV = "VLLM_MOE_ALIGN_PDL"
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def dependent_launch(enabled: Optional[bool] = None) -> bool:
+    """Programmatic dependent launch of the CUDA kernels, for the whole
+    process: with ``enabled`` given, turns it on or off; returns the setting
+    in force. On, a kernel may start while the kernel before it in its stream
+    finishes (it waits for that kernel's writes before it touches memory); it
+    takes effect on GPUs of compute capability 9.0 and newer, others launch
+    as before. A CUDA graph keeps the setting in force when it was captured.
+    Off by default. TypeError for an ``enabled`` that is not a bool or None;
+    NotImplementedError without CUDA kernels in this build."""
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool or None, got {preview(enabled)}")
+    library.require()
+    _require_cuda_kernels()
+    return bool(_OPS.cuda_dependent_launch(enabled))
+
+
+def dependent_launch_from_env() -> Optional[bool]:
+    """What ``VLLM_MOE_ALIGN_PDL`` asks for: True, False (0 or unset), or
+    None for a value it does not know (logged, and then off)."""
+    raw = os.environ.get(DEPENDENT_LAUNCH_ENV, "")
+    value = raw.strip().lower()
+    if value in _ON or value in _OFF:
+        return value in _ON
+    logger.warning("%s=%s is neither 1 nor 0: programmatic dependent launch stays off",
+                   DEPENDENT_LAUNCH_ENV, preview(raw))
+    return None
 
 
 # The H100's values (and the defaults of cuda_launch_plan): SMs, and the
@@ -144,4 +182,6 @@ def _preload_if_cuda_is_up() -> None:
 
 
 if library.available() and library.has_backend("cuda"):
+    if dependent_launch_from_env():
+        dependent_launch(True)
     _preload_if_cuda_is_up()

@@ -163,8 +163,10 @@ def _enabled_line(state: _State) -> str:
     from .. import __version__
     from .._ops import cuda_host, library
 
-    backends = ["CPU"] + ([f"CUDA ({', '.join(cuda_host.cuda_archs())})"]
-                          if library.has_backend("cuda") else [])
+    backends = ["CPU"]
+    if library.has_backend("cuda"):
+        pdl = "; programmatic dependent launch on" if cuda_host.dependent_launch() else ""
+        backends.append(f"CUDA ({', '.join(cuda_host.cuda_archs())}{pdl})")
     return (
         f"vllm-moe-align-plugin {__version__} on for vLLM {state.vllm_version} "
         f"({state.contract.name} contract): {DEFINING_MODULE}.{NAME} and "
