@@ -233,6 +233,15 @@ def test_greedy_and_plugin_checks() -> None:
     assert summary_ == "3/4" and problems == ["process 4: 0 plugin lines (expected 1)"]
     assert checks.plugin_check(text, "vllm", 2)[1] == ["plugin line in the baseline run (pids [1, 2, 3])"]
     assert logs.expected_processes(1) == 2
+    # with dependent launch asked for, every process's line must say it is on; without, none may
+    pdl = line.replace("): ...", "): kernels: CPU, CUDA (9.0a; programmatic dependent launch on)")
+    text = "\n".join([pdl.format(1), line.format(2)])
+    assert checks.plugin_check(text, "plugin", 1, dependent_launch=True)[1] == [
+        "process 2: the plugin line does not say 'programmatic dependent launch on'"]
+    assert checks.plugin_check(text, "plugin", 1)[1] == [
+        "process 1: the plugin line says 'programmatic dependent launch on'"]
+    both = pdl.format(1) + "\n" + pdl.format(2)
+    assert checks.plugin_check(both, "plugin", 1, dependent_launch=True)[1] == []
 
 
 def _records(ratio: float) -> list[results.JobRecord]:
@@ -322,6 +331,7 @@ def test_options_and_model_shapes(tmp_path: Path) -> None:
     assert driver.stem_name("m", 1, (8192, 16), aa=True, pairs=2) == "serve_m_in8192_out16_aa_pairs2"
     assert driver.stem_name("m", 1, pairs=2, tag="profile") == "serve_m_pairs2_profile"
     assert driver.stem_name("m", 1, plugin_first=True, tag="p") == "serve_m_pluginfirst_p"
+    assert driver.stem_name("m", 1, dependent_launch=True, tag="p") == "serve_m_pdl_p"
     assert [driver.start_order(k) for k in (0, 1, 2)] == [("vllm", "plugin"), ("plugin", "vllm"),
                                                            ("vllm", "plugin")]
     assert [driver.start_order(k, "plugin") for k in (0, 1)] == [("plugin", "vllm"), ("vllm", "plugin")]
@@ -404,6 +414,31 @@ def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyP
             for line in log.read_text().splitlines() if line.startswith("stand-in bench:")}
     assert len(list(logs_dir.glob("bench-*.log"))) == 12 and len(pids) == 1, pids
     _gone(logs_dir)
+
+
+def test_driver_dependent_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """--dependent-launch: VLLM_MOE_ALIGN_PDL=1 in the plugin arm only (one in
+    the caller's environment reaches neither), results under _pdl, the arms
+    line says so, and a plugin server whose line does not say it is on fails
+    its check."""
+    _standin(tmp_path, monkeypatch, VLLM_MOE_ALIGN_PDL="1")
+    assert "VLLM_MOE_ALIGN_PDL" not in commands.server_env(dict(os.environ), "plugin")
+    env = commands.server_env(dict(os.environ), "plugin", dependent_launch=True)
+    assert env["VLLM_MOE_ALIGN_PDL"] == "1"
+    assert "VLLM_MOE_ALIGN_PDL" not in commands.server_env(dict(os.environ), "vllm", dependent_launch=True)
+    code = _run(tmp_path, 18481, "--strategy", "both-up", "--concurrency", "2", "--rounds", "3",
+                "--dependent-launch")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_in16_out4_pdl.md").read_text()
+    assert "plugin `VLLM_PLUGINS=moe_align VLLM_MOE_ALIGN_PDL=1` (programmatic dependent launch)" in md
+    assert md.count(" | 2/2 | ok | ") == 1 and md.count(" | 0/2 | ok | ") == 1
+    monkeypatch.setenv("STANDIN_NO_PDL", "1")  # a plugin that did not turn it on
+    code = _run(tmp_path / "again", 18483, "--strategy", "both-up", "--concurrency", "2", "--rounds", "3",
+                "--dependent-launch")
+    printed = capsys.readouterr().out
+    assert code == 1 and "does not say 'programmatic dependent launch on'" in printed, printed
 
 
 def test_driver_restart_fails_on_tokens_and_plugin_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

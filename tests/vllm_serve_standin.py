@@ -63,7 +63,10 @@ def setup_logging(plugin_line: bool = True) -> None:
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
     if PLUGIN_ON and plugin_line:
-        LOG.info("vllm-moe-align-plugin 0.1.0 on for vLLM %s (vllm 0.17-0.30 contract): stand-in", VERSION)
+        pdl = "; programmatic dependent launch on" if os.environ.get("VLLM_MOE_ALIGN_PDL") == "1" \
+            and not os.environ.get("STANDIN_NO_PDL") else ""
+        LOG.info("vllm-moe-align-plugin 0.1.0 on for vLLM %s (vllm 0.17-0.30 contract): kernels: "
+                 "CPU, CUDA (9.0a%s)", VERSION, pdl)
     elif "moe_align" in os.environ.get("VLLM_PLUGINS", "moe_align").split(","):
         LOG.info("vllm-moe-align-plugin disabled by VLLM_MOE_ALIGN_DISABLE")
 

@@ -28,7 +28,7 @@ def child_env(base: dict[str, str], variant: str) -> dict[str, str]:
     """Environment of a run: the plugin allow-list of ``variant``, a pid in
     every vLLM log line, every process started fresh (spawn: each loads the
     plugins itself), no network, and NVLink multicast off everywhere."""
-    env = {k: v for k, v in base.items() if k not in ("VLLM_MOE_ALIGN_DISABLE",)}
+    env = {k: v for k, v in base.items() if k not in ("VLLM_MOE_ALIGN_DISABLE", "VLLM_MOE_ALIGN_PDL")}
     env.update({
         "VLLM_PLUGINS": VLLM_PLUGINS_VALUE[variant],
         "VLLM_LOGGING_PREFIX": PID_PREFIX,

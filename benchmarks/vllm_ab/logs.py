@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 PLUGIN_LINE = " on for vLLM "  # in the plugin's register() log line
+DEPENDENT_LAUNCH_ON = "programmatic dependent launch on"  # in it when VLLM_MOE_ALIGN_PDL=1
 PLUGIN_NAME = "vllm-moe-align-plugin"
 PID_RE = re.compile(r"\[pid=(\d+)\] (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
@@ -22,6 +23,7 @@ class PluginLog:
 
     pids: list[int] = field(default_factory=list)  # every pid with a vLLM log line
     plugin_lines: dict[int, int] = field(default_factory=dict)  # pid -> count
+    dependent_lines: dict[int, int] = field(default_factory=dict)  # of them, with dependent launch on
     warnings: list[str] = field(default_factory=list)  # plugin lines that are not "on for vLLM"
 
     @property
@@ -44,6 +46,8 @@ def parse_plugin_log(text: str) -> PluginLog:
         if PLUGIN_NAME in line:
             if PLUGIN_LINE in line:
                 log.plugin_lines[pid] = log.plugin_lines.get(pid, 0) + 1
+                if DEPENDENT_LAUNCH_ON in line:
+                    log.dependent_lines[pid] = log.dependent_lines.get(pid, 0) + 1
             else:
                 log.warnings.append(line.strip())
     log.pids = list(seen)
@@ -58,8 +62,11 @@ def expected_processes(tp: int, dp: int = 1) -> int:
     return 1 + dp + (tp * dp if tp > 1 else 0)
 
 
-def check_plugin_log(log: PluginLog, variant: str, tp: int, dp: int = 1) -> list[str]:
-    """Problems with ``log`` for a run of ``variant`` (empty: fine)."""
+def check_plugin_log(log: PluginLog, variant: str, tp: int, dp: int = 1,
+                     dependent_launch: bool = False) -> list[str]:
+    """Problems with ``log`` for a run of ``variant`` (empty: fine); a plugin
+    run's lines say programmatic dependent launch is on exactly when
+    ``dependent_launch`` asked for it."""
     problems = []
     if len(log.pids) < expected_processes(tp, dp):
         problems.append(f"{len(log.pids)} vLLM processes logged, expected at least "
@@ -69,6 +76,10 @@ def check_plugin_log(log: PluginLog, variant: str, tp: int, dp: int = 1) -> list
             n = log.plugin_lines.get(pid, 0)
             if n != 1:
                 problems.append(f"process {pid}: {n} plugin lines (expected 1)")
+            elif (log.dependent_lines.get(pid, 0) == 1) != dependent_launch:
+                problems.append(f"process {pid}: the plugin line "
+                                + ("does not say" if dependent_launch else "says")
+                                + f" {DEPENDENT_LAUNCH_ON!r}")
         problems += [f"plugin warning: {w}" for w in log.warnings]
     elif log.plugin_lines:
         problems.append(f"plugin line in the baseline run (pids {sorted(log.plugin_lines)})")

@@ -110,7 +110,9 @@ class ServerCheck:
                 and self.tokens is not None)
 
 
-def plugin_check(log_text: str, arm: str, tp: int, dp: int = 1) -> tuple[str, list[str]]:
-    """(summary "k/n", problems) of a server's log for an arm."""
+def plugin_check(log_text: str, arm: str, tp: int, dp: int = 1,
+                 dependent_launch: bool = False) -> tuple[str, list[str]]:
+    """(summary "k/n", problems) of a server's log for an arm
+    (``logs.check_plugin_log``)."""
     log = logs.parse_plugin_log(log_text)
-    return log.summary, logs.check_plugin_log(log, arm, tp, dp)
+    return log.summary, logs.check_plugin_log(log, arm, tp, dp, dependent_launch)

@@ -27,7 +27,9 @@ has the plugin. For the same reason the profiler's trace folder (part of
 vLLM's config) is one path for every server. In A/A mode
 (``--aa``) both arms get the baseline's environment: the ratio of two
 identical servers is the harness's own bias (start order, port, memory
-placement).
+placement). With ``--dependent-launch`` the plugin arm also gets
+``VLLM_MOE_ALIGN_PDL=1`` (programmatic dependent launch of its kernels);
+neither arm inherits that switch otherwise.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ AA_LABELS = {"vllm": "baseline A", "plugin": "baseline B"}
 BASELINE_MODES = ("plugins-off", "disable-env")
 CLI_MODULE = "vllm.entrypoints.cli.main"
 DISABLE_ENV = "VLLM_MOE_ALIGN_DISABLE"
+PDL_ENV = "VLLM_MOE_ALIGN_PDL"
+# the variables that tell the arms apart, as the plan shows them
+SWITCHES = ("VLLM_PLUGINS", DISABLE_ENV, PDL_ENV)
 # CUDA-graph batch sizes of ``--capture-sizes short``: powers of two (plus
 # the concurrency levels) instead of vLLM's default of every multiple of 8
 # up to 256 and of 16 up to 512 (about 50 sizes)
@@ -160,10 +165,12 @@ def non_defaults(spec: ServerSpec) -> list[str]:
     return notes
 
 
-def server_env(base: dict[str, str], arm: str, baseline_mode: str = "disable-env") -> dict[str, str]:
+def server_env(base: dict[str, str], arm: str, baseline_mode: str = "disable-env",
+               dependent_launch: bool = False) -> dict[str, str]:
     """The environment of an arm's server: ``environment.child_env`` (pid in
     every log line, spawned workers, no network, NVLink multicast off) with
-    the plugin switched as ``baseline_mode`` says."""
+    the plugin switched as ``baseline_mode`` says, and for the plugin arm
+    programmatic dependent launch when ``dependent_launch``."""
     if arm not in ARMS or baseline_mode not in BASELINE_MODES:
         raise ValueError(f"arm {arm!r} / baseline mode {baseline_mode!r}")
     env = environment.child_env(base, arm)
@@ -171,6 +178,8 @@ def server_env(base: dict[str, str], arm: str, baseline_mode: str = "disable-env
         env["VLLM_PLUGINS"] = environment.VLLM_PLUGINS_VALUE["plugin"]
         if arm == "vllm":
             env[DISABLE_ENV] = "1"
+    if dependent_launch and arm == "plugin":
+        env[PDL_ENV] = "1"
     return env
 
 

@@ -49,6 +49,7 @@ from . import checks, cli_check, compiled, gpu_state, jobs, options, report, sta
 from .client import BenchClient
 from .commands import (
     ARMS,
+    SWITCHES,
     BenchSpec,
     ServerSpec,
     arm_labels,
@@ -71,18 +72,20 @@ class BudgetReached(Exception):
 
 def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
               aa: bool = False, dp: int = 1, pairs: int = 1, tag: str = "",
-              plugin_first: bool = False) -> str:
+              plugin_first: bool = False, dependent_launch: bool = False) -> str:
     """``serve_<model>``, plus ``_tp<N>`` / ``_dp<N>`` for tensor / data
     parallel runs, plus ``_in<I>_out<O>`` for a load other than the default,
     plus ``_aa`` for an A/A run, plus ``_pairs<K>`` for rounds split over K
     server pairs, plus ``_pluginfirst`` when the plugin's server starts first
-    in the first pair, plus ``_<tag>`` for ``--tag``: each setting keeps its
+    in the first pair, plus ``_pdl`` for ``--dependent-launch``, plus
+    ``_<tag>`` for ``--tag``: each setting keeps its
     own files and ``--resume`` state (a resumed run counts the rounds its own
     state holds, so a run of another setting must not read them)."""
     return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "") + (f"_dp{dp}" if dp > 1 else "")
             + (f"_in{load[0]}_out{load[1]}" if tuple(load) != options.DEFAULT_LOAD else "")
             + ("_aa" if aa else "") + (f"_pairs{pairs}" if pairs > 1 else "")
-            + ("_pluginfirst" if plugin_first else "") + (f"_{tag}" if tag else ""))
+            + ("_pluginfirst" if plugin_first else "") + ("_pdl" if dependent_launch else "")
+            + (f"_{tag}" if tag else ""))
 
 
 def pair_of(rnd: int, rounds: int, pairs: int) -> int:
@@ -121,7 +124,8 @@ class ModelRun:
     def __init__(self, args: argparse.Namespace, model: str, work: Path) -> None:
         self.args, self.model, self.cfg = args, model, model_config(model)
         name = stem_name(model, args.tp, (args.input_len, args.output_len), args.aa, args.dp,
-                         args.server_pairs, args.tag, args.first_started == "plugin")
+                         args.server_pairs, args.tag, args.first_started == "plugin",
+                         args.dependent_launch)
         self.stem = args.out / name
         self.log_dir = args.out / (name + "_logs")
         self.labels = arm_labels(args.aa)
@@ -183,7 +187,8 @@ class ModelRun:
         # vLLM's processes start in the work folder, not the repository root:
         # there the source package would shadow an installed plugin
         server = Server(spec, tag, self.log_dir / f"server-{tag}.log",
-                        server_env(dict(os.environ), switch_of(arm, a.aa), a.baseline), a.python,
+                        server_env(dict(os.environ), switch_of(arm, a.aa), a.baseline,
+                                   a.dependent_launch), a.python,
                         self.work)
         self.say(f"starting the {self.labels[arm]} server (log server-{tag}.log), port {spec.port}: "
                  + " ".join(server.command[2:]))
@@ -204,7 +209,8 @@ class ModelRun:
             self.problems += jobs.warm_up(server, warm, self.log_dir, self.client, a.bench_timeout)
             greedy = checks.GreedySpec(a.greedy_prompts, max_tokens=a.greedy_tokens)
             check = jobs.check_server(server, switch_of(arm, a.aa), greedy, int(self.cfg["vocab_size"]),
-                                      self.reference, self.graph_reference(), self.log_dir)
+                                      self.reference, self.graph_reference(), self.log_dir,
+                                      a.dependent_launch)
         except BaseException:
             server.stop()
             raise
@@ -395,9 +401,8 @@ class ModelRun:
         lines = [f"{self.model}: strategy {self.why}; {a.rounds} rounds, order {a.order}, "
                  f"concurrency {a.concurrency}; results {self.stem}.md/.csv/.png, logs {self.log_dir}"]
         for arm in ARMS:
-            env = server_env({}, switch_of(arm, a.aa), a.baseline)
-            switch = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("VLLM_PLUGINS", "VLLM_MOE_ALIGN_DISABLE")
-                              if k in env)
+            env = server_env({}, switch_of(arm, a.aa), a.baseline, a.dependent_launch)
+            switch = " ".join(f"{k}={shlex.quote(env[k])}" for k in SWITCHES if k in env)
             cmd = serve_command(self.spec(arm, f"r1-{arm}"), a.python)
             lines.append(f"  {self.labels[arm]} server: {switch} {shlex.join(cmd)}")
         lines.append(f"  client, round 1, c={a.concurrency[-1]}: {shlex.join(self.bench_argv())}")

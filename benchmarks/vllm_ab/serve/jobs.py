@@ -91,9 +91,10 @@ def warm_up(server: Server, loads: list[Load], log_dir: Path, client: BenchClien
 
 def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_size: int,
                  reference: Optional[Any], graph_reference: Optional[str],
-                 log_dir: Path) -> checks.ServerCheck:
+                 log_dir: Path, dependent_launch: bool = False) -> checks.ServerCheck:
     """Greedy tokens (compared with ``reference`` when given), the plugin
-    line as arm ``expect`` should log it, and the compiled graph (compared
+    line as arm ``expect`` should log it (saying programmatic dependent
+    launch is on when ``dependent_launch``), and the compiled graph (compared
     with ``graph_reference``) of ``server``; the tokens go to
     ``greedy-<tag>.json``, the graph to ``graph-<tag>.py``."""
     result = checks.ServerCheck(server.tag, server.spec.arm, ready_s=server.ready_s)
@@ -108,8 +109,8 @@ def check_server(server: Server, expect: str, greedy: checks.GreedySpec, vocab_s
     except (urllib.error.URLError, OSError, ValueError) as exc:
         result.token_problem = f"greedy request failed: {exc}"
     log_text = server.log_text()
-    result.processes, result.plugin_problems = checks.plugin_check(log_text, expect, server.spec.tp,
-                                                                   server.spec.dp)
+    result.processes, result.plugin_problems = checks.plugin_check(
+        log_text, expect, server.spec.tp, server.spec.dp, dependent_launch)
     info = compiled.read(log_text)
     compiled.keep_graphs(info, log_dir, server.tag)
     result.graph, result.capture_sizes = info.graph, info.capture_sizes

@@ -65,6 +65,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--aa", action="store_true",
                     help="A/A: both arms run the baseline (no plugin), everything else as in an A/B "
                          "run; the ratio is the harness's own bias. Results go to serve_<model>..._aa")
+    ap.add_argument("--dependent-launch", action="store_true",
+                    help="the plugin arm with VLLM_MOE_ALIGN_PDL=1: its kernels launch as programmatic "
+                         "dependents (compute capability 9.0+); results in serve_<model>..._pdl")
     ap.add_argument("--tag", default="", metavar="WORD",
                     help="a name for runs of one setting that must keep apart (e.g. a profiled run "
                          "beside the measured one): results and --resume state in serve_<model>..._<WORD>")

@@ -112,7 +112,9 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], host: 
         (f"arms: A/A, both servers run the baseline {baseline}; the second one stands where the "
          "plugin's server stands in an A/B run (started second, port +1), so the ratio B/A is the "
          "harness's own bias" if a.aa else
-         f"arms: baseline {baseline}, plugin `VLLM_PLUGINS=moe_align`; nothing else differs"),
+         f"arms: baseline {baseline}, plugin `VLLM_PLUGINS=moe_align"
+         + (" VLLM_MOE_ALIGN_PDL=1` (programmatic dependent launch)" if a.dependent_launch else "`")
+         + "; nothing else differs"),
         "environment of both arms (`benchmarks/vllm_ab/environment.child_env`): spawned workers, a pid "
         "in every log line, `VLLM_USE_FLASHINFER_SAMPLER=0` (FlashInfer is not installed), NVLink "
         "multicast off (`NCCL_NVLS_ENABLE=0`, `VLLM_ALLREDUCE_USE_SYMM_MEM=0`, "
