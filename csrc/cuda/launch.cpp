@@ -18,11 +18,12 @@ std::atomic<uint64_t> g_limits[kCachedDevices];
 std::atomic<bool> g_dependent_asked{false};
 std::atomic<uint8_t> g_dependent_capable[kCachedDevices];
 
-// Programmatic dependent launch came with compute capability 9.0.
+// Programmatic dependent launch came with compute capability 9.0. A device
+// that cannot be asked gets ordinary launches (the launch reports the error).
 bool has_dependent_launch(int device) {
   int major = 0;
-  check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  return major >= 9;
+  return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+         major >= 9;
 }
 
 }  // namespace
