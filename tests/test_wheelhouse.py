@@ -36,6 +36,45 @@ def test_vllm_profile() -> None:
     assert cli.main(["pins", "--profile", str(HERE / "vllm-0.26.ini")]) == 0
 
 
+def test_ray_profile_is_the_serving_profile_plus_ray() -> None:
+    serve = spec.load_profile(HERE / "vllm-0.26-serve.ini")
+    ray = spec.load_profile(HERE / "vllm-0.26-serve-ray.ini")
+    assert ray.requirements == serve.requirements + ["ray==2.60.0"]
+    assert (ray.python_version, ray.platform, ray.no_deps, ray.mode, ray.target_packages) == (
+        serve.python_version, serve.platform, serve.no_deps, serve.mode, serve.target_packages)
+    assert ray.left_out == serve.left_out and ray.placeholders == serve.placeholders
+    added = set(ray.strip) - set(serve.strip)
+    assert set(serve.strip) < set(ray.strip) and all(k.startswith("ray/") for k in added)
+    assert ray.required[:len(serve.required)] == serve.required and "ray/_raylet.so" in ray.required
+    # Ray's own requirements are all on the target: nothing else to bundle
+    ray_needs = {"click", "filelock", "msgpack", "packaging", "protobuf", "pyyaml", "requests"}
+    assert ray_needs <= ray.target_packages
+
+
+def test_profile_base(tmp_path: Path) -> None:
+    """``base``: the base's requirements first, sections merged (same key: the
+    profile's own entry), target keys not given taken from the base."""
+    (tmp_path / "a.txt").write_text("a==1\n")
+    (tmp_path / "b.txt").write_text("b==2\n")
+    (tmp_path / "t.txt").write_text("numpy\n")
+    (tmp_path / "base.ini").write_text(
+        "[target]\npython_version = 3.11\nrequirements = a.txt\ntarget_packages = t.txt\nno_deps = true\n"
+        "[strip]\nx = base's reason\ny = kept\n[required]\nr1\n[left-out]\nZ_z = why\n")
+    (tmp_path / "child.ini").write_text(
+        "[target]\nbase = base.ini\nrequirements = b.txt\nmode = wheels\n"
+        "[strip]\nx = child's reason\nw = new\n[required]\nr2\nr1\n")
+    child = spec.load_profile(tmp_path / "child.ini")
+    assert child.name == "child" and child.requirements == ["a==1", "b==2"]
+    assert (child.python_version, child.no_deps, child.mode) == ("3.11", True, "wheels")
+    assert child.target_packages == {"numpy"} and child.left_out == {"z-z": "why"}
+    assert child.strip == {"x": "child's reason", "y": "kept", "w": "new"}
+    assert child.required == ["r1", "r2"]
+    (tmp_path / "loop1.ini").write_text("[target]\nbase = loop2.ini\n")
+    (tmp_path / "loop2.ini").write_text("[target]\nbase = loop1.ini\n")
+    with pytest.raises(ValueError, match="base"):
+        spec.load_profile(tmp_path / "loop1.ini")
+
+
 def test_requirement_files(tmp_path: Path) -> None:
     (tmp_path / "base.txt").write_text("# c\nNumPy==2.1.3  # inline\n\nsix>=1.16; python_version > '3.8'\n")
     (tmp_path / "top.txt").write_text("-r base.txt\nfoo_bar.baz==1.0\n")

@@ -3,7 +3,9 @@
 A *profile* (an INI file, e.g. ``vllm-0.26.ini``) bundles everything the build
 needs to know about one target:
 
-``[target]``        ``python_version``, ``platform`` (one wheel tag; a
+``[target]``        ``base`` (optional: another profile, next to this one,
+                    to start from; see ``load_profile``), ``python_version``,
+                    ``platform`` (one wheel tag; a
                     ``manylinux_2_N_ARCH`` tag stands for every glibc from 2.17 to
                     2.N), ``requirements`` and ``target_packages`` (files next to
                     the profile), ``no_deps`` (download exactly the listed pins)
@@ -129,30 +131,42 @@ class Profile:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
 
 
-def load_profile(path: Path) -> Profile:
-    """Reads a profile; file names in ``[target]`` are relative to it."""
+def load_profile(path: Path, _seen: tuple[Path, ...] = ()) -> Profile:
+    """Reads a profile; file names in ``[target]`` are relative to it.
+
+    With ``base = FILE`` in ``[target]`` it starts from that profile: the
+    base's requirements come first, then its own; ``[left-out]``,
+    ``[strip]``, ``[placeholders]`` and ``[required]`` add to the base's
+    (an entry of the same key replaces the base's); a ``[target]`` key it
+    does not give keeps the base's value."""
+    if path.resolve() in _seen:
+        raise ValueError(f"{path}: profiles name each other as base ({' -> '.join(map(str, _seen))})")
     parser = configparser.ConfigParser(allow_no_value=True, interpolation=None, delimiters=("=",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep paths' case
     if not parser.read(path):
         raise FileNotFoundError(path)
     target = parser["target"] if parser.has_section("target") else {}
-    base = path.parent
+    here = path.parent
+    start = (load_profile(here / target["base"], _seen + (path.resolve(),)) if "base" in target
+             else Profile())
 
     def section(name: str) -> dict[str, str]:
         return {k: (v or "").strip() for k, v in parser.items(name)} if parser.has_section(name) else {}
 
-    defaults = Profile()
+    no_deps = target.get("no_deps")
     return Profile(
         name=path.stem,
-        python_version=target.get("python_version", defaults.python_version),
-        platform=target.get("platform", defaults.platform),
-        requirements=read_requirements(base / target["requirements"]) if "requirements" in target else [],
-        target_packages=read_names(base / target["target_packages"]) if "target_packages" in target
-        else set(),
-        no_deps=target.get("no_deps", "false").strip().lower() in ("1", "true", "yes", "on"),
-        mode=target.get("mode", defaults.mode),
-        left_out={normalize(k): v for k, v in section("left-out").items()},
-        strip=section("strip"),
-        placeholders=section("placeholders"),
-        required=list(section("required")),
+        python_version=target.get("python_version", start.python_version),
+        platform=target.get("platform", start.platform),
+        requirements=start.requirements
+        + (read_requirements(here / target["requirements"]) if "requirements" in target else []),
+        target_packages=read_names(here / target["target_packages"]) if "target_packages" in target
+        else set(start.target_packages),
+        no_deps=start.no_deps if no_deps is None
+        else no_deps.strip().lower() in ("1", "true", "yes", "on"),
+        mode=target.get("mode", start.mode),
+        left_out={**start.left_out, **{normalize(k): v for k, v in section("left-out").items()}},
+        strip={**start.strip, **section("strip")},
+        placeholders={**start.placeholders, **section("placeholders")},
+        required=list(dict.fromkeys(start.required + list(section("required")))),
     )

@@ -72,9 +72,10 @@ class BudgetReached(Exception):
 
 def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
               aa: bool = False, dp: int = 1, pairs: int = 1, tag: str = "",
-              plugin_first: bool = False, dependent_launch: bool = False) -> str:
+              plugin_first: bool = False, dependent_launch: bool = False,
+              executor: Optional[str] = None) -> str:
     """``serve_<model>``, plus ``_tp<N>`` / ``_dp<N>`` for tensor / data
-    parallel runs, plus ``_in<I>_out<O>`` for a load other than the default,
+    parallel runs, plus ``_ray`` for the Ray executor, plus ``_in<I>_out<O>`` for a load other than the default,
     plus ``_aa`` for an A/A run, plus ``_pairs<K>`` for rounds split over K
     server pairs, plus ``_pluginfirst`` when the plugin's server starts first
     in the first pair, plus ``_pdl`` for ``--dependent-launch``, plus
@@ -82,6 +83,7 @@ def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
     own files and ``--resume`` state (a resumed run counts the rounds its own
     state holds, so a run of another setting must not read them)."""
     return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "") + (f"_dp{dp}" if dp > 1 else "")
+            + ("_ray" if executor == "ray" else "")
             + (f"_in{load[0]}_out{load[1]}" if tuple(load) != options.DEFAULT_LOAD else "")
             + ("_aa" if aa else "") + (f"_pairs{pairs}" if pairs > 1 else "")
             + ("_pluginfirst" if plugin_first else "") + ("_pdl" if dependent_launch else "")
@@ -125,7 +127,7 @@ class ModelRun:
         self.args, self.model, self.cfg = args, model, model_config(model)
         name = stem_name(model, args.tp, (args.input_len, args.output_len), args.aa, args.dp,
                          args.server_pairs, args.tag, args.first_started == "plugin",
-                         args.dependent_launch)
+                         args.dependent_launch, args.executor)
         self.stem = args.out / name
         self.log_dir = args.out / (name + "_logs")
         self.labels = arm_labels(args.aa)

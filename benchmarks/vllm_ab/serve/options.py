@@ -38,7 +38,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--dp", type=int, default=1,
                     help="data parallel size (--data-parallel-size): engine cores, each on tp GPUs")
     ap.add_argument("--executor", choices=("mp", "ray"), default=None,
-                    help="--distributed-executor-backend (default: vLLM's choice)")
+                    help="--distributed-executor-backend (default: vLLM's choice; ray: results in "
+                         "serve_<model>..._ray)")
     ap.add_argument("--strategy", choices=STRATEGIES, default="auto",
                     help="restart: a fresh server per arm and round; both-up: both servers up at "
                          "once on the same GPUs, half the memory each; auto: both-up where the "
