@@ -75,13 +75,14 @@ def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
               plugin_first: bool = False, dependent_launch: bool = False,
               executor: Optional[str] = None) -> str:
     """``serve_<model>``, plus ``_tp<N>`` / ``_dp<N>`` for tensor / data
-    parallel runs, plus ``_ray`` for the Ray executor, plus ``_in<I>_out<O>`` for a load other than the default,
-    plus ``_aa`` for an A/A run, plus ``_pairs<K>`` for rounds split over K
-    server pairs, plus ``_pluginfirst`` when the plugin's server starts first
-    in the first pair, plus ``_pdl`` for ``--dependent-launch``, plus
-    ``_<tag>`` for ``--tag``: each setting keeps its
-    own files and ``--resume`` state (a resumed run counts the rounds its own
-    state holds, so a run of another setting must not read them)."""
+    parallel runs, plus ``_ray`` for the Ray executor, plus
+    ``_in<I>_out<O>`` for a load other than the default, plus ``_aa`` for an
+    A/A run, plus ``_pairs<K>`` for rounds split over K server pairs, plus
+    ``_pluginfirst`` when the plugin's server starts first in the first
+    pair, plus ``_pdl`` for ``--dependent-launch``, plus ``_<tag>`` for
+    ``--tag``: each setting keeps its own files and ``--resume`` state (a
+    resumed run counts the rounds its own state holds, so a run of another
+    setting must not read them)."""
     return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "") + (f"_dp{dp}" if dp > 1 else "")
             + ("_ray" if executor == "ray" else "")
             + (f"_in{load[0]}_out{load[1]}" if tuple(load) != options.DEFAULT_LOAD else "")
