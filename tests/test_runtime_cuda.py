@@ -188,27 +188,79 @@ def test_cuda_graph_of_the_op_level_wrapper(launch_mode: bool) -> None:
 WAIT_SHAPES = ((8, 256), (512, 256), (32768, 128), (300_000, 1024))
 
 
+def _late_writers() -> tuple[Callable[..., None], Callable[..., None]]:
+    """Two Triton kernels for the wait test (skips without Triton's
+    programmatic dependent launch). ``write(src, dst, zero, n, spin)``, launched
+    the ordinary way, lets the next kernel in the stream launch at once, then
+    spends ``spin`` dependent steps before it copies ``src`` to ``dst``.
+    ``peek(dst, out, n)``, launched as a dependent without waiting, copies
+    ``dst`` as it finds it: the stale values a kernel that does not wait reads."""
+    triton = pytest.importorskip("triton")
+    tl = pytest.importorskip("triton.language")
+    try:
+        from triton.language.extra.cuda import gdc_launch_dependents
+    except ImportError:
+        pytest.skip("this Triton has no programmatic dependent launch")
+
+    @triton.jit
+    def write(src, dst, zero, n, spin, BLOCK: tl.constexpr):
+        gdc_launch_dependents()
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        k = tl.load(src + offs, mask=mask, other=0)
+        z = tl.load(zero)  # 0 at run time, unknown to the compiler: the loop stays
+        x = k
+        for _ in range(spin):
+            x = x * 6364136223846793005 + 1442695040888963407
+        tl.store(dst + offs, k + x * z, mask=mask)
+
+    @triton.jit
+    def peek(dst, out, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        tl.store(out + offs, tl.load(dst + offs, mask=mask, other=0), mask=mask)
+
+    def run_write(src: torch.Tensor, dst: torch.Tensor, zero: torch.Tensor, spin: int) -> None:
+        write[(triton.cdiv(src.numel(), 1024),)](src, dst, zero, src.numel(), spin, BLOCK=1024)
+
+    def run_peek(dst: torch.Tensor, out: torch.Tensor) -> None:
+        peek[(triton.cdiv(dst.numel(), 1024),)](dst, out, dst.numel(), BLOCK=1024, launch_pdl=True)
+
+    return run_write, run_peek
+
+
 @pytest.mark.parametrize("numel,num_experts", WAIT_SHAPES)
 def test_dependent_launch_waits_for_the_kernel_before_it(numel: int, num_experts: int) -> None:
-    """With dependent launch on, the align kernels may start while the kernel
-    before them runs; they must still read the ids that kernel writes at its
-    very end. The ids are written by a long reduction (a row sum over ~64 MiB
-    per call, one non-zero column per row) over ids that held another
-    expert: reading before the wait would sort the old ids."""
+    """With dependent launch on, the align kernels may start as soon as the
+    kernel before them lets them; they must still read the ids that kernel
+    writes at its end. The kernel before them lets dependents launch at its
+    start, then writes the ids after a long busy loop, over ids that held
+    another expert. A dependent that does not wait (``peek``) sees the old
+    ids, which shows the test can fail; the align call must see the new."""
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("programmatic dependent launch needs compute capability 9.0")
+    write, peek = _late_writers()
     before = _ops.dependent_launch()
     _ops.dependent_launch(True)
     try:
         gen = torch.Generator(device="cuda").manual_seed(numel)
-        width = max(2, (64 << 20) // (8 * numel))
-        for step in range(3):
-            want_ids = torch.randint(0, num_experts, (numel,), device="cuda", generator=gen)
-            rows = torch.zeros(numel, width, dtype=torch.int64, device="cuda")
-            rows[:, -1] = want_ids
-            ids = torch.full((numel,), (step + 1) % num_experts, dtype=torch.int64, device="cuda")
-            torch.sum(rows, dim=1, out=ids)  # the kernel right before the align call
-            got = moe_align_block_size(ids, 16, num_experts)
+        zero = torch.zeros(1, dtype=torch.int64, device="cuda")
+        old = torch.full((numel,), num_experts - 1, dtype=torch.int64, device="cuda")
+        ids, seen = torch.empty_like(old), torch.empty_like(old)
+        stale = 0
+        for step in range(5):
+            want_ids = torch.randint(0, num_experts - 1, (numel,), device="cuda", generator=gen)
+            ids.copy_(old)
+            write(want_ids, ids, zero, 200_000)
+            peek(ids, seen)
+            torch.cuda.synchronize()
+            stale += int(not torch.equal(seen, want_ids))
+            ids.copy_(old)
+            write(want_ids, ids, zero, 200_000)
+            got = moe_align_block_size(ids, 16, num_experts)  # launched as a dependent
             want = reference(want_ids, 16, num_experts)
             assert_same(got, want, f"{numel} routes over {num_experts} experts, step {step}")
+        assert stale > 0, "no dependent saw the old ids: the test could not have failed"
     finally:
         _ops.dependent_launch(before)
 
