@@ -132,11 +132,12 @@ def test_llm_kwargs_are_engine_args() -> None:
 
 
 def test_child_env() -> None:
-    base = {"PATH": "/bin", "VLLM_MOE_ALIGN_DISABLE": "1", "VLLM_PLUGINS": "x"}
+    base = {"PATH": "/bin", "VLLM_MOE_ALIGN_DISABLE": "1", "VLLM_PLUGINS": "x", "VLLM_MOE_ALIGN_PDL": "1"}
     off, on = environment.child_env(base, "vllm"), environment.child_env(base, "plugin")
     assert off["VLLM_PLUGINS"] == "" and on["VLLM_PLUGINS"] == "moe_align"
     for env in (off, on):
-        assert "VLLM_MOE_ALIGN_DISABLE" not in env and env["PATH"] == "/bin"
+        assert "VLLM_MOE_ALIGN_DISABLE" not in env and "VLLM_MOE_ALIGN_PDL" not in env
+        assert env["PATH"] == "/bin" and env["RAY_DEDUP_LOGS"] == "0"
         assert env["NCCL_NVLS_ENABLE"] == "0" and env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
         assert env["NVSHMEM_DISABLE_NVLS"] == "1" and env["VLLM_ALLREDUCE_USE_SYMM_MEM"] == "0"
         assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"

@@ -602,6 +602,24 @@ def test_driver_data_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert md.count("| 7/7 | ok | ") == 3 and md.count("| 0/7 | ok | ") == 3
     rows = list(csv.DictReader(open(tmp_path / "out" / "serve_deepseek-v2-lite_tp2_dp2_in16_out4.csv")))
     assert {(r["tp"], r["dp"], r["ep"]) for r in rows} == {("2", "2", "True")}
+    assert "RAY_DEDUP_LOGS" not in md
+
+
+def test_driver_ray_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--executor ray: the option reaches the servers, the files carry _ray
+    (apart from an mp run's), and the report says Ray's log folding is off,
+    which every server's environment has."""
+    _standin(tmp_path, monkeypatch)
+    code = _run(tmp_path, 18521, "--strategy", "both-up", "--tp", "2", "--ep", "--executor", "ray",
+                "--concurrency", "2", "--rounds", "3")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "--distributed-executor-backend ray" in printed
+    md = (tmp_path / "out" / "serve_deepseek-v2-lite_tp2_ray_in16_out4.md").read_text()
+    assert "tp=2, expert parallel, ray executor;" in md and "`RAY_DEDUP_LOGS=0`" in md
+    assert md.count("| 4/4 | ok | ") == 1 and md.count("| 0/4 | ok | ") == 1
+    assert commands.server_env({}, "plugin")["RAY_DEDUP_LOGS"] == "0"
 
 
 def test_driver_aa_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

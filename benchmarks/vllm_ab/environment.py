@@ -27,7 +27,9 @@ PID_PREFIX = "[pid=%(process)d] "  # VLLM_LOGGING_PREFIX: a logging format fragm
 def child_env(base: dict[str, str], variant: str) -> dict[str, str]:
     """Environment of a run: the plugin allow-list of ``variant``, a pid in
     every vLLM log line, every process started fresh (spawn: each loads the
-    plugins itself), no network, and NVLink multicast off everywhere."""
+    plugins itself), no network, NVLink multicast off everywhere, and every
+    Ray worker's lines passed on as they are. The plugin's own switches
+    (off, dependent launch) are not inherited: a run sets them itself."""
     env = {k: v for k, v in base.items() if k not in ("VLLM_MOE_ALIGN_DISABLE", "VLLM_MOE_ALIGN_PDL")}
     env.update({
         "VLLM_PLUGINS": VLLM_PLUGINS_VALUE[variant],
@@ -43,6 +45,11 @@ def child_env(base: dict[str, str], variant: str) -> dict[str, str]:
         # NVLink multicast stays off in every library that could use it
         "NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
         "NVSHMEM_DISABLE_NVLS": "1", "VLLM_ALLREDUCE_USE_SYMM_MEM": "0",
+        # Ray (--distributed-executor-backend ray) forwards its workers' output
+        # and by default folds lines that differ only in words with digits
+        # into one "[repeated Nx across cluster]": the plugin's line of the
+        # second worker would vanish, pid and all
+        "RAY_DEDUP_LOGS": "0",
     })
     return env
 

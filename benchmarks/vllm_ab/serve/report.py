@@ -118,7 +118,9 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], host: 
         "environment of both arms (`benchmarks/vllm_ab/environment.child_env`): spawned workers, a pid "
         "in every log line, `VLLM_USE_FLASHINFER_SAMPLER=0` (FlashInfer is not installed), NVLink "
         "multicast off (`NCCL_NVLS_ENABLE=0`, `VLLM_ALLREDUCE_USE_SYMM_MEM=0`, "
-        "`TORCH_SYMM_MEM_DISABLE_MULTICAST=1`, `NVSHMEM_DISABLE_NVLS=1`)",
+        "`TORCH_SYMM_MEM_DISABLE_MULTICAST=1`, `NVSHMEM_DISABLE_NVLS=1`)"
+        + (", Ray's folding of similar log lines off (`RAY_DEDUP_LOGS=0`: each worker's plugin line "
+           "stays)" if a.executor == "ray" else ""),
     ]
 
 
