@@ -296,17 +296,20 @@ def test_the_enabled_line_says_when_dependent_launch_is_on() -> None:
     assert on.replace("; programmatic dependent launch on", "") == off
 
 
-@pytest.mark.parametrize("before", [False, True])
-def test_the_benchmarks_dependent_launch_impl_leaves_the_setting_as_it_was(before: bool) -> None:
+def test_the_benchmarks_plugin_impls_set_the_launch_when_made() -> None:
+    """bench.plugin_impl: making the calls sets the process's launch mode
+    (ordinary for "plugin", dependent for "plugin, dependent launch"); the
+    calls then run with it and meet the contract."""
     from vllm_moe_align_plugin import bench
 
-    impl = bench.plugin_impl(dependent_launch=True)
     ids = torch.randint(0, 64, (8, 6), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
     saved = _ops.dependent_launch()
-    _ops.dependent_launch(before)
     try:
-        out = impl.make(ids, 64, 16)()
-        assert _ops.dependent_launch() is before
+        for dependent in (True, False, True):
+            impl = bench.plugin_impl(dependent_launch=dependent)
+            assert impl.name == ("plugin, dependent launch" if dependent else "plugin")
+            call = impl.make(ids, 64, 16)
+            assert _ops.dependent_launch() is dependent
+            bench.validate(impl, call(), ids, 64, 16)
     finally:
         _ops.dependent_launch(saved)
-    bench.validate(impl, out, ids, 64, 16)

@@ -90,31 +90,21 @@ class Impl:
 
 
 def plugin_impl(dependent_launch: bool = False) -> Impl:
-    """The plugin's drop-in; with ``dependent_launch``, each call launches its
-    kernels as programmatic dependents (``_ops.dependent_launch``), also when
-    it is captured in a CUDA graph, and the process setting is left as it was."""
+    """The plugin's drop-in, its CUDA kernels launched the ordinary way or,
+    with ``dependent_launch``, as programmatic dependents. Making its calls
+    (``Impl.make``) sets that for the process, where the build has CUDA
+    kernels, so the calls themselves carry no extra work; ``run`` and
+    ``benchmarks/chain_cost.py`` make an implementation's calls right before
+    they validate and time them."""
+    from ._ops import cuda_host, library
     from .api import moe_align_block_size
 
-    if not dependent_launch:
-        def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
-            return lambda: moe_align_block_size(ids, b, e)
+    def make(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
+        if library.has_backend("cuda"):
+            cuda_host.dependent_launch(dependent_launch)
+        return lambda: moe_align_block_size(ids, b, e)
 
-        return Impl("plugin", make, NEWEST, exact=True)
-
-    from ._ops import cuda_host
-
-    def make_dependent(ids: torch.Tensor, e: int, b: int) -> Callable[[], tuple[torch.Tensor, ...]]:
-        def call() -> tuple[torch.Tensor, ...]:
-            before = cuda_host.dependent_launch()
-            cuda_host.dependent_launch(True)
-            try:
-                return moe_align_block_size(ids, b, e)
-            finally:
-                cuda_host.dependent_launch(before)
-
-        return call
-
-    return Impl("plugin, dependent launch", make_dependent, NEWEST, exact=True)
+    return Impl("plugin, dependent launch" if dependent_launch else "plugin", make, NEWEST, exact=True)
 
 
 def reference_impl() -> Impl:
