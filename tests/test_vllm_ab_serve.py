@@ -333,6 +333,8 @@ def test_options_and_model_shapes(tmp_path: Path) -> None:
     assert driver.stem_name("m", 1, plugin_first=True, tag="p") == "serve_m_pluginfirst_p"
     assert driver.stem_name("m", 1, dependent_launch=True, tag="p") == "serve_m_pdl_p"
     assert driver.stem_name("m", 2, executor="ray") == "serve_m_tp2_ray"
+    with pytest.raises(SystemExit):
+        options.parse_args(["--aa", "--dependent-launch"])
     assert driver.stem_name("m", 2, executor="mp") == "serve_m_tp2"
     assert [driver.start_order(k) for k in (0, 1, 2)] == [("vllm", "plugin"), ("plugin", "vllm"),
                                                            ("vllm", "plugin")]

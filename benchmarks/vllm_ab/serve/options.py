@@ -127,6 +127,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         ap.error(f"--max-rounds must be 0 or between --rounds and {PROFILE_ROUND - 1}")
     if not 1 <= args.server_pairs <= args.rounds:
         ap.error("--server-pairs must be between 1 and --rounds")
+    if args.aa and args.dependent_launch:
+        ap.error("--dependent-launch sets the plugin arm's launch; an --aa run has no plugin arm")
     if args.tag and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.tag):
         ap.error(f"--tag must be lower-case letters, digits and '-' (a file name part), not {args.tag!r}")
     if not 0 < args.target_width < 1:
