@@ -23,8 +23,8 @@ import pytest
 import torch
 from helpers import HAS_CUDA, assert_same, env_int, poisoned, random_expert_map, random_routes
 
-from vllm_moe_align_plugin import _ops, moe_align_block_size
 from vllm_moe_align_plugin import contract as C
+from vllm_moe_align_plugin import moe_align_block_size
 from vllm_moe_align_plugin.api import drop_in_for, op_level_for
 from vllm_moe_align_plugin.reference import moe_align_block_size_reference as reference
 
@@ -229,8 +229,10 @@ def _late_writers() -> tuple[Callable[..., None], Callable[..., None]]:
     return run_write, run_peek
 
 
+@pytest.mark.parametrize("launch_mode", [True], ids=["dependent-launch"], indirect=True)
 @pytest.mark.parametrize("numel,num_experts", WAIT_SHAPES)
-def test_dependent_launch_waits_for_the_kernel_before_it(numel: int, num_experts: int) -> None:
+def test_dependent_launch_waits_for_the_kernel_before_it(numel: int, num_experts: int,
+                                                         launch_mode: bool) -> None:
     """With dependent launch on, the align kernels may start as soon as the
     kernel before them lets them; they must still read the ids that kernel
     writes at its end. The kernel before them lets dependents launch at its
@@ -240,29 +242,24 @@ def test_dependent_launch_waits_for_the_kernel_before_it(numel: int, num_experts
     if torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("programmatic dependent launch needs compute capability 9.0")
     write, peek = _late_writers()
-    before = _ops.dependent_launch()
-    _ops.dependent_launch(True)
-    try:
-        gen = torch.Generator(device="cuda").manual_seed(numel)
-        zero = torch.zeros(1, dtype=torch.int64, device="cuda")
-        old = torch.full((numel,), num_experts - 1, dtype=torch.int64, device="cuda")
-        ids, seen = torch.empty_like(old), torch.empty_like(old)
-        stale = 0
-        for step in range(5):
-            want_ids = torch.randint(0, num_experts - 1, (numel,), device="cuda", generator=gen)
-            ids.copy_(old)
-            write(want_ids, ids, zero, 200_000)
-            peek(ids, seen)
-            torch.cuda.synchronize()
-            stale += int(not torch.equal(seen, want_ids))
-            ids.copy_(old)
-            write(want_ids, ids, zero, 200_000)
-            got = moe_align_block_size(ids, 16, num_experts)  # launched as a dependent
-            want = reference(want_ids, 16, num_experts)
-            assert_same(got, want, f"{numel} routes over {num_experts} experts, step {step}")
-        assert stale > 0, "no dependent saw the old ids: the test could not have failed"
-    finally:
-        _ops.dependent_launch(before)
+    gen = torch.Generator(device="cuda").manual_seed(numel)
+    zero = torch.zeros(1, dtype=torch.int64, device="cuda")
+    old = torch.full((numel,), num_experts - 1, dtype=torch.int64, device="cuda")
+    ids, seen = torch.empty_like(old), torch.empty_like(old)
+    stale = 0
+    for step in range(5):
+        want_ids = torch.randint(0, num_experts - 1, (numel,), device="cuda", generator=gen)
+        ids.copy_(old)
+        write(want_ids, ids, zero, 200_000)
+        peek(ids, seen)
+        torch.cuda.synchronize()
+        stale += int(not torch.equal(seen, want_ids))
+        ids.copy_(old)
+        write(want_ids, ids, zero, 200_000)
+        got = moe_align_block_size(ids, 16, num_experts)  # launched as a dependent
+        want = reference(want_ids, 16, num_experts)
+        assert_same(got, want, f"{numel} routes over {num_experts} experts, step {step}")
+    assert stale > 0, "no dependent saw the old ids: the test could not have failed"
 
 
 # --- torch.compile ---------------------------------------------------------------

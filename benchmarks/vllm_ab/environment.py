@@ -22,6 +22,10 @@ from typing import Any, Optional
 VARIANTS = ("vllm", "plugin")
 VLLM_PLUGINS_VALUE = {"vllm": "", "plugin": "moe_align"}
 PID_PREFIX = "[pid=%(process)d] "  # VLLM_LOGGING_PREFIX: a logging format fragment
+# The plugin's own switches: off, and programmatic dependent launch
+DISABLE_ENV = "VLLM_MOE_ALIGN_DISABLE"
+PDL_ENV = "VLLM_MOE_ALIGN_PDL"
+PLUGIN_SWITCHES = (DISABLE_ENV, PDL_ENV)
 
 
 def child_env(base: dict[str, str], variant: str) -> dict[str, str]:
@@ -30,7 +34,7 @@ def child_env(base: dict[str, str], variant: str) -> dict[str, str]:
     plugins itself), no network, NVLink multicast off everywhere, and every
     Ray worker's lines passed on as they are. The plugin's own switches
     (off, dependent launch) are not inherited: a run sets them itself."""
-    env = {k: v for k, v in base.items() if k not in ("VLLM_MOE_ALIGN_DISABLE", "VLLM_MOE_ALIGN_PDL")}
+    env = {k: v for k, v in base.items() if k not in PLUGIN_SWITCHES}
     env.update({
         "VLLM_PLUGINS": VLLM_PLUGINS_VALUE[variant],
         "VLLM_LOGGING_PREFIX": PID_PREFIX,

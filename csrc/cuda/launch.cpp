@@ -28,8 +28,8 @@ bool has_dependent_launch(int device) {
 
 }  // namespace
 
-bool set_dependent_launch(bool enabled) {
-  return g_dependent_asked.exchange(enabled, std::memory_order_relaxed);
+void set_dependent_launch(bool enabled) {
+  g_dependent_asked.store(enabled, std::memory_order_relaxed);
 }
 
 bool dependent_launch_asked() { return g_dependent_asked.load(std::memory_order_relaxed); }

@@ -35,10 +35,10 @@ class DeviceGuard {
 
 // Turns programmatic dependent launch of the kernels on or off for the
 // whole process (dependent_launch in kernels.h: on GPUs of compute
-// capability 9.0 and newer only); returns the previous setting. A launch
-// reads it when it is enqueued, so a CUDA graph keeps the setting in force
-// at its capture.
-bool set_dependent_launch(bool enabled);
+// capability 9.0 and newer only); dependent_launch_asked says which. A
+// launch reads it when it is enqueued, so a CUDA graph keeps the setting in
+// force at its capture.
+void set_dependent_launch(bool enabled);
 bool dependent_launch_asked();
 
 // RuntimeError naming the CUDA error, unless err is cudaSuccess.

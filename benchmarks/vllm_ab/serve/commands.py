@@ -49,10 +49,8 @@ ARM_LABELS = {"vllm": "baseline", "plugin": "plugin"}
 AA_LABELS = {"vllm": "baseline A", "plugin": "baseline B"}
 BASELINE_MODES = ("plugins-off", "disable-env")
 CLI_MODULE = "vllm.entrypoints.cli.main"
-DISABLE_ENV = "VLLM_MOE_ALIGN_DISABLE"
-PDL_ENV = "VLLM_MOE_ALIGN_PDL"
 # the variables that tell the arms apart, as the plan shows them
-SWITCHES = ("VLLM_PLUGINS", DISABLE_ENV, PDL_ENV)
+SWITCHES = ("VLLM_PLUGINS", *environment.PLUGIN_SWITCHES)
 # CUDA-graph batch sizes of ``--capture-sizes short``: powers of two (plus
 # the concurrency levels) instead of vLLM's default of every multiple of 8
 # up to 256 and of 16 up to 512 (about 50 sizes)
@@ -177,16 +175,16 @@ def server_env(base: dict[str, str], arm: str, baseline_mode: str = "disable-env
     if baseline_mode == "disable-env":
         env["VLLM_PLUGINS"] = environment.VLLM_PLUGINS_VALUE["plugin"]
         if arm == "vllm":
-            env[DISABLE_ENV] = "1"
+            env[environment.DISABLE_ENV] = "1"
     if dependent_launch and arm == "plugin":
-        env[PDL_ENV] = "1"
+        env[environment.PDL_ENV] = "1"
     return env
 
 
 def client_env(base: dict[str, str]) -> dict[str, str]:
     """The environment of ``vllm bench serve`` and other client processes:
     no general plugins (the client runs no model), no network."""
-    env = {k: v for k, v in base.items() if k != DISABLE_ENV}
+    env = {k: v for k, v in base.items() if k not in environment.PLUGIN_SWITCHES}
     env.update({"VLLM_PLUGINS": "", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                 "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
     return env

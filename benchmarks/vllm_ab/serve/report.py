@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -287,9 +288,7 @@ def kernel_labels(names: list[str], width: int = 70, max_depth: int = 4) -> dict
 
 def clashing(labels: dict[str, str]) -> list[str]:
     """The keys of ``labels`` whose value another key shares."""
-    count: dict[str, int] = {}
-    for text in labels.values():
-        count[text] = count.get(text, 0) + 1
+    count = Counter(labels.values())
     return [n for n, text in labels.items() if count[text] > 1]
 
 
