@@ -16,15 +16,23 @@ blocks of ``sorted_token_ids`` and ``expert_ids``, as the GEMM's prologue does
 (torch ops stand in without Triton).
 
 Every implementation's outputs are validated against the contract on the
-chain's own ids before timing. The floor row puts one empty kernel (one
-thread, no memory access) where the align call was: what any extra kernel
-node costs in this chain, however little it does.
+chain's own ids before timing. Three stand-in kernels take the align call's
+place to show how much of its cost any align kernel would pay:
+
+- ``floor``: one empty kernel (one thread, no memory access): what any extra
+  kernel node costs in this chain, however little it does;
+- ``read``: one CTA of 4 warps (as the plugin's decode kernel) that reads
+  the ids and writes one number computed from them: the node plus the one
+  dependent round trip every align kernel makes before it can write;
+- ``io``: the same CTA reading the ids and then writing every element of
+  outputs as large as the align step's, each value depending on the ids:
+  a kernel with the align step's memory traffic and no work of its own.
 
 The ``plugin-pdl`` implementation is the plugin with programmatic dependent
 launch on (its kernels may start while the kernel before them finishes).
 
     python -m benchmarks.chain_cost [--shapes 1x8x256 1x6x64 1x8x128]
-                                    [--impls plugin plugin-pdl vllm floor]
+                                    [--impls plugin plugin-pdl vllm floor read io]
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -46,6 +54,10 @@ from vllm_moe_align_plugin.bench import Impl, markdown_table, plugin_impl, valid
 # DeepSeek-V2-Lite shape (64 experts, top-6) and Qwen3-30B-A3B (128, top-8)
 DEFAULT_SHAPES = ("1x8x256", "1x6x64", "1x8x128")
 FLOOR = "one empty kernel (floor)"
+READ = "one CTA reads the ids"
+IO = "one CTA reads the ids, writes the outputs"
+#: the stand-ins by their ``--impls`` name
+STAND_INS = {"floor": FLOOR, "read": READ, "io": IO}
 
 
 @dataclass
@@ -97,6 +109,51 @@ def make_consumer() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch
     return triton_consumer
 
 
+def make_stand_in(name: str, ids: torch.Tensor,
+                  outputs: tuple[torch.Tensor, ...]) -> Callable[[], None]:
+    """The kernel that stands in for the align call (``STAND_INS``). Its
+    writes go to buffers of its own, as large as ``outputs``; one launch is
+    checked here before the caller captures it."""
+    if name == FLOOR:
+        return lambda: torch.cuda._sleep(0)  # one thread that returns at once
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        raise SystemExit(f"chain_cost: the stand-in {name!r} needs Triton") from None
+
+    @triton.jit
+    def touch(ids_ptr, n_ids, sorted_ptr, n_sorted, expert_ptr, n_expert, post_ptr,
+              WRITE: tl.constexpr, BLOCK: tl.constexpr):
+        offs = tl.arange(0, BLOCK)
+        key = tl.zeros((), dtype=tl.int32)
+        for start in range(0, n_ids, BLOCK):
+            key += tl.sum(tl.load(ids_ptr + start + offs, mask=start + offs < n_ids, other=0), axis=0)
+        tl.store(post_ptr, key)
+        if WRITE:
+            for start in range(0, n_sorted, BLOCK):
+                tl.store(sorted_ptr + start + offs, key + start + offs, mask=start + offs < n_sorted)
+            for start in range(0, n_expert, BLOCK):
+                tl.store(expert_ptr + start + offs, key, mask=start + offs < n_expert)
+
+    write = name == IO
+    sorted_ids, expert_ids, post = (torch.empty_like(t) for t in outputs[:3])
+
+    def launch() -> None:
+        touch[(1,)](ids, ids.numel(), sorted_ids, sorted_ids.numel(), expert_ids, expert_ids.numel(),
+                    post, WRITE=write, BLOCK=1024, num_warps=4)
+
+    launch()
+    key = int(ids.sum())
+    ok = int(post[0]) == key
+    if write:
+        ok = ok and torch.equal(sorted_ids.cpu(), key + torch.arange(sorted_ids.numel(), dtype=torch.int32)) \
+            and bool((expert_ids == key).all())
+    if not ok:
+        raise AssertionError(f"{name}: the stand-in kernel wrote wrong values")
+    return launch
+
+
 def time_graph(graph: torch.cuda.CUDAGraph, replays: int) -> float:
     """Device time of one replay in microseconds (CUDA events around
     ``replays`` back-to-back replays)."""
@@ -111,10 +168,11 @@ def time_graph(graph: torch.cuda.CUDAGraph, replays: int) -> float:
     return start.elapsed_time(end) * 1000.0 / replays
 
 
-def measure(impl: Optional[Impl], shape: str, block: int, reps: int, replays: int, rounds: int,
+def measure(what: Union[Impl, str], shape: str, block: int, reps: int, replays: int, rounds: int,
             consumer: Callable[..., None]) -> Row:
-    """One row: ``impl``'s align call in the chain, or with ``impl=None``
-    the floor (an empty kernel where the align call was)."""
+    """One row: an implementation's align call in the chain, or one of the
+    ``STAND_INS`` (named by its value) where the align call was."""
+    impl = what if isinstance(what, Impl) else None
     tokens, topk, experts = parse_shape(shape)
     gen = torch.Generator(device="cuda").manual_seed(tokens * 1000 + experts)
     logits = torch.randn(tokens, experts, device="cuda", generator=gen)
@@ -132,10 +190,11 @@ def measure(impl: Optional[Impl], shape: str, block: int, reps: int, replays: in
     route()
     before = align()  # outputs the chain without align reads
     validate(impl or plugin, before, ids, experts, block)
+    stand_in = make_stand_in(what, ids, before) if isinstance(what, str) else None
 
     def step() -> tuple[torch.Tensor, ...]:
-        if impl is None:
-            torch.cuda._sleep(0)  # one thread that returns at once
+        if stand_in is not None:
+            stand_in()
             return before
         return align()
 
@@ -174,15 +233,15 @@ def measure(impl: Optional[Impl], shape: str, block: int, reps: int, replays: in
         without.append(a)
         with_.append(b)
         diffs.append(b - a)
-    return Row(shape, impl.name if impl else FLOOR, statistics.median(without), statistics.median(with_),
+    return Row(shape, impl.name if impl else str(what), statistics.median(without), statistics.median(with_),
                statistics.median(diffs), min(diffs), max(diffs))
 
 
-def run(shapes: Sequence[str], impls: Sequence[Optional[Impl]], block: int, reps: int, replays: int,
+def run(shapes: Sequence[str], impls: Sequence[Union[Impl, str]], block: int, reps: int, replays: int,
         rounds: int) -> list[Row]:
     consumer = make_consumer()
-    return [measure(impl, shape, block, reps, replays, rounds, consumer)
-            for shape in shapes for impl in impls]
+    return [measure(what, shape, block, reps, replays, rounds, consumer)
+            for shape in shapes for what in impls]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -193,8 +252,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--reps", type=int, default=20, help="chains per captured graph")
     ap.add_argument("--replays", type=int, default=50, help="graph replays per timing")
     ap.add_argument("--rounds", type=int, default=7, help="timings per configuration")
-    ap.add_argument("--impls", nargs="+", choices=("plugin", "plugin-pdl", "vllm", "floor"),
-                    default=["plugin", "vllm", "floor"])
+    ap.add_argument("--impls", nargs="+", choices=("plugin", "plugin-pdl", "vllm", *STAND_INS),
+                    default=["plugin", "vllm", "floor"],
+                    help="what takes the align step's place (the last three: stand-in kernels, "
+                         "see the module's docstring; default: %(default)s)")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--quiet", action="store_true", help="no table")
     args = ap.parse_args(argv)
@@ -206,7 +267,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not torch.cuda.is_available():
         print("chain_cost: needs a CUDA device", file=sys.stderr)
         return 2
-    impls: list[Optional[Impl]] = []
+    impls: list[Union[Impl, str]] = []
     if "plugin" in args.impls:
         impls.append(plugin_impl())
     if "plugin-pdl" in args.impls:
@@ -218,8 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   "timing the plugin only", file=sys.stderr)
         else:
             impls.append(v)
-    if "floor" in args.impls:
-        impls.append(None)
+    impls += [STAND_INS[name] for name in STAND_INS if name in args.impls]
     rows = run(args.shapes, impls, args.block, args.reps, args.replays, args.rounds)
     rows.sort(key=lambda r: (args.shapes.index(r.shape), r.impl))
     if args.json:
