@@ -552,6 +552,23 @@ def test_driver_first_started_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "| 1 | 1: plugin first | 2 |" in by_pair and "| 3 | 2: baseline first | 2 |" in by_pair, by_pair
 
 
+@pytest.mark.parametrize("first", ["baseline", "plugin"])
+def test_dry_run_shows_the_first_start(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       first: str) -> None:
+    """--dry-run lists the servers as the first pair starts them, each on the
+    port it gets there, and the client on the baseline's port."""
+    assert serve_main.main(["--model", "deepseek-v2-lite", "--strategy", "both-up", "--port", "18600",
+                            "--first-started", first, "--dry-run", "--no-cli-check",
+                            "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    servers = [(line.split(" server:")[0].strip(), line.split("--port ")[1].split()[0])
+               for line in lines if " server:" in line]
+    other = "plugin" if first == "baseline" else "baseline"
+    assert servers == [(first, "18600"), (other, "18601")], lines
+    client = next(line for line in lines if "client, round 1" in line)
+    assert f"--port {dict(servers)['baseline']} " in client, client
+
+
 def test_bench_client_timeout_and_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A load past its timeout kills the load generator's group; the next
     load starts a fresh one; a load that raises is a failed load, not a dead client."""

@@ -403,10 +403,11 @@ class ModelRun:
         a = self.args
         lines = [f"{self.model}: strategy {self.why}; {a.rounds} rounds, order {a.order}, "
                  f"concurrency {a.concurrency}; results {self.stem}.md/.csv/.png, logs {self.log_dir}"]
-        for arm in ARMS:
+        arms = start_order(0, a.first_started) if self.strategy == "both-up" else ARMS
+        for arm in arms:
             env = server_env({}, switch_of(arm, a.aa), a.baseline, a.dependent_launch)
             switch = " ".join(f"{k}={shlex.quote(env[k])}" for k in SWITCHES if k in env)
-            cmd = serve_command(self.spec(arm, f"r1-{arm}"), a.python)
+            cmd = serve_command(self.spec(arm, f"r1-{arm}", self.first_slot(arm)), a.python)
             lines.append(f"  {self.labels[arm]} server: {switch} {shlex.join(cmd)}")
         lines.append(f"  client, round 1, c={a.concurrency[-1]}: {shlex.join(self.bench_argv())}")
         if a.cli_check:
@@ -417,12 +418,21 @@ class ModelRun:
                 lines.append(f"  PROBLEM: {exc}")
         return lines
 
+    def first_slot(self, arm: str) -> Optional[int]:
+        """``arm``'s place in the first start: in the first pair's start
+        order when both servers are up (``run_pair``), else None (the arm's
+        own port, one server at a time)."""
+        if self.strategy != "both-up":
+            return None
+        return start_order(0, self.args.first_started).index(arm)
+
     def bench_argv(self) -> list[str]:
         a = self.args
         load = self.load(1, len(a.concurrency) - 1, a.concurrency[-1])
         result = self.log_dir / f"bench-r1-vllm-c{load.concurrency}.json"
-        bench = BenchSpec(self.spec("vllm", "r1-vllm"), load.concurrency, load.num_prompts,
-                          load.input_len, load.output_len, load.seed, result, (("ab_arm", "vllm"),))
+        bench = BenchSpec(self.spec("vllm", "r1-vllm", self.first_slot("vllm")), load.concurrency,
+                          load.num_prompts, load.input_len, load.output_len, load.seed, result,
+                          (("ab_arm", "vllm"),))
         return bench_command(bench, a.python)
 
     def check_commands(self) -> None:
