@@ -206,6 +206,12 @@ __device__ void scan_segments(const int* cnt, int* seg, const Params& p) {
 
 // Sets out[lo, hi) to `value`: this thread's share (gthread of gstride), with
 // 16-byte stores between a scalar head and tail.
+//
+// Loops whose stride is a run-time share of the grid (here and in the tiny
+// kernel's segment fills) are kept rolled (`unroll 1`): they run a few times
+// per thread at most, and an unrolled one costs a trip count computed by an
+// integer division (a reciprocal and about 20 dependent instructions) on every
+// thread's path, plus code that never runs.
 __device__ __forceinline__ void fill_range(int* out, int lo, int hi, int value, int gthread,
                                            int gstride) {
   if (lo >= hi) return;
@@ -215,7 +221,9 @@ __device__ __forceinline__ void fill_range(int* out, int lo, int hi, int value, 
   const int nvec = (hi - head) / 4;
   int4* vout = reinterpret_cast<int4*>(out + head);
   const int4 v4 = make_int4(value, value, value, value);
+#pragma unroll 1
   for (int k = gthread; k < nvec; k += gstride) vout[k] = v4;
+#pragma unroll 1
   for (int k = head + nvec * 4 + gthread; k < hi; k += gstride) out[k] = value;
 }
 

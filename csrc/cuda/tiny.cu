@@ -102,11 +102,13 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
     if (padded[r] == 0) continue;
     // (the bounds always hold, by the output sizes; they are guards)
     const int x_end = min(start[r] + padded[r], p.sorted_size);
+#pragma unroll 1  // (see fill_range)
     for (int x = start[r] + count[r] + gwarp; x < x_end; x += gwarps) p.sorted_ids[x] = n;
     const int b0 = p.div_block.div(start[r]);
     const int b_end = min(b0 + p.div_block.div(padded[r]), p.expert_ids_size);
     if (b0 + gwarp < b_end) {
       const int owner = p.map_out ? __ldg(p.map + key[r]) : key[r];
+#pragma unroll 1
       for (int b = b0 + gwarp; b < b_end; b += gwarps) p.expert_ids[b] = owner;
     }
   }
