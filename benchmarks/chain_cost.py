@@ -28,11 +28,22 @@ place to show how much of its cost any align kernel would pay:
   outputs as large as the align step's, each value depending on the ids:
   a kernel with the align step's memory traffic and no work of its own.
 
+Two more for batches larger than a decode step, where the plugin launches
+many CTAs (their number and size are the plugin's own launch plan for the
+shape on this GPU, ``_ops.cuda_launch_plan``):
+
+- ``io-grid``: one launch of that grid; every CTA reads all the ids (as the
+  plugin's one-launch regime does, so that no CTA waits for another) and
+  writes its share of the outputs: the floor of a one-launch design;
+- ``io-2``: two launches of that grid; the first sums each CTA's share of
+  the ids, the second reads those sums and writes the outputs: the floor of
+  a design that passes counts from one kernel to the next.
+
 The ``plugin-pdl`` implementation is the plugin with programmatic dependent
 launch on (its kernels may start while the kernel before them finishes).
 
     python -m benchmarks.chain_cost [--shapes 1x8x256 1x6x64 1x8x128]
-                                    [--impls plugin plugin-pdl vllm floor read io]
+                                    [--impls plugin plugin-pdl vllm floor read io io-grid io-2]
 """
 
 from __future__ import annotations
@@ -56,8 +67,13 @@ DEFAULT_SHAPES = ("1x8x256", "1x6x64", "1x8x128")
 FLOOR = "one empty kernel (floor)"
 READ = "one CTA reads the ids"
 IO = "one CTA reads the ids, writes the outputs"
+IO_GRID = "the plugin's grid: every CTA reads the ids, writes its share"
+IO_TWO = "two launches of the plugin's grid: sums per CTA, then the outputs"
 #: the stand-ins by their ``--impls`` name
-STAND_INS = {"floor": FLOOR, "read": READ, "io": IO}
+STAND_INS = {"floor": FLOOR, "read": READ, "io": IO, "io-grid": IO_GRID, "io-2": IO_TWO}
+#: the stand-ins that run on the plugin's grid; the others run ONE_CTA (CTAs, threads)
+ON_PLUGIN_GRID = (IO_GRID, IO_TWO)
+ONE_CTA = (1, 128)
 
 
 @dataclass
@@ -109,45 +125,56 @@ def make_consumer() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch
     return triton_consumer
 
 
-def make_stand_in(name: str, ids: torch.Tensor,
-                  outputs: tuple[torch.Tensor, ...]) -> Callable[[], None]:
-    """The kernel that stands in for the align call (``STAND_INS``). Its
-    writes go to buffers of its own, as large as ``outputs``; one launch is
-    checked here before the caller captures it."""
+def plugin_grid(numel: int, experts: int, block: int, sorted_size: int, num_sms: int,
+                smem_optin_bytes: int) -> tuple[int, int]:
+    """(CTAs, threads per CTA) of the plugin's first kernel for these sizes on
+    a GPU with ``num_sms`` SMs: the grid the ``io-grid`` and ``io-2``
+    stand-ins launch."""
+    from vllm_moe_align_plugin import _ops
+
+    plan = _ops.cuda_launch_plan(numel, experts, block, sorted_size, num_sms=num_sms,
+                                 smem_optin_bytes=smem_optin_bytes)
+    return plan.ctas, plan.threads
+
+
+def make_stand_in(name: str, ids: torch.Tensor, outputs: tuple[torch.Tensor, ...],
+                  grid: tuple[int, int] = ONE_CTA) -> Callable[[], None]:
+    """The kernel(s) that stand in for the align call (``STAND_INS``). Their
+    writes go to buffers of their own, as large as ``outputs``; ``grid`` is
+    (CTAs, threads per CTA) for ``io-grid`` and ``io-2`` (the others run one
+    CTA of 4 warps). One call is checked here before the caller captures it."""
     if name == FLOOR:
         return lambda: torch.cuda._sleep(0)  # one thread that returns at once
+    if name not in STAND_INS.values():
+        raise ValueError(f"make_stand_in: unknown stand-in {name!r}")
     try:
-        import triton
-        import triton.language as tl
+        from benchmarks import stand_in_kernels as k
     except ImportError:
         raise SystemExit(f"chain_cost: the stand-in {name!r} needs Triton") from None
-
-    @triton.jit
-    def touch(ids_ptr, n_ids, sorted_ptr, n_sorted, expert_ptr, n_expert, post_ptr,
-              WRITE: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.arange(0, BLOCK)
-        key = tl.zeros((), dtype=tl.int32)
-        for start in range(0, n_ids, BLOCK):
-            key += tl.sum(tl.load(ids_ptr + start + offs, mask=start + offs < n_ids, other=0), axis=0)
-        tl.store(post_ptr, key)
-        if WRITE:
-            for start in range(0, n_sorted, BLOCK):
-                tl.store(sorted_ptr + start + offs, key + start + offs, mask=start + offs < n_sorted)
-            for start in range(0, n_expert, BLOCK):
-                tl.store(expert_ptr + start + offs, key, mask=start + offs < n_expert)
-
-    write = name == IO
+    ctas, threads = grid if name in ON_PLUGIN_GRID else ONE_CTA
+    warps = max(1, min(32, threads // 32))
     sorted_ids, expert_ids, post = (torch.empty_like(t) for t in outputs[:3])
+    n_ids, n_sorted, n_expert = ids.numel(), sorted_ids.numel(), expert_ids.numel()
+    sorted_share, expert_share = -(-n_sorted // ctas), -(-n_expert // ctas)
+    write = name != READ
+    sums = torch.empty(ctas, dtype=torch.int32, device=ids.device) if name == IO_TWO else None
 
     def launch() -> None:
-        touch[(1,)](ids, ids.numel(), sorted_ids, sorted_ids.numel(), expert_ids, expert_ids.numel(),
-                    post, WRITE=write, BLOCK=1024, num_warps=4)
+        if name == IO_TWO:
+            k.share_sums[(ctas,)](ids, n_ids, sums, -(-n_ids // ctas), BLOCK=1024, num_warps=warps)
+            k.from_sums[(ctas,)](sums, ctas, sorted_ids, n_sorted, expert_ids, n_expert, post,
+                                 sorted_share, expert_share,
+                                 SUMS=max(16, 1 << (ctas - 1).bit_length()), BLOCK=1024,
+                                 num_warps=warps)
+        else:
+            k.touch[(ctas,)](ids, n_ids, sorted_ids, n_sorted, expert_ids, n_expert, post,
+                             sorted_share, expert_share, WRITE=write, BLOCK=1024, num_warps=warps)
 
     launch()
     key = int(ids.sum())
     ok = int(post[0]) == key
     if write:
-        ok = ok and torch.equal(sorted_ids.cpu(), key + torch.arange(sorted_ids.numel(), dtype=torch.int32)) \
+        ok = ok and torch.equal(sorted_ids.cpu(), key + torch.arange(n_sorted, dtype=torch.int32)) \
             and bool((expert_ids == key).all())
     if not ok:
         raise AssertionError(f"{name}: the stand-in kernel wrote wrong values")
@@ -190,7 +217,14 @@ def measure(what: Union[Impl, str], shape: str, block: int, reps: int, replays: 
     route()
     before = align()  # outputs the chain without align reads
     validate(impl or plugin, before, ids, experts, block)
-    stand_in = make_stand_in(what, ids, before) if isinstance(what, str) else None
+    stand_in = None
+    if isinstance(what, str):
+        grid = ONE_CTA
+        if what in ON_PLUGIN_GRID:
+            props = torch.cuda.get_device_properties(ids.device)
+            grid = plugin_grid(ids.numel(), experts, block, before[0].numel(),
+                               props.multi_processor_count, props.shared_memory_per_block_optin)
+        stand_in = make_stand_in(what, ids, before, grid)
 
     def step() -> tuple[torch.Tensor, ...]:
         if stand_in is not None:
