@@ -32,6 +32,7 @@ from benchmarks.vllm_ab.serve import (
     driver,
     gpu_state,
     options,
+    ratios,
     report,
     results,
     state,
@@ -309,6 +310,33 @@ def test_summary_and_report(tmp_path: Path) -> None:
     assert float(ratio["ci_low"]) < 1.0 < float(ratio["ci_high"]) and len(ratio["values"].split()) == 3
     pytest.importorskip("matplotlib")
     assert (tmp_path / "serve_m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ratios_of_finished_runs_from_their_logs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The ratio table read back from a run's rounds.jsonl, with the median ITL beside TPOT: in
+    these rounds TPOT swings with the prefill stalls (+-8%) while the decode step is 4% faster in
+    each, so only ITL is significant; the last record of a (round, arm, level) counts."""
+    logs_dir = tmp_path / "serve_m_logs"
+    logs_dir.mkdir()
+    for rnd, stall in ((1, 1.08), (2, 0.92), (3, 1.0), (4, 1.07)):
+        for arm, f in (("vllm", 1.0), ("plugin", 0.96)):
+            rec = results.JobRecord("m", rnd, arm, 64, 128, rnd, f"r{rnd}", ok=True, output_tok_s=100.0,
+                                    median_ttft_ms=300.0, mean_ttft_ms=310.0,
+                                    median_tpot_ms=6.0 * f * (stall if arm == "plugin" else 1.0),
+                                    median_itl_ms=5.0 * f * (1.0 + 0.001 * rnd))
+            if rnd == 4 and arm == "plugin":  # a load that failed, then its retry
+                state.append(logs_dir / state.ROUNDS, {**rec.__dict__, "ok": False, "median_itl_ms": None})
+            state.append(logs_dir / state.ROUNDS, rec.__dict__)
+    assert ratios.main([str(logs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## serve_m_logs") and "ITL ms (median): plugin/baseline" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 64 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    tpot, itl = cells[7:9], cells[9:11]
+    assert tpot[1] == stats.NO_DIFFERENCE and itl == ["0.960 [0.960, 0.960]", "plugin better"]
+    assert ratios.main([str(logs_dir), "--aa"]) == 0 and "baseline B/baseline A" in capsys.readouterr().out
+    assert ratios.main([str(tmp_path / "none_logs")]) == 1
+    assert "no measured loads" in capsys.readouterr().err
 
 
 def test_options_and_model_shapes(tmp_path: Path) -> None:

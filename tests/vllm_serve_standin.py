@@ -276,7 +276,8 @@ def run_bench(args: argparse.Namespace) -> None:
               "total_output_tokens": len(ttfts) * out_len, "request_throughput": len(ttfts) / duration,
               "output_throughput": len(ttfts) * out_len / duration,
               "total_token_throughput": len(ttfts) * (out_len + int(args.random_input_len)) / duration}
-    for name, vals in (("ttft", ms[0]), ("tpot", ms[1])):
+    # not streamed: every gap between two of a request's tokens is its TPOT
+    for name, vals in (("ttft", ms[0]), ("tpot", ms[1]), ("itl", ms[1])):
         result[f"mean_{name}_ms"] = sum(vals) / len(vals)
         result[f"median_{name}_ms"] = vals[len(vals) // 2]
         result[f"p99_{name}_ms"] = vals[-1]

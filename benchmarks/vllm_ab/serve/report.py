@@ -43,7 +43,10 @@ STATS_NOTE = (
     "ratios with the 95% t-interval of the paired log-ratios, back-transformed; 'no significant "
     "difference' where that interval contains 1. TTFT and TPOT per round: the medians (and for TTFT "
     "also the mean) over that round's requests as `vllm bench serve` reports them "
-    "(`median_ttft_ms`, `mean_ttft_ms`, `median_tpot_ms`); output tok/s: its `output_throughput`. "
+    "(`median_ttft_ms`, `mean_ttft_ms`, `median_tpot_ms`); ITL: the median gap between two "
+    "streamed tokens over all of that round's requests (`median_itl_ms`), i.e. a decode step "
+    "without a prefill chunk in it, where TPOT also averages in the chunks that stalled each "
+    "request; output tok/s: its `output_throughput`. "
     "With few requests per load the median TTFT moves in whole prefill-chunk times when one "
     "request's place in the queue changes; the mean moves with every request.")
 PROFILE_NOTE = (

@@ -36,9 +36,13 @@ FIELDS = (
 # the metrics the A/B report is about: (record field, label, higher is better). TTFT comes
 # twice: with few requests per load their TTFTs fall on a few queue positions (a request waits
 # for 0, 1, 2... prefill chunks of others), so the median jumps by whole chunk times when one
-# request changes place; the mean moves with every request
+# request changes place; the mean moves with every request. ITL (median): the median gap
+# between two streamed tokens over all requests, i.e. a decode step with no prefill chunk in it;
+# each request's TPOT averages the chunks that stalled it in, so at loads that mix prefill into
+# decode TPOT varies several times more between rounds than the decode step does
 METRICS = (("output_tok_s", "output tok/s", True), ("median_ttft_ms", "TTFT ms (median)", False),
-           ("mean_ttft_ms", "TTFT ms (mean)", False), ("median_tpot_ms", "TPOT ms (median)", False))
+           ("mean_ttft_ms", "TTFT ms (mean)", False), ("median_tpot_ms", "TPOT ms (median)", False),
+           ("median_itl_ms", "ITL ms (median)", False))
 
 
 @dataclass
