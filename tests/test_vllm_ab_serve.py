@@ -31,6 +31,7 @@ from benchmarks.vllm_ab.serve import (
     compiled,
     driver,
     gpu_state,
+    host_load,
     options,
     ratios,
     report,
@@ -429,6 +430,8 @@ def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "### Kernels per decode step, concurrency 3" in md
     assert "| vllm_moe_align::tiny_kernel<>() | 0.00 | 0.00 | 1.00 | 6.00 | +6.00 |" in md
     assert "every server used one torch.compile cache folder" in md
+    # how busy the stand-in server's and the client's processes were, per arm and level
+    assert "## The host during the measured loads" in md and "| 3 | plugin | 3 | " in md
     # the first server traced afresh (another cache key) and was restarted once; the second loaded
     assert printed.count("traced the model afresh") == 1 and "vllm traced the model afresh" in printed
     assert "| all 3 kernels | 2.0 | 46.0 | 2.0 | 46.0 | +0.00 |" in md
@@ -713,11 +716,52 @@ def _fake_nvml(clocks: list[int], reasons: list[int]) -> types.SimpleNamespace:
     def temperature(handle: object, kind: int) -> int:
         raise RuntimeError("not supported")  # a query the GPU refuses leaves its field None
 
+    def utilization(handle: object) -> types.SimpleNamespace:
+        return types.SimpleNamespace(gpu=(40, 100, 90, 95)[min(reads["n"], 4) - 1], memory=10)
+
     return types.SimpleNamespace(
         nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 1, nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}",
         NVML_CLOCK_SM=1, NVML_TEMPERATURE_GPU=0, nvmlDeviceGetClockInfo=clock,
         nvmlDeviceGetPowerUsage=lambda h: 652_000, nvmlDeviceGetTemperature=temperature,
-        nvmlDeviceGetCurrentClocksEventReasons=why)
+        nvmlDeviceGetCurrentClocksEventReasons=why, nvmlDeviceGetUtilizationRates=utilization)
+
+
+def test_host_load(tmp_path: Path) -> None:
+    """The busiest process of a process group over a load, from /proc: a fake /proc read exactly
+    (a command name with spaces and parentheses, another group, a non-process entry), then real
+    processes on Linux: one that computes for the whole load, one that sleeps."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid, group, user, system in ((123, 777, 250, 50), (124, 888, 999, 0), (125, 777, 10, 0)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(
+            f"{pid} (vllm (api) x) S 1 {group} {group} 0 -1 4194560 10 0 0 0 {user} {system} 0 0 20 0 9\n")
+    (tmp_path / "self").mkdir()
+    assert host_load.group_cpu(777, tmp_path) == {123: 300 / tick, 125: 10 / tick}
+    assert host_load.busiest({123: 1.0}, {123: 2.0, 126: 0.5}, 2.0) == 0.5
+    assert host_load.busiest({}, {}, 1.0) is None
+    with host_load.Sampler({"server": 777, "client": None}, proc=tmp_path) as fake:
+        pass
+    assert fake.summary() == {"server_cpu_top": 0.0, "client_cpu_top": None}
+    assert host_load.describe({"server_cpu_top": 0.97, "client_cpu_top": None}) == \
+        "  busiest process: server 97% of a core"
+    assert host_load.describe({}) == ""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc here")
+    # each says when its 0.8 s are over, then stays alive (a server outlives its loads)
+    work = {"busy": "t = time.process_time()\nwhile time.process_time() - t < 0.8: pass",
+            "idle": "time.sleep(0.8)"}
+    for kind, src in work.items():
+        script = f"import time\n{src}\nprint(flush=True)\ntime.sleep(60)"
+        proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                                stdout=subprocess.PIPE)
+        try:
+            with host_load.Sampler({"server": proc.pid, "client": None}) as real:
+                assert proc.stdout is not None and proc.stdout.readline() == b"\n"
+        finally:
+            proc.kill()
+            proc.wait()
+        share = real.summary()["server_cpu_top"]
+        assert share is not None and (share > 0.3 if kind == "busy" else share < 0.2), (kind, share)
 
 
 def test_gpu_state(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -729,12 +773,14 @@ def test_gpu_state(monkeypatch: pytest.MonkeyPatch) -> None:
     assert read is not None
     samples = [s for _ in range(4) for s in read()]
     assert [s.sm_mhz for s in samples] == [1980, 1980, 1755, 1830]
-    assert samples[0] == gpu_state.Sample(0, 1980.0, 652.0, None, 0x1)
+    assert samples[0] == gpu_state.Sample(0, 1980.0, 652.0, None, 0x1, 40.0)
     got = gpu_state.summary(samples)
-    # the first sample is of an idle GPU (reason 0x1): not among the clocks
+    # the first sample is of an idle GPU (reason 0x1): not among the clocks, but among the busy
+    # shares (40, 100, 90, 95: median 92.5), where an idle moment of the load is what counts
     assert got == {"sm_mhz_min": 1755.0, "sm_mhz_median": 1830.0, "power_w_max": 652.0,
-                   "temp_c_max": None, "clock_reasons": 0x4}
-    assert gpu_state.describe(got) == "  SM 1755/1830 MHz min/median, 652 W, clock held down (reasons 0x4)"
+                   "temp_c_max": None, "clock_reasons": 0x4, "gpu_busy_median": 92.5}
+    assert gpu_state.describe(got) == \
+        "  SM 1755/1830 MHz min/median, 652 W, busy 92%, clock held down (reasons 0x4)"
     calm = gpu_state.summary([gpu_state.Sample(0, 1980.0, 400.0, 50.0, 0x0),
                               gpu_state.Sample(0, 345.0, 90.0, 40.0, 0x1)])
     assert calm["clock_reasons"] == 0 and calm["sm_mhz_min"] == 1980.0
@@ -774,22 +820,42 @@ def test_report_gpu_table() -> None:
     def rec(rnd: int, arm: str, c: int, **gpu: float) -> results.JobRecord:
         return results.JobRecord("m", rnd, arm, c, 4, 7, arm, ok=True, **gpu)
 
-    loads = [rec(1, "vllm", 4, sm_mhz_min=1700, sm_mhz_median=1740, power_w_max=690, clock_reasons=0x4),
-             rec(2, "vllm", 4, sm_mhz_min=1650, sm_mhz_median=1760, power_w_max=699, clock_reasons=0x4),
+    loads = [rec(1, "vllm", 4, sm_mhz_min=1700, sm_mhz_median=1740, power_w_max=690, clock_reasons=0x4,
+                 gpu_busy_median=99.0),
+             rec(2, "vllm", 4, sm_mhz_min=1650, sm_mhz_median=1760, power_w_max=699, clock_reasons=0x4,
+                 gpu_busy_median=97.0),
              rec(3, "vllm", 4, sm_mhz_min=1980, sm_mhz_median=1980, power_w_max=400, temp_c_max=41,
-                 clock_reasons=0),
+                 clock_reasons=0, gpu_busy_median=61.0),
              rec(1, "plugin", 4, sm_mhz_min=1980, sm_mhz_median=1980, power_w_max=380, clock_reasons=0),
              rec(1, "plugin", 1), rec(1, "vllm", 1)]
     table = report.gpu_table(loads, [1, 4])
     assert table is not None
     rows = [line for line in table.splitlines() if line.startswith("| 4 ")]
-    assert rows == ["| 4 | baseline | 3 | 1760 | 1650 | 699 | 41 | 2 (software power cap) |",
-                    "| 4 | plugin | 1 | 1980 | 1980 | 380 | - | 0 |"], table
+    assert rows == ["| 4 | baseline | 3 | 1760 | 1650 | 699 | 41 | 2 (software power cap) | 61-99 |",
+                    "| 4 | plugin | 1 | 1980 | 1980 | 380 | - | 0 | - |"], table
     assert not any(line.startswith("| 1 ") for line in table.splitlines())  # no load of c=1 was read
     assert report.gpu_table(loads[-2:], [1, 4]) is None
     md = report.markdown("t", [], [], [], [1, 4], [], [], records=loads)
     assert "## The GPUs during the measured loads" in md and "software power cap" in md
     assert "## The GPUs" not in report.markdown("t", [], [], [], [1, 4], [], [])
+
+
+def test_report_host_table() -> None:
+    """The report's table of the busiest server and client process per arm and level: the
+    lowest and highest share of a core over the loads; no table where no load was read."""
+    def rec(rnd: int, arm: str, server: float | None, client: float | None) -> results.JobRecord:
+        return results.JobRecord("m", rnd, arm, 256, 512, 7, arm, ok=True, server_cpu_top=server,
+                                 client_cpu_top=client)
+
+    loads = [rec(1, "vllm", 0.981, 0.64), rec(2, "vllm", 0.99, 0.71), rec(1, "plugin", 0.5, None),
+             rec(1, "vllm", None, None)]
+    table = report.host_table(loads, [1, 256])
+    assert table is not None
+    assert [line for line in table.splitlines() if line.startswith("| 256 ")] == [
+        "| 256 | baseline | 2 | 0.98-0.99 | 0.64-0.71 |", "| 256 | plugin | 1 | 0.50 | - |"], table
+    assert report.host_table(loads[-1:], [256]) is None
+    md = report.markdown("t", [], [], [], [256], [], [], records=loads)
+    assert "## The host during the measured loads" in md and "never waited" in md
 
 
 def test_gpu_state_loads_the_copy_of_pynvml_that_vllm_ships(tmp_path: Path,

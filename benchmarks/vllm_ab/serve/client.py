@@ -42,12 +42,17 @@ class BenchClient:
         environment.track(proc)
         return proc
 
+    def running(self) -> int:
+        """Starts the worker unless it runs; its process group (its pid)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        return self.proc.pid
+
     def run(self, spec: BenchSpec, log_path: Path, timeout: float) -> Optional[int]:
         """Runs one load; 0 when it finished, 1 when it failed (``last_error``
         says why, also appended to ``log_path``), None when it timed out."""
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = self._start()
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.running()
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
         job = {"argv": bench_args(spec), "log": str(log_path)}
         try:
             self.proc.stdin.write((json.dumps(job) + "\n").encode())

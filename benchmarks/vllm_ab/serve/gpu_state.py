@@ -6,7 +6,8 @@ than the arms do. ``Sampler`` reads every GPU through NVML (``pynvml``, or
 the copy of it that vLLM ships) every ``INTERVAL_S`` in a thread for
 the span of one load, and ``summary`` condenses the samples into fields of
 ``results.JobRecord``: the lowest and median SM clock, the highest power draw
-and temperature, and the clock-event reasons seen. It only reads; where NVML
+and temperature, the clock-event reasons seen, and the median share of time
+in which a kernel ran (a GPU that waits for the host is busy less). It only reads; where NVML
 is missing or fails, the fields stay None.
 """
 
@@ -43,6 +44,7 @@ class Sample:
     power_w: Optional[float] = None
     temp_c: Optional[float] = None
     reasons: Optional[int] = None
+    busy_pct: Optional[float] = None  # NVML's GPU utilization over its last sample period
 
 
 Reader = Callable[[], list[Sample]]
@@ -107,8 +109,9 @@ def nvml_reader() -> Optional[Reader]:
             mw = optional(pynvml.nvmlDeviceGetPowerUsage, h)
             temp = optional(pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU)
             why = optional(reasons_of, h)
+            busy = optional(lambda h: pynvml.nvmlDeviceGetUtilizationRates(h).gpu, h)
             out.append(Sample(i, mhz, None if mw is None else mw / 1000.0, temp,
-                              None if why is None else int(why)))
+                              None if why is None else int(why), busy))
         return out
 
     return read
@@ -118,9 +121,10 @@ def summary(samples: Sequence[Sample]) -> dict[str, Optional[float]]:
     """``JobRecord`` fields over all samples of all GPUs: ``sm_mhz_min``,
     ``sm_mhz_median``, ``power_w_max``, ``temp_c_max`` and ``clock_reasons``
     (the OR of every sample's reasons other than idle and application clocks:
-    0 when nothing held the clock down); None where nothing was read. The
-    clocks leave out samples of an idle GPU (the load's first and last
-    moments), whose clock says nothing of the load's speed."""
+    0 when nothing held the clock down) and ``gpu_busy_median`` (of all
+    samples: an idle moment inside the load is what it shows); None where
+    nothing was read. The clocks leave out samples of an idle GPU (the load's
+    first and last moments), whose clock says nothing of the load's speed."""
     def top(values: list[Optional[float]]) -> Optional[float]:
         known = [v for v in values if v is not None]
         return max(known) if known else None
@@ -130,11 +134,13 @@ def summary(samples: Sequence[Sample]) -> dict[str, Optional[float]]:
     reasons = 0
     for m in masks:
         reasons |= m & ~NOT_A_SLOWDOWN
+    busy = [s.busy_pct for s in samples if s.busy_pct is not None]
     return {"sm_mhz_min": min(mhz) if mhz else None,
             "sm_mhz_median": statistics.median(mhz) if mhz else None,
             "power_w_max": top([s.power_w for s in samples]),
             "temp_c_max": top([s.temp_c for s in samples]),
-            "clock_reasons": reasons if masks else None}
+            "clock_reasons": reasons if masks else None,
+            "gpu_busy_median": statistics.median(busy) if busy else None}
 
 
 def reason_names(mask: int) -> str:
@@ -154,6 +160,8 @@ def describe(fields: Mapping[str, Any]) -> str:
         out += f", {fields['temp_c_max']:.0f} C"
     if fields.get("power_w_max") is not None:
         out += f", {fields['power_w_max']:.0f} W"
+    if fields.get("gpu_busy_median") is not None:
+        out += f", busy {fields['gpu_busy_median']:.0f}%"
     if fields.get("clock_reasons"):
         out += f", clock held down (reasons {fields['clock_reasons']:#x})"
     return out

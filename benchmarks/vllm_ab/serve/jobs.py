@@ -3,7 +3,8 @@
 - ``run_load``: one ``vllm bench serve`` load through the run's
   ``client.BenchClient``, its output to a log file, its result JSON read
   into a ``results.JobRecord`` with the GPUs' state over the load
-  (``gpu_state``).
+  (``gpu_state``) and how busy the server's and the client's processes were
+  (``host_load``).
 - ``warm_up``: every concurrency level once with short outputs, not
   recorded (Triton's JIT compiles the fused-MoE kernels per batch-size
   bucket at first use; CUDA graphs and torch.compile are ready at start-up).
@@ -25,7 +26,7 @@ from typing import Any, Optional
 
 from benchmarks.vllm_ab import trace
 
-from . import checks, compiled, gpu_state, profiling, results
+from . import checks, compiled, gpu_state, host_load, profiling, results
 from .client import BenchClient
 from .commands import BenchSpec
 from .server import Server
@@ -56,9 +57,10 @@ def run_load(server: Server, load: Load, result_file: Path, client: BenchClient,
                       ("ab_server", server.tag)))
     log_path = result_file.with_suffix(".log")
     record.started = time.time()
-    with gpu_state.Sampler(gpu) as sampler:
+    groups = {"server": server.proc.pid if server.proc else None, "client": client.running()}
+    with gpu_state.Sampler(gpu) as sampler, host_load.Sampler(groups) as host:
         code = client.run(spec, log_path, timeout)
-    for name, value in sampler.summary().items():
+    for name, value in {**sampler.summary(), **host.summary()}.items():
         setattr(record, name, value)
     record.result_file = str(result_file)
     if code != 0 or not result_file.exists():

@@ -67,7 +67,13 @@ KERNELS_NOTE = (
 GPU_NOTE = (
     "Read through NVML every 0.2 s while each load ran, over all GPUs; the clocks leave out the "
     "samples of an idle GPU. A clock held down (power cap, heat) slows a load whatever its arm: "
-    "where it held in one arm's loads and not in the other's, a ratio measures the card too.")
+    "where it held in one arm's loads and not in the other's, a ratio measures the card too. GPU "
+    "busy: NVML's share of time in which a kernel ran; a GPU that waits for the host is busy less.")
+HOST_NOTE = (
+    "CPU time (user + system, all threads) of each process of the server (API server, engine core, "
+    "workers) and of the client over each load's wall time, read from /proc at the start and end "
+    "of the load; the busiest process of each. Each of these processes runs its Python on one core: "
+    "near 1.0 it never waited, and the load's times follow that process rather than the GPU.")
 
 
 def start_order_text(a: argparse.Namespace, strategy_why: str) -> str:
@@ -337,15 +343,45 @@ def gpu_table(records: Sequence[JobRecord], concurrency: list[int],
                 held += bool(r.clock_reasons)
             power = [r.power_w_max for r in got if r.power_w_max is not None]
             temp = [r.temp_c_max for r in got if r.temp_c_max is not None]
+            busy = [r.gpu_busy_median for r in got if r.gpu_busy_median is not None]
             body.append([c, labels[arm], len(got), fmt(statistics.median(r.sm_mhz_median for r in got), 0),
                          fmt(min(r.sm_mhz_min for r in got), 0), fmt(max(power), 0) if power else "-",
                          fmt(max(temp), 0) if temp else "-",
-                         f"{held} ({gpu_state.reason_names(mask)})" if held else "0"])
+                         f"{held} ({gpu_state.reason_names(mask)})" if held else "0",
+                         _spread(busy, "{:.0f}")])
     if not body:
         return None
     return markdown_table(["concurrency", "arm", "loads", "SM MHz, median of the loads' medians",
                            "SM MHz, lowest", "power W, highest", "temperature C, highest",
-                           "loads with the clock held down (why)"], body, "rlrrrrrl")
+                           "loads with the clock held down (why)", "GPU busy %, loads' medians"],
+                          body, "rlrrrrrlr")
+
+
+def _spread(values: Sequence[float], form: str) -> str:
+    """``lowest-highest`` of ``values`` in ``form`` (one value alone; ``-`` for none)."""
+    if not values:
+        return "-"
+    low, high = form.format(min(values)), form.format(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
+def host_table(records: Sequence[JobRecord], concurrency: list[int],
+               labels: dict[str, str] = ARM_LABELS) -> Optional[str]:
+    """The busiest server and client process per arm and concurrency over the
+    measured loads (``host_load``); None when no load has them."""
+    body = []
+    for c in concurrency:
+        for arm in ARMS:
+            got = [r for r in records if r.ok and r.concurrency == c and r.arm == arm
+                   and (r.server_cpu_top is not None or r.client_cpu_top is not None)]
+            if got:
+                server = [r.server_cpu_top for r in got if r.server_cpu_top is not None]
+                client = [r.client_cpu_top for r in got if r.client_cpu_top is not None]
+                body.append([c, labels[arm], len(got), _spread(server, "{:.2f}"), _spread(client, "{:.2f}")])
+    if not body:
+        return None
+    return markdown_table(["concurrency", "arm", "loads", "busiest server process, cores (lowest-highest)",
+                           "busiest client process, cores (lowest-highest)"], body, "rlrrr")
 
 
 def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs: list[Cell],
@@ -367,6 +403,9 @@ def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs
     gpus = gpu_table(records, concurrency, labels)
     if gpus:
         parts += ["## The GPUs during the measured loads", "", gpus, "", GPU_NOTE, ""]
+    host = host_table(records, concurrency, labels)
+    if host:
+        parts += ["## The host during the measured loads", "", host, "", HOST_NOTE, ""]
     if profile_rows:
         parts += ["## Align step, profiled loads (one per arm and concurrency)", "",
                   profile_table(profile_rows, labels), "", PROFILE_NOTE, ""]

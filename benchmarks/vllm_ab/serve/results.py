@@ -84,6 +84,10 @@ class JobRecord:
     power_w_max: Optional[float] = None
     temp_c_max: Optional[float] = None
     clock_reasons: Optional[int] = None
+    gpu_busy_median: Optional[float] = None  # percent of time a kernel ran (NVML)
+    # the host during the load (host_load.summary): the busiest process's share of one core
+    server_cpu_top: Optional[float] = None
+    client_cpu_top: Optional[float] = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
