@@ -761,7 +761,9 @@ def test_host_load(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         share = real.summary()["server_cpu_top"]
-        assert share is not None and (share > 0.3 if kind == "busy" else share < 0.2), (kind, share)
+        # (busy: 1.0 on an idle machine, above 1/3 with three processes to a core; idle: the
+        # interpreter's start-up, a few hundredths)
+        assert share is not None and (share > 0.3 if kind == "busy" else share < 0.15), (kind, share)
 
 
 def test_gpu_state(monkeypatch: pytest.MonkeyPatch) -> None:
