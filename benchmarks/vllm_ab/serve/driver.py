@@ -73,11 +73,12 @@ class BudgetReached(Exception):
 def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
               aa: bool = False, dp: int = 1, pairs: int = 1, tag: str = "",
               plugin_first: bool = False, dependent_launch: bool = False,
-              executor: Optional[str] = None) -> str:
+              executor: Optional[str] = None, varied: bool = False) -> str:
     """``serve_<model>``, plus ``_tp<N>`` / ``_dp<N>`` for tensor / data
     parallel runs, plus ``_ray`` for the Ray executor, plus
     ``_in<I>_out<O>`` for a load other than the default, plus ``_aa`` for an
-    A/A run, plus ``_pairs<K>`` for rounds split over K server pairs, plus
+    A/A run (``_aa_varied`` with ``--aa-second-arg``), plus ``_pairs<K>``
+    for rounds split over K server pairs, plus
     ``_pluginfirst`` when the plugin's server starts first in the first
     pair, plus ``_pdl`` for ``--dependent-launch``, plus ``_<tag>`` for
     ``--tag``: each setting keeps its own files and ``--resume`` state (a
@@ -86,7 +87,8 @@ def stem_name(model: str, tp: int, load: tuple[int, int] = options.DEFAULT_LOAD,
     return (f"serve_{model}" + (f"_tp{tp}" if tp > 1 else "") + (f"_dp{dp}" if dp > 1 else "")
             + ("_ray" if executor == "ray" else "")
             + (f"_in{load[0]}_out{load[1]}" if tuple(load) != options.DEFAULT_LOAD else "")
-            + ("_aa" if aa else "") + (f"_pairs{pairs}" if pairs > 1 else "")
+            + ("_aa" if aa else "") + ("_varied" if aa and varied else "")
+            + (f"_pairs{pairs}" if pairs > 1 else "")
             + ("_pluginfirst" if plugin_first else "") + ("_pdl" if dependent_launch else "")
             + (f"_{tag}" if tag else ""))
 
@@ -128,7 +130,7 @@ class ModelRun:
         self.args, self.model, self.cfg = args, model, model_config(model)
         name = stem_name(model, args.tp, (args.input_len, args.output_len), args.aa, args.dp,
                          args.server_pairs, args.tag, args.first_started == "plugin",
-                         args.dependent_launch, args.executor)
+                         args.dependent_launch, args.executor, bool(args.aa_second_arg))
         self.stem = args.out / name
         self.log_dir = args.out / (name + "_logs")
         self.labels = arm_labels(args.aa)
@@ -159,7 +161,8 @@ class ModelRun:
                           tp=a.tp, ep=a.ep, dp=a.dp, executor=a.executor,
                           gpu_memory_utilization=self.util, capture_sizes=a.capture,
                           profile_dir=self.work / "traces" / "live" if a.profile else None,
-                          custom_all_reduce=a.custom_all_reduce, extra_args=tuple(a.serve_arg))
+                          custom_all_reduce=a.custom_all_reduce,
+                          extra_args=tuple(a.serve_arg) + (tuple(a.aa_second_arg) if arm == "plugin" else ()))
 
     def load(self, rnd: int, level: int, c: int, output_len: Optional[int] = None,
              prompts: Optional[int] = None) -> jobs.Load:
@@ -464,7 +467,8 @@ class ModelRun:
         ran = state.machines_of(self.records, state.load_machines(self.log_dir))
         host = "; then ".join(dict.fromkeys(m["line"] for m in ran)) or self.host_line()
         why = ran[0]["why"] if ran else self.why
-        lines = report.setting_lines(a, self.model, self.cfg, host, why, done, self.spec("plugin", "x"))
+        # the options both servers get (the baseline's: --aa-second-arg is the second server's alone)
+        lines = report.setting_lines(a, self.model, self.cfg, host, why, done, self.spec("vllm", "x"))
         setting = {"model": self.model, "tp": a.tp, "dp": a.dp, "ep": a.ep, "strategy": self.strategy,
                    "mode": "aa" if a.aa else "ab", "input_len": a.input_len, "output_len": a.output_len}
         mixed = state.mixed_machine_rounds(self.records)

@@ -66,6 +66,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--aa", action="store_true",
                     help="A/A: both arms run the baseline (no plugin), everything else as in an A/B "
                          "run; the ratio is the harness's own bias. Results go to serve_<model>..._aa")
+    ap.add_argument("--aa-second-arg", action="append", default=[], metavar="ARG",
+                    help="with --aa: an extra vllm serve argument for the second baseline server alone "
+                         "(repeatable), e.g. --aa-second-arg=--kv-cache-memory=N: what a change of "
+                         "memory placement alone does to the ratio; results in serve_<model>..._aa_varied")
     ap.add_argument("--dependent-launch", action="store_true",
                     help="the plugin arm with VLLM_MOE_ALIGN_PDL=1: its kernels launch as programmatic "
                          "dependents (compute capability 9.0+); results in serve_<model>..._pdl")
@@ -129,6 +133,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         ap.error("--server-pairs must be between 1 and --rounds")
     if args.aa and args.dependent_launch:
         ap.error("--dependent-launch sets the plugin arm's launch; an --aa run has no plugin arm")
+    if args.aa_second_arg and not args.aa:
+        ap.error("--aa-second-arg varies the second server of an --aa run; an A/B run must not differ "
+                 "in anything but the plugin")
     if args.tag and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.tag):
         ap.error(f"--tag must be lower-case letters, digits and '-' (a file name part), not {args.tag!r}")
     if not 0 < args.target_width < 1:

@@ -121,7 +121,9 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], host: 
         f"start first runs each level once with {a.warmup_output_len} output tokens (not measured)",
         (f"arms: A/A, both servers run the baseline {baseline}; the second one stands where the "
          "plugin's server stands in an A/B run (started second, port +1), so the ratio B/A is the "
-         "harness's own bias" if a.aa else
+         "harness's own bias"
+         + (f"; the second server alone also gets `{' '.join(a.aa_second_arg)}`, so the ratio is what "
+            "that change does" if a.aa_second_arg else "") if a.aa else
          f"arms: baseline {baseline}, plugin `VLLM_PLUGINS=moe_align"
          + (" VLLM_MOE_ALIGN_PDL=1` (programmatic dependent launch)" if a.dependent_launch else "`")
          + "; nothing else differs"),
