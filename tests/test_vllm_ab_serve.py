@@ -335,6 +335,7 @@ def test_ratios_of_finished_runs_from_their_logs(tmp_path: Path, capsys: pytest.
     cells = [c.strip() for c in row.strip("|").split("|")]
     tpot, itl = cells[7:9], cells[9:11]
     assert tpot[1] == stats.NO_DIFFERENCE and itl == ["0.960 [0.960, 0.960]", "plugin better"]
+    assert "paired rounds by requests in flight: 64: 4" in out
     assert ratios.main([str(logs_dir), "--aa"]) == 0 and "baseline B/baseline A" in capsys.readouterr().out
     assert ratios.main([str(tmp_path / "none_logs")]) == 1
     assert "no measured loads" in capsys.readouterr().err

@@ -20,14 +20,20 @@ from .commands import arm_labels
 
 
 def table(log_dir: Path, aa: bool = False) -> str:
-    """The ratio table of the run whose logs are in ``log_dir``, with the
-    number of paired rounds per level."""
+    """The ratio table of the run whose logs are in ``log_dir``, then the
+    number of paired rounds per level (of its TPOT ratio)."""
     records = state.latest_records(log_dir)
     if not records:
         raise FileNotFoundError(f"{log_dir}: no measured loads ({state.ROUNDS} missing or empty)")
     labels = arm_labels(aa)
     cs = summary.cells(records, labels["plugin"])
-    return report.ratio_table(cs, sorted({r.concurrency for r in records}), labels)
+    levels = sorted({r.concurrency for r in records})
+    rounds = []
+    for c in levels:
+        x = summary.find(cs, c, summary.RATIO_ARM, "median_tpot_ms")
+        rounds.append(f"{c}: {x.interval.n if x and x.interval else 0}")
+    return (report.ratio_table(cs, levels, labels)
+            + "\n\npaired rounds by requests in flight: " + ", ".join(rounds))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
