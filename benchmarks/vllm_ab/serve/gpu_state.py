@@ -7,8 +7,8 @@ the copy of it that vLLM ships) every ``INTERVAL_S`` in a thread for
 the span of one load, and ``summary`` condenses the samples into fields of
 ``results.JobRecord``: the lowest and median SM clock, the highest power draw
 and temperature, the clock-event reasons seen, and the median share of time
-in which a kernel ran (a GPU that waits for the host is busy less). It only reads; where NVML
-is missing or fails, the fields stay None.
+in which a kernel ran (a GPU that waits for the host is busy less). It only
+reads; where NVML is missing or fails, the fields stay None.
 """
 
 from __future__ import annotations

@@ -28,23 +28,28 @@ PROC = Path("/proc")
 FIELDS = {"server": "server_cpu_top", "client": "client_cpu_top"}
 
 
-def group_cpu(pgid: int, proc: Path = PROC) -> dict[int, float]:
-    """CPU seconds so far of each live process of process group ``pgid``."""
-    tick = os.sysconf("SC_CLK_TCK")
+def group_stats(pgid: int, proc: Path = PROC) -> dict[int, list[str]]:
+    """Each process of group ``pgid``: its ``/proc/<pid>/stat`` fields from
+    field 3 (the state) on, so field k is at index k - 3: 5 the process
+    group, 14 and 15 the user and system time in clock ticks. (The command,
+    field 2, is left out: it is in parentheses and may hold spaces.)"""
     out = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            text = (entry / "stat").read_text()
-        except OSError:  # the process ended meanwhile
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # the process ended meanwhile
             continue
-        # after "pid (command)", whose command may hold spaces: field 3 (state) on;
-        # field 5 is the process group, 14 and 15 the user and system time in ticks
-        fields = text[text.rindex(")") + 2:].split()
         if int(fields[2]) == pgid:
-            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+            out[int(entry.name)] = fields
     return out
+
+
+def group_cpu(pgid: int, proc: Path = PROC) -> dict[int, float]:
+    """CPU seconds so far of each live process of process group ``pgid``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return {pid: (int(f[11]) + int(f[12])) / tick for pid, f in group_stats(pgid, proc).items()}
 
 
 def busiest(before: Mapping[int, float], after: Mapping[int, float], wall_s: float) -> Optional[float]:
@@ -65,6 +70,7 @@ class Sampler:
         self.before: dict[str, dict[int, float]] = {}
         self.after: dict[str, dict[int, float]] = {}
         self.wall_s = 0.0
+        self._t0 = 0.0
 
     def _read(self) -> dict[str, dict[int, float]]:
         out = {}

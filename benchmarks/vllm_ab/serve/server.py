@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 from benchmarks.vllm_ab import environment
 
+from . import host_load
 from .commands import ServerSpec, serve_command
 
 
@@ -53,19 +54,9 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not host_load.PROC.is_dir():
         return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return any(fields[0] not in ("Z", "X") for fields in host_load.group_stats(pgid).values())
 
 
 class ServerError(RuntimeError):
