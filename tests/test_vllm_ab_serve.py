@@ -30,6 +30,7 @@ from benchmarks.vllm_ab.serve import (
     commands,
     compiled,
     driver,
+    engine_metrics,
     gpu_state,
     host_load,
     options,
@@ -433,6 +434,9 @@ def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "every server used one torch.compile cache folder" in md
     # how busy the stand-in server's and the client's processes were, per arm and level
     assert "## The host during the measured loads" in md and "| 3 | plugin | 3 | " in md
+    # what the stand-in's /metrics counted over each load: 3 requests of 4 tokens, a token a step,
+    # each gap about the stand-in's 2 ms delay a token
+    assert "## The engine during the measured loads" in md
     # the first server traced afresh (another cache key) and was restarted once; the second loaded
     assert printed.count("traced the model afresh") == 1 and "vllm traced the model afresh" in printed
     assert "| all 3 kernels | 2.0 | 46.0 | 2.0 | 46.0 | +0.00 |" in md
@@ -444,6 +448,8 @@ def test_driver_both_up_with_profile(tmp_path: Path, monkeypatch: pytest.MonkeyP
     recs = results.load_records(logs_dir / "rounds.jsonl")
     assert len(recs) == 12 and all(r.ok for r in recs) and {r.server for r in recs} == {"vllm", "plugin"}
     assert [r.arm for r in recs[:4]] == ["vllm", "plugin", "vllm", "plugin"]  # per level, paired
+    assert all(r.engine_steps == 12 and r.preemptions == 0 and r.engine_itl_fast_share == 1.0 for r in recs)
+    assert all(r.engine_itl_mean_ms is not None and 2.0 <= r.engine_itl_mean_ms < 10.0 for r in recs), recs
     assert (logs_dir / "progress.log").read_text().count("round 2 ") == 4
     # one load generator served every load: warm-up, profile and rounds
     pids = {line.rsplit("(process ", 1)[1] for log in logs_dir.glob("*.log")
@@ -880,6 +886,84 @@ def test_report_host_table() -> None:
     assert report.host_table(loads[-1:], [256]) is None
     md = report.markdown("t", [], [], [], [256], [], [], records=loads)
     assert "## The host during the measured loads" in md and "never waited" in md
+
+
+# the shape of vLLM 0.26's /metrics: two engines, help and type lines, buckets, _created samples
+METRICS_TEXT = """\
+# HELP vllm:inter_token_latency_seconds Histogram of inter-token latency in seconds.
+# TYPE vllm:inter_token_latency_seconds histogram
+vllm:inter_token_latency_seconds_bucket{{engine="0",le="0.01",model_name="m, \\"x\\""}} {f0}
+vllm:inter_token_latency_seconds_bucket{{engine="0",le="0.025",model_name="m, \\"x\\""}} {n0}
+vllm:inter_token_latency_seconds_bucket{{engine="0",le="+Inf",model_name="m, \\"x\\""}} {n0}
+vllm:inter_token_latency_seconds_count{{engine="0",model_name="m, \\"x\\""}} {n0}
+vllm:inter_token_latency_seconds_sum{{engine="0",model_name="m, \\"x\\""}} {s0}
+vllm:inter_token_latency_seconds_bucket{{engine="1",le="0.01",model_name="m"}} {f1}
+vllm:inter_token_latency_seconds_count{{engine="1",model_name="m"}} {n1}
+vllm:inter_token_latency_seconds_sum{{engine="1",model_name="m"}} {s1}
+vllm:inter_token_latency_seconds_created{{engine="1",model_name="m"}} 1.7e+09
+vllm:iteration_tokens_total_count{{engine="0",model_name="m"}} {steps}
+vllm:iteration_tokens_total_sum{{engine="0",model_name="m"}} 123456.0
+vllm:generation_tokens_total{{engine="0",model_name="m"}} {tokens}
+vllm:num_preemptions_total{{engine="0",model_name="m"}} {pre}
+vllm:request_success_total{{engine="0",finished_reason="length",model_name="m"}} 3.0
+"""
+
+
+def test_engine_metrics_from_two_scrapes() -> None:
+    """A load's engine figures are the growth of the server's series between a scrape before
+    and one after it, summed over engines: mean gap, the share in the first bucket, steps,
+    preemptions; nothing where a scrape is missing."""
+    before = engine_metrics.parse(METRICS_TEXT.format(f0=10, n0=20, s0=0.5, f1=0, n1=0, s1=0.0,
+                                                      steps=7, tokens=40, pre=0))
+    after = engine_metrics.parse(METRICS_TEXT.format(f0=310, n0=620, s0=6.5, f1=100, n1=400, s1=6.0,
+                                                     steps=1007, tokens=1040, pre=2))
+    assert before[engine_metrics.FAST_BUCKET] == 10 and after[f"{engine_metrics.ITL}_count"] == 1020
+    assert "vllm:iteration_tokens_total_sum" not in after  # only the series read
+    got = engine_metrics.window(before, after)
+    # (6.5 - 0.5 + 6.0) s over (600 + 400) gaps; (300 + 100) of them within 10 ms
+    assert got == {"engine_itl_mean_ms": pytest.approx(12.0), "engine_itl_fast_share": pytest.approx(0.4),
+                   "engine_steps": 1000.0, "preemptions": 2.0}
+    assert engine_metrics.window(None, after) == dict.fromkeys(engine_metrics.FIELDS)
+    assert engine_metrics.window(before, {})["engine_itl_mean_ms"] is None
+    assert engine_metrics.window(after, after)["engine_itl_mean_ms"] is None  # no gap observed
+    assert engine_metrics.describe(got) == ", engine ITL 12.00 ms (40% <= 10 ms), 1000 steps, 2 preemptions"
+    assert engine_metrics.describe({**got, "preemptions": 0.0}).endswith("1000 steps")
+    assert engine_metrics.describe({}) == ""
+    assert engine_metrics.parse("# only comments\n\nnot a sample line at all\n") == {}
+    assert engine_metrics.scrape("http://127.0.0.1:9") is None  # nothing listens: no figures, no error
+
+
+def test_engine_metrics_settle_waits_for_the_last_step() -> None:
+    """After a load the scrape repeats until the generation tokens have grown by the load's
+    output tokens; past the timeout the last scrape counts, and a failed scrape is retried."""
+    tokens = engine_metrics.TOKENS
+    seen = iter([None, {tokens: 100.0}, {tokens: 130.0}, {tokens: 140.0}])
+    assert engine_metrics.settle(lambda: next(seen), {tokens: 100.0}, 40, poll=0.0) == {tokens: 140.0}
+    slow = iter([{tokens: 110.0}] * 1000)
+    t0 = time.monotonic()
+    assert engine_metrics.settle(lambda: next(slow), {tokens: 100.0}, 40, timeout=0.1, poll=0.01) == \
+        {tokens: 110.0}
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_report_engine_table() -> None:
+    """The report's table of what the engine measured per arm and level (lowest-highest over
+    the loads); no table where no load has it."""
+    def rec(rnd: int, arm: str, itl: float | None, share: float | None = None) -> results.JobRecord:
+        return results.JobRecord("m", rnd, arm, 256, 512, 7, arm, ok=True, engine_itl_mean_ms=itl,
+                                 engine_itl_fast_share=share, engine_steps=None if itl is None else 1500.0,
+                                 preemptions=0.0)
+
+    loads = [rec(1, "vllm", 10.2, 0.41), rec(2, "vllm", 11.31, 0.6), rec(1, "plugin", 9.9),
+             rec(3, "vllm", None)]
+    table = report.engine_table(loads, [1, 256])
+    assert table is not None
+    assert [line for line in table.splitlines() if line.startswith("| 256 ")] == [
+        "| 256 | baseline | 2 | 10.20-11.31 | 41-60 | 1500 | 0 |",
+        "| 256 | plugin | 1 | 9.90 | - | 1500 | 0 |"]
+    assert report.engine_table(loads[-1:], [256]) is None
+    md = report.markdown("t", [], [], [], [256], [], [], records=loads)
+    assert "## The engine during the measured loads" in md and "engine core's clock" in md
 
 
 def test_gpu_state_loads_the_copy_of_pynvml_that_vllm_ships(tmp_path: Path,

@@ -14,7 +14,9 @@ the harness's commands reach it unchanged. On the outside it behaves like the re
   the plugin's " on for vLLM " line; HTTP: ``/health``, ``/v1/models``,
   ``/v1/completions`` (token-id or text prompts, streaming SSE or not,
   ``return_token_ids``), ``/tokenize``, ``/start_profile`` and
-  ``/stop_profile`` (one small trace per worker, with the arm's align kernel).
+  ``/stop_profile`` (one small trace per worker, with the arm's align kernel),
+  ``/metrics`` (the Prometheus series ``engine_metrics`` reads, in the text
+  format of vLLM's server: each request's token gaps, one step a token).
   Greedy tokens depend on the prompt only, unless ``STANDIN_DIFF`` is set in a
   plugin server; ``STANDIN_MAIN_ONLY`` keeps the plugin line out of the
   children. ``STANDIN_SPEEDUP`` (default 1.0) divides the plugin arm's
@@ -119,6 +121,46 @@ def log_compile(model: str, sizes: list[int]) -> None:
     LOG.info("Chunked prefill is enabled with max_num_batched_tokens=8192.")
 
 
+class Metrics:
+    """The server's Prometheus series that the harness reads: a request of
+    n tokens taking t seconds adds n - 1 gaps of t / n and n steps."""
+
+    BOUNDS = ("0.01", "0.025", "+Inf")
+
+    def __init__(self, model: str) -> None:
+        self.labels = f'engine="0",model_name="{model}"'
+        self.lock = threading.Lock()
+        self.gaps = self.gap_sum = self.tokens = 0.0
+        self.buckets = dict.fromkeys(self.BOUNDS, 0.0)
+        self.created = time.time()
+
+    def request(self, n: int, seconds: float) -> None:
+        gap = seconds / max(n, 1)
+        with self.lock:
+            self.gaps += n - 1
+            self.gap_sum += gap * (n - 1)
+            self.tokens += n
+            for bound in self.BOUNDS:
+                if gap <= float(bound):
+                    self.buckets[bound] += n - 1
+
+    def text(self) -> str:
+        itl, steps = "vllm:inter_token_latency_seconds", "vllm:iteration_tokens_total"
+        with self.lock:
+            lines = [f"# HELP {itl} Histogram of inter-token latency in seconds.", f"# TYPE {itl} histogram"]
+            lines += [f'{itl}_bucket{{{self.labels},le="{b}"}} {v}' for b, v in self.buckets.items()]
+            lines += [f"{itl}_count{{{self.labels}}} {self.gaps}",
+                      f"{itl}_sum{{{self.labels}}} {self.gap_sum}",
+                      f"{itl}_created{{{self.labels}}} {self.created}",
+                      f"# TYPE {steps} histogram", f"{steps}_count{{{self.labels}}} {self.tokens}",
+                      f"{steps}_sum{{{self.labels}}} {self.tokens}",
+                      "# TYPE vllm:generation_tokens counter",
+                      f"vllm:generation_tokens_total{{{self.labels}}} {self.tokens}",
+                      "# TYPE vllm:num_preemptions counter",
+                      f"vllm:num_preemptions_total{{{self.labels}}} 0.0"]
+        return "\n".join(lines) + "\n"
+
+
 def serve(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -142,6 +184,7 @@ def serve(argv: list[str]) -> None:
     profiler = json.loads(args.profiler_config) if args.profiler_config else None
     delay = 0.002 / (float(os.environ.get("STANDIN_SPEEDUP", "1.0")) if PLUGIN_ON else 1.0)
     time.sleep(float(os.environ.get("STANDIN_START_S", "0.5")))
+    metrics = Metrics(args.served_model_name)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt: str, *a: Any) -> None:
@@ -161,6 +204,13 @@ def serve(argv: list[str]) -> None:
             elif self.path == "/v1/models":
                 self.send(200, {"object": "list", "data": [{"id": args.served_model_name,
                                                            "root": args.model}]})
+            elif self.path == "/metrics":
+                data = metrics.text().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
             else:
                 self.send(404, {"error": "not found"})
 
@@ -194,8 +244,10 @@ def serve(argv: list[str]) -> None:
             prompts = [[int(w[1:]) for w in p.split()] if isinstance(p, str) else p for p in prompts]
             n = int(body["max_tokens"])
             outs = [greedy(p, n, vocab) for p in prompts]
+            t0 = time.monotonic()
             if not body.get("stream"):
                 time.sleep(delay * n)
+                metrics.request(n, time.monotonic() - t0)
                 choices = [{"index": i, "text": " ".join(f"w{t}" for t in o), "finish_reason": "length",
                             "token_ids": o if body.get("return_token_ids") else None}
                            for i, o in enumerate(outs)]
@@ -211,6 +263,7 @@ def serve(argv: list[str]) -> None:
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
                 time.sleep(delay)
+            metrics.request(n, time.monotonic() - t0)
             usage = {"prompt_tokens": len(prompts[0]), "completion_tokens": n}
             last = json.dumps({"choices": [], "usage": usage})
             self.wfile.write(f"data: {last}\n\ndata: [DONE]\n\n".encode())

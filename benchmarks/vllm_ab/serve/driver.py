@@ -45,7 +45,19 @@ from typing import Any, Optional
 from benchmarks.vllm_ab import environment
 from benchmarks.vllm_ab.models import model_config, write_model
 
-from . import checks, cli_check, compiled, gpu_state, host_load, jobs, options, report, state, summary
+from . import (
+    checks,
+    cli_check,
+    compiled,
+    engine_metrics,
+    gpu_state,
+    host_load,
+    jobs,
+    options,
+    report,
+    state,
+    summary,
+)
 from .client import BenchClient
 from .commands import (
     ARMS,
@@ -256,7 +268,7 @@ class ModelRun:
             self.say(f"{head} {rec.output_tok_s:10.1f} tok/s  TTFT {rec.median_ttft_ms:9.2f} ms  "
                      f"TPOT {rec.median_tpot_ms:7.2f} ms  ({rec.duration_s:.0f} s, "
                      f"{rec.num_prompts} requests){gpu_state.describe(vars(rec))}"
-                     f"{host_load.describe(vars(rec))}")
+                     f"{host_load.describe(vars(rec))}{engine_metrics.describe(vars(rec))}")
         else:
             self.problems.append(f"round {rnd} {rec.arm} c={c}: {rec.error}")
             self.say(f"{head} FAILED: {rec.error}")

@@ -3,8 +3,8 @@
 - ``run_load``: one ``vllm bench serve`` load through the run's
   ``client.BenchClient``, its output to a log file, its result JSON read
   into a ``results.JobRecord`` with the GPUs' state over the load
-  (``gpu_state``) and how busy the server's and the client's processes were
-  (``host_load``).
+  (``gpu_state``), how busy the server's and the client's processes were
+  (``host_load``) and what the engine measured (``engine_metrics``).
 - ``warm_up``: every concurrency level once with short outputs, not
   recorded (Triton's JIT compiles the fused-MoE kernels per batch-size
   bucket at first use; CUDA graphs and torch.compile are ready at start-up).
@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from benchmarks.vllm_ab import trace
 
-from . import checks, compiled, gpu_state, host_load, profiling, results
+from . import checks, compiled, engine_metrics, gpu_state, host_load, profiling, results
 from .client import BenchClient
 from .commands import BenchSpec
 from .server import Server
@@ -58,9 +58,14 @@ def run_load(server: Server, load: Load, result_file: Path, client: BenchClient,
     log_path = result_file.with_suffix(".log")
     record.started = time.time()
     groups = {"server": server.proc.pid if server.proc else None, "client": client.running()}
+    engine_before = engine_metrics.scrape(server.spec.url)
     with gpu_state.Sampler(gpu) as sampler, host_load.Sampler(groups) as host:
         code = client.run(spec, log_path, timeout)
-    for name, value in {**sampler.summary(), **host.summary()}.items():
+    engine_after = (engine_metrics.settle(lambda: engine_metrics.scrape(server.spec.url), engine_before,
+                                          load.num_prompts * load.output_len)
+                    if engine_before is not None and code == 0 else None)
+    engine = engine_metrics.window(engine_before, engine_after)
+    for name, value in {**sampler.summary(), **host.summary(), **engine}.items():
         setattr(record, name, value)
     record.result_file = str(result_file)
     if code != 0 or not result_file.exists():

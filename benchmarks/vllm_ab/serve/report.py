@@ -1,9 +1,10 @@
 """The serving benchmark's report: markdown, CSV and chart of one model's run.
 
 ``<stem>.md`` (``driver.stem_name``): setting, checks (greedy tokens, plugin line per
-server start), per arm and concurrency the median and 95% interval of output
-tokens/s, TTFT and TPOT over the rounds, the plugin/baseline ratios with their
-95% intervals and verdicts, and the profiled align time per engine step.
+server start), per arm and concurrency the median and 95% interval of each
+metric of ``results.METRICS`` over the rounds, the plugin/baseline ratios with
+their 95% intervals and verdicts, the GPUs, the host and the engine during the
+loads, and the profiled align time per engine step.
 ``.csv``: the same numbers in long format (``summary.CSV_COLUMNS``).
 ``.png``: output tokens/s per arm with interval bars, one panel per
 concurrency. Tables come from ``vllm_moe_align_plugin.bench.markdown_table``,
@@ -24,7 +25,7 @@ from benchmarks.vllm_ab.report import Bar, fmt, write_csv, write_interval_png
 from benchmarks.vllm_ab.stats import Interval
 from vllm_moe_align_plugin.bench import markdown_table
 
-from . import gpu_state
+from . import engine_metrics, gpu_state
 from .checks import ServerCheck
 from .commands import ARM_LABELS, ARMS, ServerSpec, arm_labels, non_defaults
 from .profiling import STEP_KINDS
@@ -46,7 +47,9 @@ STATS_NOTE = (
     "(`median_ttft_ms`, `mean_ttft_ms`, `median_tpot_ms`); ITL: the median gap between two "
     "streamed tokens over all of that round's requests (`median_itl_ms`), i.e. a decode step "
     "without a prefill chunk in it, where TPOT also averages in the chunks that stalled each "
-    "request; output tok/s: its `output_throughput`. "
+    "request; engine ITL: the mean of the same gaps on the engine core's clock, from the "
+    "server's `vllm:inter_token_latency_seconds` histogram read before and after the load (the "
+    "API server's and the client's time left out); output tok/s: its `output_throughput`. "
     "With few requests per load the median TTFT moves in whole prefill-chunk times when one "
     "request's place in the queue changes; the mean moves with every request.")
 PROFILE_NOTE = (
@@ -134,6 +137,12 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], host: 
         + (", Ray's folding of similar log lines off (`RAY_DEDUP_LOGS=0`: each worker's plugin line "
            "stays)" if a.executor == "ray" else ""),
     ]
+ENGINE_NOTE = (
+    "From the server's Prometheus histograms, read before and after each load: gaps between two "
+    "tokens of a request on the engine core's clock, the share of them in the histogram's first "
+    "bucket, the engine steps that produced tokens and the requests preempted. Where decode-only "
+    "steps fall below the bucket's bound and steps with a prefill chunk above it, the share is "
+    "that of decode-only steps; near one half, a load's median ITL jumps between the two.")
 
 
 def fmt_interval(iv: Optional[Interval], digits: int = 1) -> str:
@@ -386,6 +395,33 @@ def host_table(records: Sequence[JobRecord], concurrency: list[int],
                            "busiest client process, cores (lowest-highest)"], body, "rlrrr")
 
 
+def _seen(records: Sequence[JobRecord], field: str, scale: float = 1.0) -> list[float]:
+    """``field`` of each of ``records`` that has it, times ``scale``."""
+    return [scale * v for v in (getattr(r, field) for r in records) if v is not None]
+
+
+def engine_table(records: Sequence[JobRecord], concurrency: list[int],
+                 labels: dict[str, str] = ARM_LABELS) -> Optional[str]:
+    """What the engine measured per arm and concurrency over the measured
+    loads (``engine_metrics``); None when no load has it."""
+    body = []
+    for c in concurrency:
+        for arm in ARMS:
+            got = [r for r in records if r.ok and r.concurrency == c and r.arm == arm
+                   and r.engine_itl_mean_ms is not None]
+            if got:
+                body.append([c, labels[arm], len(got), _spread(_seen(got, "engine_itl_mean_ms"), "{:.2f}"),
+                             _spread(_seen(got, "engine_itl_fast_share", 100.0), "{:.0f}"),
+                             _spread(_seen(got, "engine_steps"), "{:.0f}"),
+                             _spread(_seen(got, "preemptions"), "{:.0f}")])
+    if not body:
+        return None
+    limit = f"{float(engine_metrics.FAST_S) * 1e3:.0f} ms"
+    return markdown_table(["concurrency", "arm", "loads", "engine ITL ms, mean (lowest-highest)",
+                           f"gaps <= {limit}, % (lowest-highest)", "engine steps (lowest-highest)",
+                           "preemptions (lowest-highest)"], body, "rlrrrrr")
+
+
 def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs: list[Cell],
              concurrency: list[int], profile_rows: list[dict[str, Any]],
              problems: list[str], labels: dict[str, str] = ARM_LABELS,
@@ -408,6 +444,9 @@ def markdown(title: str, setting_lines: list[str], checks: list[ServerCheck], cs
     host = host_table(records, concurrency, labels)
     if host:
         parts += ["## The host during the measured loads", "", host, "", HOST_NOTE, ""]
+    engine = engine_table(records, concurrency, labels)
+    if engine:
+        parts += ["## The engine during the measured loads", "", engine, "", ENGINE_NOTE, ""]
     if profile_rows:
         parts += ["## Align step, profiled loads (one per arm and concurrency)", "",
                   profile_table(profile_rows, labels), "", PROFILE_NOTE, ""]

@@ -39,10 +39,14 @@ FIELDS = (
 # request changes place; the mean moves with every request. ITL (median): the median gap
 # between two streamed tokens over all requests, i.e. a decode step with no prefill chunk in it;
 # each request's TPOT averages the chunks that stalled it in, so at loads that mix prefill into
-# decode TPOT varies several times more between rounds than the decode step does
+# decode TPOT varies several times more between rounds than the decode step does. Engine ITL
+# (mean): the same gaps on the engine core's clock (engine_metrics), without the time the API
+# server and the client took to hand each token on; the server measures it, runs without it
+# leave it empty
 METRICS = (("output_tok_s", "output tok/s", True), ("median_ttft_ms", "TTFT ms (median)", False),
            ("mean_ttft_ms", "TTFT ms (mean)", False), ("median_tpot_ms", "TPOT ms (median)", False),
-           ("median_itl_ms", "ITL ms (median)", False))
+           ("median_itl_ms", "ITL ms (median)", False),
+           ("engine_itl_mean_ms", "engine ITL ms (mean)", False))
 
 
 @dataclass
@@ -88,6 +92,11 @@ class JobRecord:
     # the host during the load (host_load.summary): the busiest process's share of one core
     server_cpu_top: Optional[float] = None
     client_cpu_top: Optional[float] = None
+    # what vLLM's engine measured over the load, on the engine core's clock (engine_metrics.window)
+    engine_itl_mean_ms: Optional[float] = None
+    engine_itl_fast_share: Optional[float] = None
+    engine_steps: Optional[float] = None
+    preemptions: Optional[float] = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
