@@ -12,7 +12,12 @@ Each measurement runs in its own fresh Python process (``--child ORDER``):
   kernel of every library loaded when CUDA starts);
 - ``seed-split``: ``seed`` with the kernel load (``preload_cuda_kernels``)
   timed on its own before the call, which shows how much of the first call
-  is loading the plugin's kernels.
+  is loading the plugin's kernels;
+- ``module-floor``: no plugin: CUDA up, then an empty kernel in a module of
+  its own (compiled with nvcc for this GPU beforehand, untimed), loaded and
+  launched through the driver (``cuModuleLoadData``, first launch,
+  synchronize): what the first kernel of any library costs, whatever it
+  does, and so the floor under the part of ``seed`` that loads kernels.
 
 Times are wall-clock microseconds around the call and a synchronize, on the
 seed's shape (4096 x 2 routes, 64 experts, block 128). Reports the median over
@@ -30,11 +35,61 @@ import sys
 import time
 from pathlib import Path
 
-ORDERS = ("seed", "cuda-first", "eager-loading", "seed-split")
+ORDERS = ("seed", "cuda-first", "eager-loading", "seed-split", "module-floor")
 SHAPE = (4096, 2, 64, 128)  # tokens, top_k, experts, block
 
 
+def empty_cubin(arch: str, folder: Path) -> bytes:
+    """A cubin for ``sm_<arch>`` holding one empty kernel, ``empty_kernel``."""
+    src, cubin = folder / "empty.cu", folder / "empty.cubin"
+    src.write_text('extern "C" __global__ void empty_kernel() {}\n')
+    subprocess.run(["nvcc", "-cubin", f"-arch=sm_{arch}", "-o", str(cubin), str(src)], check=True,
+                   capture_output=True)
+    return cubin.read_bytes()
+
+
+def module_floor() -> dict:
+    """The ``module-floor`` order: load + first launch of an empty kernel's own
+    module after CUDA is up (``first_call_us``; ``load_us`` the load alone,
+    which lazy loading may leave partly to the launch), then a second launch."""
+    import ctypes
+    import tempfile
+
+    import torch
+
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    major, minor = torch.cuda.get_device_capability()
+    with tempfile.TemporaryDirectory() as tmp:
+        image = empty_cubin(f"{major}{minor}", Path(tmp))
+    cuda = ctypes.CDLL("libcuda.so.1")
+    cuda.cuLaunchKernel.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3
+
+    def check(code: int) -> None:
+        if code != 0:
+            raise RuntimeError(f"CUDA driver error {code}")
+
+    module, func = ctypes.c_void_p(), ctypes.c_void_p()
+
+    def launch() -> None:
+        check(cuda.cuLaunchKernel(func, 1, 1, 1, 32, 1, 1, 0, None, None, None))
+        check(cuda.cuCtxSynchronize())
+
+    t0 = time.perf_counter()
+    check(cuda.cuModuleLoadData(ctypes.byref(module), image))
+    check(cuda.cuModuleGetFunction(ctypes.byref(func), module, b"empty_kernel"))
+    t1 = time.perf_counter()
+    launch()
+    t2 = time.perf_counter()
+    launch()
+    t3 = time.perf_counter()
+    return {"order": "module-floor", "load_us": (t1 - t0) * 1e6, "first_call_us": (t2 - t0) * 1e6,
+            "second_call_us": (t3 - t2) * 1e6}
+
+
 def child(order: str) -> dict:
+    if order == "module-floor":
+        return module_floor()
     import torch
 
     if order == "cuda-first":
