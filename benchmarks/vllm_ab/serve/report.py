@@ -77,6 +77,12 @@ HOST_NOTE = (
     "workers) and of the client over each load's wall time, read from /proc at the start and end "
     "of the load; the busiest process of each. Each of these processes runs its Python on one core: "
     "near 1.0 it never waited, and the load's times follow that process rather than the GPU.")
+ENGINE_NOTE = (
+    "From the server's Prometheus histograms, read before and after each load: gaps between two "
+    "tokens of a request on the engine core's clock, the share of them in the histogram's first "
+    "bucket, the engine steps that produced tokens and the requests preempted. Where decode-only "
+    "steps fall below the bucket's bound and steps with a prefill chunk above it, the share is "
+    "that of decode-only steps; near one half, a load's median ITL jumps between the two.")
 
 
 def start_order_text(a: argparse.Namespace, strategy_why: str) -> str:
@@ -137,12 +143,6 @@ def setting_lines(a: argparse.Namespace, model: str, cfg: dict[str, Any], host: 
         + (", Ray's folding of similar log lines off (`RAY_DEDUP_LOGS=0`: each worker's plugin line "
            "stays)" if a.executor == "ray" else ""),
     ]
-ENGINE_NOTE = (
-    "From the server's Prometheus histograms, read before and after each load: gaps between two "
-    "tokens of a request on the engine core's clock, the share of them in the histogram's first "
-    "bucket, the engine steps that produced tokens and the requests preempted. Where decode-only "
-    "steps fall below the bucket's bound and steps with a prefill chunk above it, the share is "
-    "that of decode-only steps; near one half, a load's median ITL jumps between the two.")
 
 
 def fmt_interval(iv: Optional[Interval], digits: int = 1) -> str:
