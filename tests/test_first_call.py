@@ -1,5 +1,5 @@
 """benchmarks/first_call.py: the empty kernel of the ``module-floor`` order
-built by nvcc (a compiler is on every machine that builds the plugin) and the
+built by nvcc (where it runs: a wheel's test run hides every compiler) and the
 summary table with every order; on a GPU, one fresh process of the floor
 order (a driver load and two launches of that kernel)."""
 
@@ -19,7 +19,20 @@ from benchmarks import first_call
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+def _nvcc_works() -> bool:
+    """nvcc on PATH and answering (a wheel's test run puts a failing one there)."""
+    if shutil.which("nvcc") is None:
+        return False
+    try:
+        return subprocess.run(["nvcc", "--version"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+NVCC = _nvcc_works()
+
+
+@pytest.mark.skipif(not NVCC, reason="needs nvcc")
 def test_empty_kernel_cubin(tmp_path: Path) -> None:
     image = first_call.empty_cubin("90", tmp_path)
     assert image[:4] == b"\x7fELF" and b"empty_kernel" in image
@@ -35,7 +48,7 @@ def test_summary_has_a_row_per_order_measured() -> None:
                     "| module-floor | 300 (300-300) | 40 (40-40) | 9 (9-9) |"], table
 
 
-@pytest.mark.skipif(not HAS_CUDA or shutil.which("nvcc") is None, reason="needs a GPU and nvcc")
+@pytest.mark.skipif(not HAS_CUDA or not NVCC, reason="needs a GPU and nvcc")
 def test_module_floor_in_a_fresh_process() -> None:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.first_call", "--child", "module-floor"],
                           cwd=ROOT, capture_output=True, text=True, check=True)
