@@ -933,6 +933,29 @@ def test_engine_metrics_from_two_scrapes() -> None:
     assert engine_metrics.scrape("http://127.0.0.1:9") is None  # nothing listens: no figures, no error
 
 
+def test_engine_metrics_read_prometheus_clients_own_text() -> None:
+    """The text the server's metrics library writes (vLLM's dependency), with vLLM's names,
+    label names and ITL buckets, reads back to what was observed."""
+    prom = pytest.importorskip("prometheus_client")
+    reg = prom.CollectorRegistry()
+    labels = ["model_name", "engine"]
+    itl = prom.Histogram(engine_metrics.ITL, "gaps", labels, registry=reg,
+                         buckets=[0.01, 0.025, 0.05, 0.075, 0.1])
+    steps = prom.Histogram(engine_metrics.STEPS, "steps", labels, registry=reg, buckets=[1, 8, 16])
+    tokens = prom.Counter("vllm:generation_tokens", "tokens", labels, registry=reg)
+    preempted = prom.Counter("vllm:num_preemptions", "preemptions", labels, registry=reg)
+    before = engine_metrics.parse(prom.generate_latest(reg).decode())
+    for engine, gap in (("0", 0.004), ("0", 0.006), ("0", 0.03), ("1", 0.02)):
+        itl.labels("m", engine).observe(gap)
+    for engine in ("0", "1"):
+        steps.labels("m", engine).observe(12)
+        tokens.labels("m", engine).inc(6)
+    preempted.labels("m", "1").inc(1)
+    got = engine_metrics.window(before, engine_metrics.parse(prom.generate_latest(reg).decode()))
+    assert got == {"engine_itl_mean_ms": pytest.approx(15.0), "engine_itl_fast_share": pytest.approx(0.5),
+                   "engine_steps": 2.0, "preemptions": 1.0}
+
+
 def test_engine_metrics_settle_waits_for_the_last_step() -> None:
     """After a load the scrape repeats until the generation tokens have grown by the load's
     output tokens; past the timeout the last scrape counts, and a failed scrape is retried."""
