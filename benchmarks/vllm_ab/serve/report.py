@@ -337,6 +337,11 @@ def kernel_diff_table(rows: list[dict[str, Any]], concurrency: int, kind: str = 
                            f"{lb}: us/step", "difference us/step"], body, "lrrrrr")
 
 
+def _seen(records: Sequence[JobRecord], field: str, scale: float = 1.0) -> list[float]:
+    """``field`` of each of ``records`` that has it, times ``scale``."""
+    return [scale * v for v in (getattr(r, field) for r in records) if v is not None]
+
+
 def gpu_table(records: Sequence[JobRecord], concurrency: list[int],
               labels: dict[str, str] = ARM_LABELS) -> Optional[str]:
     """The GPUs during each arm's measured loads per concurrency (the NVML
@@ -352,9 +357,8 @@ def gpu_table(records: Sequence[JobRecord], concurrency: list[int],
             for r in got:
                 mask |= r.clock_reasons or 0
                 held += bool(r.clock_reasons)
-            power = [r.power_w_max for r in got if r.power_w_max is not None]
-            temp = [r.temp_c_max for r in got if r.temp_c_max is not None]
-            busy = [r.gpu_busy_median for r in got if r.gpu_busy_median is not None]
+            power, temp = _seen(got, "power_w_max"), _seen(got, "temp_c_max")
+            busy = _seen(got, "gpu_busy_median")
             body.append([c, labels[arm], len(got), fmt(statistics.median(r.sm_mhz_median for r in got), 0),
                          fmt(min(r.sm_mhz_min for r in got), 0), fmt(max(power), 0) if power else "-",
                          fmt(max(temp), 0) if temp else "-",
@@ -386,18 +390,12 @@ def host_table(records: Sequence[JobRecord], concurrency: list[int],
             got = [r for r in records if r.ok and r.concurrency == c and r.arm == arm
                    and (r.server_cpu_top is not None or r.client_cpu_top is not None)]
             if got:
-                server = [r.server_cpu_top for r in got if r.server_cpu_top is not None]
-                client = [r.client_cpu_top for r in got if r.client_cpu_top is not None]
-                body.append([c, labels[arm], len(got), _spread(server, "{:.2f}"), _spread(client, "{:.2f}")])
+                body.append([c, labels[arm], len(got), _spread(_seen(got, "server_cpu_top"), "{:.2f}"),
+                             _spread(_seen(got, "client_cpu_top"), "{:.2f}")])
     if not body:
         return None
     return markdown_table(["concurrency", "arm", "loads", "busiest server process, cores (lowest-highest)",
                            "busiest client process, cores (lowest-highest)"], body, "rlrrr")
-
-
-def _seen(records: Sequence[JobRecord], field: str, scale: float = 1.0) -> list[float]:
-    """``field`` of each of ``records`` that has it, times ``scale``."""
-    return [scale * v for v in (getattr(r, field) for r in records) if v is not None]
 
 
 def engine_table(records: Sequence[JobRecord], concurrency: list[int],
