@@ -683,21 +683,22 @@ def test_aa_with_the_second_server_varied(tmp_path: Path) -> None:
     """--aa-second-arg: only the A/A run's second server gets the extra vllm serve argument (the
     report's server line lists the options both get; its arms line names the varied one); its own
     file names; refused in an A/B run, which must differ in the plugin alone."""
-    vary = "--aa-second-arg=--kv-cache-memory=33000000000"
-    a = options.parse_args(["--aa", vary, "--serve-arg=--seed=1", "--model", "deepseek-v2-lite"])
+    kv = "--kv-cache-memory-bytes=33000000000"
+    a = options.parse_args(["--aa", f"--aa-second-arg={kv}", "--serve-arg=--seed=1", "--model",
+                            "deepseek-v2-lite"])
     run = driver.ModelRun(a, "deepseek-v2-lite", tmp_path)
     assert run.spec("vllm", "a").extra_args == ("--seed=1",)
-    assert run.spec("plugin", "b").extra_args == ("--seed=1", "--kv-cache-memory=33000000000")
-    assert commands.serve_command(run.spec("plugin", "b"), "python")[-1] == "--kv-cache-memory=33000000000"
+    assert run.spec("plugin", "b").extra_args == ("--seed=1", kv)
+    assert commands.serve_command(run.spec("plugin", "b"), "python")[-1] == kv
     assert run.stem.name == "serve_deepseek-v2-lite_aa_varied"
     assert driver.stem_name("m", 1, varied=True) == "serve_m"  # only an A/A run is varied
     lines = report.setting_lines(a, "deepseek-v2-lite", run.cfg, "host", "restart", 0, run.spec("vllm", "x"))
     server = next(line for line in lines if line.startswith("server:"))
     arms = next(line for line in lines if line.startswith("arms:"))
-    assert "--seed=1" in server and "kv-cache-memory" not in server
-    assert "the second server alone also gets `--kv-cache-memory=33000000000`" in arms
+    assert "--seed=1" in server and "kv-cache-memory-bytes" not in server
+    assert f"the second server alone also gets `{kv}`" in arms
     with pytest.raises(SystemExit):
-        options.parse_args([vary])
+        options.parse_args([f"--aa-second-arg={kv}"])
 
 
 def test_driver_aa_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -68,7 +68,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                          "run; the ratio is the harness's own bias. Results go to serve_<model>..._aa")
     ap.add_argument("--aa-second-arg", action="append", default=[], metavar="ARG",
                     help="with --aa: an extra vllm serve argument for the second baseline server alone "
-                         "(repeatable), e.g. --aa-second-arg=--kv-cache-memory=N: what a change of "
+                         "(repeatable), e.g. --aa-second-arg=--kv-cache-memory-bytes=N: what a change of "
                          "memory placement alone does to the ratio; results in serve_<model>..._aa_varied")
     ap.add_argument("--dependent-launch", action="store_true",
                     help="the plugin arm with VLLM_MOE_ALIGN_PDL=1: its kernels launch as programmatic "
