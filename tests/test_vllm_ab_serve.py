@@ -695,7 +695,7 @@ def test_aa_with_the_second_server_varied(tmp_path: Path) -> None:
     lines = report.setting_lines(a, "deepseek-v2-lite", run.cfg, "host", "restart", 0, run.spec("vllm", "x"))
     server = next(line for line in lines if line.startswith("server:"))
     arms = next(line for line in lines if line.startswith("arms:"))
-    assert "--seed=1" in server and "kv-cache-memory-bytes" not in server
+    assert "--seed=1" in server and "kv-cache-memory" not in server
     assert f"the second server alone also gets `{kv}`" in arms
     with pytest.raises(SystemExit):
         options.parse_args([f"--aa-second-arg={kv}"])
