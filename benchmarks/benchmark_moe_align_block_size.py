@@ -11,6 +11,7 @@ _moe_C .so and/or VLLM_MOE_ALIGN_SGLANG_SO to sgl_kernel's common_ops .so
 
     python -m benchmarks.benchmark_moe_align_block_size [--quick] [--first-call]
     python -m benchmarks.benchmark_moe_align_block_size --variants   # options, limits
+    python -m benchmarks.benchmark_moe_align_block_size --decode-ids # decode, per row of ids
 
 (from the repository root, with the plugin installed or built in place).
 """
@@ -115,6 +116,59 @@ def variants_table() -> str:
     return bench.markdown_table(["tokens x topk, E, B", *VARIANTS, "worst / plain"], body)
 
 
+# The decode call (1x8, E=256, B=16) on fixed rows of ids: what the routes'
+# experts (distinct, repeated, out of range) do to its time. Ids >= E are
+# dropped by the contract; the "7 + 1 repeated" row keeps every route with the
+# same 7 used blocks as "7 + 1 out of range", to tell dropping from the block
+# count. vLLM's op runs only on rows without an out-of-range id.
+DECODE_IDS_CASE = bench.Case(1, 8, 256, 16)
+DECODE_IDS = {
+    "8 distinct": [3, 40, 77, 101, 150, 190, 222, 250],
+    "7 distinct + 1 repeated": [3, 3, 40, 77, 101, 150, 190, 222],
+    "7 distinct + 1 out of range": [3, 40, 77, 101, 150, 190, 222, 300],
+    "4 experts x 2 routes": [3, 3, 40, 40, 77, 77, 101, 101],
+    "4 distinct + 4 out of range": [3, 40, 77, 101, 300, 300, 300, 300],
+    "1 expert x 8 routes": [3] * 8,
+    "all 8 out of range": [300] * 8,
+}
+
+
+def decode_ids_table(vllm: bench.Impl | None) -> str:
+    """Graph us of the decode call per row of ids: the plugin launched the
+    ordinary way and as a programmatic dependent, and vLLM's op where the row
+    is in range; every output validated first (the plugin bit for bit). The
+    rows run twice, in the listed order and reversed, and each cell shows
+    both passes, so a cost that follows a row's place in the run (rather than
+    its ids) shows as two different numbers."""
+    case = DECODE_IDS_CASE
+    e, b = case.num_experts, case.block_size
+    impls = [bench.plugin_impl(), bench.plugin_impl(dependent_launch=True)]
+    if vllm is not None:
+        impls.append(vllm)
+    rows = list(DECODE_IDS.items())
+    times: dict[tuple[str, str], list[float]] = {}
+    for order in (rows, rows[::-1]):
+        for name, row in order:
+            ids = torch.tensor([row], dtype=torch.int32, device="cuda")
+            for impl in impls:
+                if impl is vllm and not all(0 <= x < e for x in row):
+                    continue
+                call = impl.make(ids, e, b)
+                bench.validate(impl, call(), ids, e, b)
+                times.setdefault((name, impl.name), []).append(bench.time_graph_us([call]))
+    bench.plugin_impl().make(ids, e, b)  # leave the ordinary launch on
+    body = []
+    for name, row in rows:
+        used = int(moe_align_block_size_reference(torch.tensor([row], dtype=torch.int32), b, e)[2])
+        cells: list[object] = [name, used // b]
+        for impl in impls:
+            t = times.get((name, impl.name))
+            cells.append(" / ".join(f"{x:.2f}" for x in t) if t else "-")
+        body.append(cells)
+    return bench.markdown_table([f"ids ({case.label})", "used blocks",
+                                 *(f"{i.name} (listed / reversed order)" for i in impls)], body)
+
+
 def write_csv(rows: list[bench.Row], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -166,8 +220,21 @@ def main() -> int:
                     help="also the plugin with programmatic dependent launch on, in the same run")
     ap.add_argument("--variants", action="store_true",
                     help="time the plugin's options (expert_map, scatter_idx) and limits instead")
+    ap.add_argument("--decode-ids", action="store_true",
+                    help="time the decode call on fixed rows of ids (distinct, repeated and "
+                         "out-of-range experts) instead")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.decode_ids:
+        if device != "cuda":
+            raise SystemExit("--decode-ids needs a CUDA device")
+        table = decode_ids_table(loaders.vllm_impl())
+        args.out.mkdir(parents=True, exist_ok=True)
+        title = f"decode call per row of ids, graph us, {torch.cuda.get_device_name()}"
+        (args.out / "moe_align_decode_ids.md").write_text(f"{title}\n\n{table}\n")
+        print(title)
+        print(table)
+        return 0
     if args.variants:
         if device != "cuda":
             raise SystemExit("--variants needs a CUDA device")
