@@ -225,23 +225,19 @@ def main() -> int:
                          "out-of-range experts) instead")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.decode_ids:
+    if args.decode_ids or args.variants:
+        option = "--decode-ids" if args.decode_ids else "--variants"
         if device != "cuda":
-            raise SystemExit("--decode-ids needs a CUDA device")
-        table = decode_ids_table(loaders.vllm_impl())
+            raise SystemExit(f"{option} needs a CUDA device")
+        if args.decode_ids:
+            table = decode_ids_table(loaders.vllm_impl())
+            name, what = "moe_align_decode_ids.md", "decode call per row of ids"
+        else:
+            table = variants_table()
+            name, what = "moe_align_variants.md", "plugin options"
         args.out.mkdir(parents=True, exist_ok=True)
-        title = f"decode call per row of ids, graph us, {torch.cuda.get_device_name()}"
-        (args.out / "moe_align_decode_ids.md").write_text(f"{title}\n\n{table}\n")
-        print(title)
-        print(table)
-        return 0
-    if args.variants:
-        if device != "cuda":
-            raise SystemExit("--variants needs a CUDA device")
-        table = variants_table()
-        args.out.mkdir(parents=True, exist_ok=True)
-        title = f"plugin options, graph us, {torch.cuda.get_device_name()}, torch {torch.__version__}"
-        (args.out / "moe_align_variants.md").write_text(f"{title}\n\n{table}\n")
+        title = f"{what}, graph us, {torch.cuda.get_device_name()}, torch {torch.__version__}"
+        (args.out / name).write_text(f"{title}\n\n{table}\n")
         print(title)
         print(table)
         return 0
