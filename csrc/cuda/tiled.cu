@@ -63,19 +63,16 @@ struct Globalize {
   }
 };
 
-// The align op's bins (bin_of); for kGlobalize, Globalize::bin (g).
-template <bool kGlobalize, typename IdT>
-__device__ __forceinline__ int bin_at(IdT raw, int i, const Params& p, const Globalize& g) {
-  if constexpr (kGlobalize) return g.bin(raw, i, p.num_experts);
-  else return bin_of(raw, p);
-}
-
 // load: calls f(i, bin) for the routes i of [lo, hi), with all kInFlight loads
-// of a thread issued before the first is used. Warp-uniform: the lanes of a
-// warp make the same calls (f may use warp votes); lanes past hi get bin E.
-template <bool kGlobalize = false, typename IdT, typename F>
-__device__ __forceinline__ void for_each_bin(const IdT* __restrict__ ids, int lo, int hi,
-                                             const Params& p, F f, const Globalize& g = {}) {
+// of a thread issued before the first is used, and its kInFlight bins (map
+// lookups included: bins_of) worked out before the first call: f writes
+// shared memory, and a lookup after such a write would wait for it (a
+// generic load may alias it). Warp-uniform: the lanes of a warp make the same
+// calls (f may use warp votes); lanes past hi get bin E. kMapIn: the align
+// op's pass with the map applied while counting (for_each_bin picks it).
+template <bool kGlobalize, bool kMapIn, typename IdT, typename F>
+__device__ __forceinline__ void for_each_bin_pass(const IdT* __restrict__ ids, int lo, int hi,
+                                                  const Params& p, F f, const Globalize& g) {
   constexpr int kInFlight = 8;
   const int nt = blockDim.x, lane = threadIdx.x & 31;
   for (int base = lo + threadIdx.x; base - lane < hi; base += nt * kInFlight) {
@@ -85,13 +82,36 @@ __device__ __forceinline__ void for_each_bin(const IdT* __restrict__ ids, int lo
       const int i = base + u * nt;
       v[u] = i < hi ? ids[i] : IdT(0);
     }
+    int bin[kInFlight];
+    if constexpr (kGlobalize) {
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int i = base + u * nt;
+        bin[u] = i < hi ? g.bin(v[u], i, p.num_experts) : p.num_experts;
+      }
+    } else {
+      bool here[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) here[u] = base + u * nt < hi;
+      bins_of<kInFlight, kMapIn>(v, here, p, p.map, bin);
+    }
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int i = base + u * nt;
       if (i - lane >= hi) break;  // the whole warp is past the range
-      f(i, i < hi ? bin_at<kGlobalize>(v[u], i, p, g) : p.num_experts);
+      f(i, bin[u]);
     }
   }
+}
+
+// The pass without any map code when there is no map to apply while
+// counting (a uniform branch, once per call): the common case keeps the
+// instructions it had before the map's lookups were batched.
+template <bool kGlobalize = false, typename IdT, typename F>
+__device__ __forceinline__ void for_each_bin(const IdT* __restrict__ ids, int lo, int hi,
+                                             const Params& p, F f, const Globalize& g = {}) {
+  if (kGlobalize || !p.map_in) for_each_bin_pass<kGlobalize, false>(ids, lo, hi, p, f, g);
+  else for_each_bin_pass<kGlobalize, true>(ids, lo, hi, p, f, g);
 }
 
 // load: bins of routes [lo, hi) into shared memory (the phases after read
