@@ -204,9 +204,13 @@ __device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], 
 }
 
 // scan: seg[e] = sum over e' < e of round_up(cnt[e'], B); seg[E] = total.
-// With `also`: each expert's count is cnt[e] + also[e], and cnt[e] is set to
-// it (counts kept in two arrays while counting, one atomic per route).
+// kAddAlso: each expert's count is cnt[e] + also[e], and cnt[e] is set to it
+// (counts kept in two arrays while counting, one atomic per route). A
+// template parameter, not a null test: with a store that may happen in the
+// loop, the compiler issued a thread's count reads one after another instead
+// of all together.
 // Thread t owns experts [t*per, t*per + per). Caller syncs before and after.
+template <bool kAddAlso = false>
 __device__ void scan_segments(int* cnt, int* seg, const Params& p, const int* also = nullptr) {
   __shared__ int warp_total[kWarps];
   const int E = p.num_experts, B = p.block_size;
@@ -215,7 +219,7 @@ __device__ void scan_segments(int* cnt, int* seg, const Params& p, const int* al
   const int e1 = min(E, e0 + per);
   int local = 0;
   for (int e = e0; e < e1; ++e) {
-    if (also) cnt[e] += also[e];
+    if constexpr (kAddAlso) cnt[e] += also[e];
     local += p.div_block.div(cnt[e] + B - 1) * B;
   }
   const int incl = warp_inclusive_scan(local);

@@ -92,7 +92,8 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
   }
   __syncthreads();
   // scan
-  scan_segments(cnt, seg, p, one_atomic ? before : nullptr);
+  if (one_atomic) scan_segments<true>(cnt, seg, p, before);
+  else scan_segments<false>(cnt, seg, p);
   __syncthreads();
   // scatter: this CTA's routes
   if (warp == 0) {
