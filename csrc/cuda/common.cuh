@@ -113,9 +113,7 @@ struct Params : ParamsHead {
 // anyway), outside any branch, and none is used before all are issued; a
 // lookup per route behind its own range check would be N round trips one
 // after another. `map` is p.map or a copy of it (shared memory).
-// kMapIn: false for a caller that has already found p.map_in false (no map
-// code at all), true to test p.map_in here.
-template <int N, bool kMapIn = true, typename IdT>
+template <int N, typename IdT>
 __device__ __forceinline__ void bins_of(const IdT (&raw)[N], const bool (&here)[N], const Params& p,
                                         const int* map, int (&bin)[N]) {
   const int E = p.num_experts;
@@ -127,7 +125,7 @@ __device__ __forceinline__ void bins_of(const IdT (&raw)[N], const bool (&here)[
     valid[u] = here[u] && id >= 0 && id < E;
     local[u] = valid[u] ? static_cast<int>(id) : 0;
   }
-  if (kMapIn && p.map_in) {  // uniform: every thread takes the same side
+  if (p.map_in) {  // uniform: every thread takes the same side
 #pragma unroll
     for (int u = 0; u < N; ++u) local[u] = map[local[u]];
 #pragma unroll
@@ -135,6 +133,18 @@ __device__ __forceinline__ void bins_of(const IdT (&raw)[N], const bool (&here)[
   }
 #pragma unroll
   for (int u = 0; u < N; ++u) bin[u] = valid[u] ? local[u] : E;
+}
+
+// The bin of one route, its map lookup behind its own range check: the form
+// for the passes that measured faster looking up one route at a time (the
+// tiny kernel at two routes a lane, the tiled load pass). `map` as bins_of.
+template <typename IdT>
+__device__ __forceinline__ int bin_of(IdT raw, const Params& p, const int* map) {
+  const long long id = static_cast<long long>(raw);
+  if (id < 0 || id >= p.num_experts) return p.num_experts;
+  if (!p.map_in) return static_cast<int>(id);
+  const int local = map[id];
+  return (local >= 0 && local < p.num_experts) ? local : p.num_experts;
 }
 
 // fused_globalize_align_block_size_out (globalize.cu, and tiled.cu's

@@ -46,9 +46,14 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
   IdT raw[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) raw[r] = r * 32 + lane < n ? ids[r * 32 + lane] : IdT(0);
-  // The tail's expert id needs no route: with a map applied to the output,
-  // its lookup goes out beside the ids, not after the scan.
-  const int tail = tail_expert(p);
+  // Reads that need no count - the tail's expert id, and with a map applied
+  // to the output each segment's owner - go out beside the ids at one route
+  // a lane (decode), not after the scan. At two routes a lane the kernel
+  // keeps them after the scan, as it was: there the early reads measured
+  // about 1% slower (RESULTS.md).
+  constexpr bool kEarlyReads = R == 1;
+  int tail = 0;
+  if constexpr (kEarlyReads) tail = tail_expert(p);
   // Mapping while counting: a map of up to kTinyMapRegs * 32 entries is
   // loaded into registers alongside the ids (lane l holds entries l, l + 32,
   // ...) and looked up with shuffles, so the lookup is not a second global
@@ -65,18 +70,24 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
   bool here[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) here[r] = r * 32 + lane < n;
-  if (!map_regs) {
-    bins_of(raw, here, p, p.map, key);  // no map, or one too large for the registers
+  if (!map_regs) {  // no map, or one too large for the registers
+    if constexpr (kEarlyReads) {
+      bins_of(raw, here, p, p.map, key);
+    } else {
+#pragma unroll
+      for (int r = 0; r < R; ++r) key[r] = here[r] ? bin_of(raw[r], p, p.map) : E;
+    }
   } else {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const long long id = static_cast<long long>(raw[r]);
       const bool valid = here[r] && id >= 0 && id < E;
       const int x = valid ? static_cast<int>(id) : 0;
-      // only the registers a map of E entries fills (E is uniform)
-      const int local = E <= 64    ? map_lookup<2>(mreg, x)
-                        : E <= 128 ? map_lookup<4>(mreg, x)
-                                   : map_lookup<kTinyMapRegs>(mreg, x);
+      // only the registers a map of E entries fills (E is uniform; at two
+      // routes a lane all of them, as it was, with the late reads)
+      const int local = kEarlyReads && E <= 64    ? map_lookup<2>(mreg, x)
+                        : kEarlyReads && E <= 128 ? map_lookup<4>(mreg, x)
+                                                  : map_lookup<kTinyMapRegs>(mreg, x);
       key[r] = valid && local >= 0 && local < E ? local : E;
     }
   }
@@ -84,8 +95,11 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
   // output, looked up now (index 0 for no route, which has no segment), in
   // flight while the routes are ranked and the segments scanned.
   int owner[R];
+  if constexpr (kEarlyReads) {
 #pragma unroll
-  for (int r = 0; r < R; ++r) owner[r] = p.map_out ? __ldg(p.map + (key[r] < E ? key[r] : 0)) : key[r];
+    for (int r = 0; r < R; ++r)
+      owner[r] = p.map_out ? __ldg(p.map + (key[r] < E ? key[r] : 0)) : key[r];
+  }
   // count
   int rank[R], count[R];
   if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
@@ -138,7 +152,8 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
   // fill: past the last segment, all CTAs
   const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
   fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
-  fill_range(p.expert_ids, used, p.expert_ids_size, tail, gthread, gstride);
+  fill_range(p.expert_ids, used, p.expert_ids_size, kEarlyReads ? tail : tail_expert(p), gthread,
+             gstride);
   // fill: inside each segment. Every warp knows every segment (lane order),
   // so global warp w takes the slots and blocks w, w + warps, ... of each
   // segment: no loop over segments, and the CTAs share the work.
@@ -152,8 +167,11 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
     for (int x = start[r] + count[r] + gwarp; x < x_end; x += gwarps) p.sorted_ids[x] = n;
     const int b0 = p.div_block.div(start[r]);
     const int b_end = min(b0 + p.div_block.div(padded[r]), p.expert_ids_size);
+    if (b0 + gwarp < b_end) {
+      const int id = kEarlyReads ? owner[r] : p.map_out ? __ldg(p.map + key[r]) : key[r];
 #pragma unroll 1
-    for (int b = b0 + gwarp; b < b_end; b += gwarps) p.expert_ids[b] = owner[r];
+      for (int b = b0 + gwarp; b < b_end; b += gwarps) p.expert_ids[b] = id;
+    }
   }
   // scatter: the routes, by global warp 0
   if (gwarp != 0) return;
