@@ -61,25 +61,38 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
     for (int e = threadIdx.x; e < E; e += blockDim.x) map[e] = __ldg(p.map + e);
   zero_ints(cnt, 2 * E);
   __syncthreads();
-  // count (every bin, map lookups included, before the first atomic: a
-  // lookup after an atomic would wait for it)
-  bool here[kSpreadRoutesPerThread];
-  int e[kSpreadRoutesPerThread];
-#pragma unroll
-  for (int u = 0; u < kSpreadRoutesPerThread; ++u) here[u] = threadIdx.x + u * blockDim.x < n;
-  bins_of(v, here, p, map, e);
-  // One atomic per route (before[e] or cnt[e], summed in the scan) when each
-  // thread scans one expert; with several a thread, the scan's extra reads
-  // and writes of consecutive experts conflict in shared memory and cost
-  // more than the atomics they save, so every route counts in cnt[e] and
-  // those before the tile in before[e] too. (uniform)
+  // count. One atomic per route (before[e] or cnt[e], summed in the scan)
+  // when each thread scans one expert, with every bin (map lookups included)
+  // worked out before the first atomic: a lookup after an atomic would wait
+  // for it. With several experts a thread, the scan's extra reads and writes
+  // of consecutive experts conflict in shared memory and cost more than the
+  // atomics they save: every route counts in cnt[e] and those before the tile
+  // in before[e] too, each route's bin right before its atomics (measured
+  // faster there than all bins first: RESULTS.md). (uniform)
   const bool one_atomic = p.experts_per_thread == 1;
+  if (one_atomic) {
+    bool here[kSpreadRoutesPerThread];
+    int e[kSpreadRoutesPerThread];
 #pragma unroll
-  for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
-    if (e[u] >= E) continue;
-    const bool early = static_cast<int>(threadIdx.x + u * blockDim.x) < lo;
-    atomicAdd((one_atomic && early ? before : cnt) + e[u], 1);
-    if (!one_atomic && early) atomicAdd(before + e[u], 1);
+    for (int u = 0; u < kSpreadRoutesPerThread; ++u) here[u] = threadIdx.x + u * blockDim.x < n;
+    bins_of(v, here, p, map, e);
+#pragma unroll
+    for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
+      if (e[u] >= E) continue;
+      const bool early = static_cast<int>(threadIdx.x + u * blockDim.x) < lo;
+      atomicAdd((early ? before : cnt) + e[u], 1);
+    }
+  } else {
+#pragma unroll
+    for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
+      const int i = threadIdx.x + u * blockDim.x;
+      if (i >= n) break;
+      const int e = bin_of(v[u], p, map);
+      if (e < E) {
+        atomicAdd(&cnt[e], 1);
+        if (i < lo) atomicAdd(&before[e], 1);
+      }
+    }
   }
   int key[R], rank[R], count[R];
   if (warp == 0) {
