@@ -136,9 +136,9 @@ __device__ __forceinline__ void bins_of(const IdT (&raw)[N], const bool (&here)[
 }
 
 // The bin of one route, its map lookup behind its own range check: the form
-// for the passes that measured faster looking up one route at a time (the
-// tiny kernel at two routes a lane, the tiled load pass, the spread count
-// with several experts a thread). `map` as bins_of.
+// for the passes where builds with bins_of ran slower (the tiny kernel at two
+// routes a lane, the tiled load pass, the spread count with several experts
+// a thread). `map` as bins_of.
 template <typename IdT>
 __device__ __forceinline__ int bin_of(IdT raw, const Params& p, const int* map) {
   const long long id = static_cast<long long>(raw);
