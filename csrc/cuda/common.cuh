@@ -106,9 +106,39 @@ struct Params : ParamsHead {
   FastDiv div_experts;      // / num_experts
 };
 
-// Bin of a route: its expert (local id when mapping while counting), or E
-// when it is dropped (id out of range, or mapped to -1).
-// `map` is p.map or a copy of it (shared memory).
+// Bins of N routes at once. A route's bin is its expert (the local id when
+// mapping while counting), or E when it is dropped (id out of range, mapped to
+// -1, or not `here`). All N map lookups are in flight together: each reads an
+// index that is always valid (0 for an id out of range, whose bin is E
+// anyway), outside any branch, and none is used before all are issued; a
+// lookup per route behind its own range check would be N round trips one
+// after another. `map` is p.map or a copy of it (shared memory).
+template <int N, typename IdT>
+__device__ __forceinline__ void bins_of(const IdT (&raw)[N], const bool (&here)[N], const Params& p,
+                                        const int* map, int (&bin)[N]) {
+  const int E = p.num_experts;
+  bool valid[N];
+  int local[N];
+#pragma unroll
+  for (int u = 0; u < N; ++u) {
+    const long long id = static_cast<long long>(raw[u]);
+    valid[u] = here[u] && id >= 0 && id < E;
+    local[u] = valid[u] ? static_cast<int>(id) : 0;
+  }
+  if (p.map_in) {  // uniform: every thread takes the same side
+#pragma unroll
+    for (int u = 0; u < N; ++u) local[u] = map[local[u]];
+#pragma unroll
+    for (int u = 0; u < N; ++u) valid[u] = valid[u] && local[u] >= 0 && local[u] < E;
+  }
+#pragma unroll
+  for (int u = 0; u < N; ++u) bin[u] = valid[u] ? local[u] : E;
+}
+
+// The bin of one route, its map lookup behind its own range check: the form
+// for the passes where builds with bins_of ran slower (the tiny kernel at two
+// routes a lane, the tiled load pass, the spread count with several experts
+// a thread). `map` as bins_of.
 template <typename IdT>
 __device__ __forceinline__ int bin_of(IdT raw, const Params& p, const int* map) {
   const long long id = static_cast<long long>(raw);
@@ -116,11 +146,6 @@ __device__ __forceinline__ int bin_of(IdT raw, const Params& p, const int* map) 
   if (!p.map_in) return static_cast<int>(id);
   const int local = map[id];
   return (local >= 0 && local < p.num_experts) ? local : p.num_experts;
-}
-
-template <typename IdT>
-__device__ __forceinline__ int bin_of(IdT raw, const Params& p) {
-  return bin_of(raw, p, p.map);
 }
 
 // fused_globalize_align_block_size_out (globalize.cu, and tiled.cu's
@@ -151,6 +176,18 @@ __device__ __forceinline__ int warp_inclusive_scan(int v) {
 
 __device__ __forceinline__ bool wide_keys(int E) { return E >= 512; }
 
+// The sum of v over the warp, in every lane: one reduction instruction from
+// sm_80 on (five dependent shuffles before it).
+__device__ __forceinline__ int warp_sum(int v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  return __reduce_add_sync(0xffffffffu, v);
+#else
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
+  return v;
+#endif
+}
+
 // rank[r]: routes before route (r, lane) with the same key; count[r]: routes
 // with its key. One ballot per key bit and route group, all independent.
 template <int kBits, int R>
@@ -178,15 +215,24 @@ __device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], 
 }
 
 // scan: seg[e] = sum over e' < e of round_up(cnt[e'], B); seg[E] = total.
+// kAddAlso: each expert's count is cnt[e] + also[e], and cnt[e] is set to it
+// (counts kept in two arrays while counting, one atomic per route). A
+// template parameter, not a null test: with a store that may happen in the
+// loop, the compiler issued a thread's count reads one after another instead
+// of all together.
 // Thread t owns experts [t*per, t*per + per). Caller syncs before and after.
-__device__ void scan_segments(const int* cnt, int* seg, const Params& p) {
+template <bool kAddAlso = false>
+__device__ void scan_segments(int* cnt, int* seg, const Params& p, const int* also = nullptr) {
   __shared__ int warp_total[kWarps];
   const int E = p.num_experts, B = p.block_size;
   const int per = p.experts_per_thread;
   const int e0 = min(E, static_cast<int>(threadIdx.x) * per);
   const int e1 = min(E, e0 + per);
   int local = 0;
-  for (int e = e0; e < e1; ++e) local += p.div_block.div(cnt[e] + B - 1) * B;
+  for (int e = e0; e < e1; ++e) {
+    if constexpr (kAddAlso) cnt[e] += also[e];
+    local += p.div_block.div(cnt[e] + B - 1) * B;
+  }
   const int incl = warp_inclusive_scan(local);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 31) warp_total[warp] = incl;
@@ -235,31 +281,49 @@ __device__ __forceinline__ int tail_expert(const Params& p) {
   return __ldg(p.map + (tail >= 0 ? tail : tail + p.num_experts));
 }
 
+// The expert ids fill_segments writes that depend on no count: the tail's and
+// that of the first expert this thread's lane group fills. With a map applied
+// to the output each is a global load; a kernel that reads them at its start
+// has them in flight while it counts, instead of one round trip after its
+// scan.
+struct FillIds {
+  int tail;
+  int first_owner;
+};
+
+__device__ __forceinline__ FillIds fill_ids(const Params& p) {
+  const int e0 = (blockIdx.x * blockDim.x + threadIdx.x) >> p.spread_group_log2;
+  const int first = p.map_out && e0 < p.num_experts ? __ldg(p.map + e0) : e0;
+  return {tail_expert(p), first};
+}
+
 // fill, once the segments are known (cnt[e] routes of expert e, segment
 // starts seg[0..E], seg[E] the total): the padding slots and expert ids
 // inside each segment, one expert per group of G lanes of the grid at a time
 // (G = p.spread_group, a power of two <= 32 covering a block's padding), then
 // every thread's share of the slots and blocks past the last segment, and
-// num_tokens_post_pad. The spread kernel and the fused globalize kernel.
-__device__ __forceinline__ void fill_segments(const int* cnt, const int* seg, const Params& p) {
+// num_tokens_post_pad. The spread kernel and the fused globalize kernel;
+// `ids` from fill_ids.
+__device__ __forceinline__ void fill_segments(const int* cnt, const int* seg, const Params& p,
+                                              const FillIds& ids) {
   const int E = p.num_experts, n = p.numel;
   const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
   const int G = p.spread_group, j = gthread & (G - 1);
   const int groups = gstride >> p.spread_group_log2;
-  for (int e = gthread >> p.spread_group_log2; e < E; e += groups) {
+  const int e0 = gthread >> p.spread_group_log2;
+  for (int e = e0; e < E; e += groups) {
     const int s = seg[e], t = min(seg[e + 1], p.sorted_size);  // (min: a guard)
     for (int x = s + cnt[e] + j; x < t; x += G) p.sorted_ids[x] = n;
     const int b_end = min(p.div_block.div(t), p.expert_ids_size);
     int b = p.div_block.div(s) + j;
     if (b < b_end) {
-      const int owner = p.map_out ? __ldg(p.map + e) : e;
+      const int owner = e == e0 ? ids.first_owner : p.map_out ? __ldg(p.map + e) : e;
       for (; b < b_end; b += G) p.expert_ids[b] = owner;
     }
   }
   const int total = seg[E];
   fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
-  fill_range(p.expert_ids, p.div_block.div(total), p.expert_ids_size, tail_expert(p), gthread,
-             gstride);
+  fill_range(p.expert_ids, p.div_block.div(total), p.expert_ids_size, ids.tail, gthread, gstride);
   if (gthread == 0) *p.post_pad = total;
 }
 

@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (p.scatter_idx) p.scatter_idx[i] = counted ? i : -1;
   }
   // fill
-  fill_segments(totals, seg, p);
+  fill_segments(totals, seg, p, fill_ids(p));
 }
 
 }  // namespace

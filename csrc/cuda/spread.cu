@@ -8,10 +8,12 @@
 // barrier - and each works the whole layout out from its own counts:
 //   load     every route (kSpreadRoutesPerThread a thread, all in flight);
 //            warp 0 also loads the tile's routes
-//   count    shared-memory atomics: cnt[e] for all routes, before[e] for the
-//            routes before the tile; warp 0 ranks the tile's routes among
-//            equal experts with ballots meanwhile (as the tiny kernel does)
-//   scan     padded totals -> seg[] (block scan)
+//   count    shared-memory atomics: before[e] for the routes before the
+//            tile, cnt[e] for all (one expert a thread in the scan: for the
+//            others only); warp 0 ranks the tile's routes among equal
+//            experts with ballots meanwhile (as the tiny kernel does)
+//   scan     (one atomic a route: cnt[e] += before[e]); padded totals ->
+//            seg[] (block scan)
 //   scatter  warp 0: route i goes to seg[e] + before[e] + rank in the tile
 //   fill     lane group g of the grid (groups of up to 32 lanes, sized to
 //            the block's padding): padding slots and expert ids of experts
@@ -51,6 +53,7 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
       own[r] = i < n ? ids[i] : IdT(0);
     }
   }
+  const FillIds fill = fill_ids(p);  // (with a map on the output: in flight while counting)
   // The map is looked up once per route and CTA, so it is copied to shared
   // memory alongside the id loads instead of being read from global memory
   // after them.
@@ -58,27 +61,53 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
     for (int e = threadIdx.x; e < E; e += blockDim.x) map[e] = __ldg(p.map + e);
   zero_ints(cnt, 2 * E);
   __syncthreads();
-  // count
+  // count. One atomic per route (before[e] or cnt[e], summed in the scan)
+  // when each thread scans one expert, with every bin (map lookups included)
+  // worked out before the first atomic: a lookup after an atomic would wait
+  // for it. With several experts a thread, the scan's extra reads and writes
+  // of consecutive experts conflict in shared memory and cost more than the
+  // atomics they save: every route counts in cnt[e] and those before the tile
+  // in before[e] too, each route's bin right before its atomics (a build
+  // with all bins first there ran 5% slower at 2048 routes and 4096
+  // experts: RESULTS.md). (uniform)
+  const bool one_atomic = p.experts_per_thread == 1;
+  if (one_atomic) {
+    bool here[kSpreadRoutesPerThread];
+    int e[kSpreadRoutesPerThread];
 #pragma unroll
-  for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
-    const int i = threadIdx.x + u * blockDim.x;
-    if (i >= n) break;
-    const int e = bin_of(v[u], p, map);
-    if (e < E) {
-      atomicAdd(&cnt[e], 1);
-      if (i < lo) atomicAdd(&before[e], 1);
+    for (int u = 0; u < kSpreadRoutesPerThread; ++u) here[u] = threadIdx.x + u * blockDim.x < n;
+    bins_of(v, here, p, map, e);
+#pragma unroll
+    for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
+      if (e[u] >= E) continue;
+      const bool early = static_cast<int>(threadIdx.x + u * blockDim.x) < lo;
+      atomicAdd((early ? before : cnt) + e[u], 1);
+    }
+  } else {
+#pragma unroll
+    for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
+      const int i = threadIdx.x + u * blockDim.x;
+      if (i >= n) break;
+      const int e = bin_of(v[u], p, map);
+      if (e < E) {
+        atomicAdd(&cnt[e], 1);
+        if (i < lo) atomicAdd(&before[e], 1);
+      }
     }
   }
   int key[R], rank[R], count[R];
   if (warp == 0) {
+    bool mine[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) key[r] = lo + r * 32 + lane < n ? bin_of(own[r], p, map) : E;
+    for (int r = 0; r < R; ++r) mine[r] = lo + r * 32 + lane < n;
+    bins_of(own, mine, p, map, key);
     if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
     else tiny_ranks<9>(key, rank, count);
   }
   __syncthreads();
   // scan
-  scan_segments(cnt, seg, p);
+  if (one_atomic) scan_segments<true>(cnt, seg, p, before);
+  else scan_segments<false>(cnt, seg, p);
   __syncthreads();
   // scatter: this CTA's routes
   if (warp == 0) {
@@ -95,7 +124,7 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
     }
   }
   // fill
-  fill_segments(cnt, seg, p);
+  fill_segments(cnt, seg, p, fill);
 }
 
 template <typename IdT>

@@ -20,6 +20,20 @@ constexpr int kTinyPadBits = 11;
 // Map entries a lane holds in registers (maps of up to 256 experts).
 constexpr int kTinyMapRegs = 8;
 
+// Entry x of a map held in registers (lane l holds entries l, l + 32, ...):
+// one shuffle per register, all kRegs of them in flight together, no branch
+// between them.
+template <int kRegs>
+__device__ __forceinline__ int map_lookup(const int (&mreg)[kTinyMapRegs], int x) {
+  int local = -1;
+#pragma unroll
+  for (int k = 0; k < kRegs; ++k) {
+    const int m = __shfl_sync(0xffffffffu, mreg[k], x & 31);
+    if ((x >> 5) == k) local = m;
+  }
+  return local;
+}
+
 // Launch bounds (kThreads, 1) on the tiny and spread kernels: with the
 // block size alone the compiler held them to 32 registers and spilled; the
 // occupancy that would buy is of no use to launches of one CTA per SM.
@@ -32,6 +46,14 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
   IdT raw[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) raw[r] = r * 32 + lane < n ? ids[r * 32 + lane] : IdT(0);
+  // Reads that need no count - the tail's expert id, and with a map applied
+  // to the output each segment's owner - go out beside the ids at one route
+  // a lane (decode), not after the scan. At two routes a lane the kernel
+  // keeps them after the scan, as it was: a build with the early reads (and
+  // bins_of) there ran about 1% slower at 48 and 64 routes (RESULTS.md).
+  constexpr bool kEarlyReads = R == 1;
+  int tail = 0;
+  if constexpr (kEarlyReads) tail = tail_expert(p);
   // Mapping while counting: a map of up to kTinyMapRegs * 32 entries is
   // loaded into registers alongside the ids (lane l holds entries l, l + 32,
   // ...) and looked up with shuffles, so the lookup is not a second global
@@ -45,23 +67,38 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
       mreg[k] = k * 32 + lane < E ? __ldg(p.map + k * 32 + lane) : -1;
   }
   int key[R];
+  bool here[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const bool here = r * 32 + lane < n;
-    if (!map_regs) {
-      key[r] = here ? bin_of(raw[r], p) : E;
-      continue;
-    }
-    const long long id = static_cast<long long>(raw[r]);
-    const bool valid = here && id >= 0 && id < E;
-    const int x = valid ? static_cast<int>(id) : 0;
-    int local = -1;
+  for (int r = 0; r < R; ++r) here[r] = r * 32 + lane < n;
+  if (!map_regs) {  // no map, or one too large for the registers
+    if constexpr (kEarlyReads) {
+      bins_of(raw, here, p, p.map, key);
+    } else {
 #pragma unroll
-    for (int k = 0; k < kTinyMapRegs; ++k) {
-      const int m = __shfl_sync(0xffffffffu, mreg[k], x & 31);
-      if ((x >> 5) == k) local = m;
+      for (int r = 0; r < R; ++r) key[r] = here[r] ? bin_of(raw[r], p, p.map) : E;
     }
-    key[r] = valid && local >= 0 && local < E ? local : E;
+  } else {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const long long id = static_cast<long long>(raw[r]);
+      const bool valid = here[r] && id >= 0 && id < E;
+      const int x = valid ? static_cast<int>(id) : 0;
+      // only the registers a map of E entries fills (E is uniform; at two
+      // routes a lane all of them, as it was, with the late reads)
+      const int local = kEarlyReads && E <= 64    ? map_lookup<2>(mreg, x)
+                        : kEarlyReads && E <= 128 ? map_lookup<4>(mreg, x)
+                                                  : map_lookup<kTinyMapRegs>(mreg, x);
+      key[r] = valid && local >= 0 && local < E ? local : E;
+    }
+  }
+  // The expert id each segment's blocks get: with a map applied to the
+  // output, looked up now (index 0 for no route, which has no segment), in
+  // flight while the routes are ranked and the segments scanned.
+  int owner[R];
+  if constexpr (kEarlyReads) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      owner[r] = p.map_out ? __ldg(p.map + (key[r] < E ? key[r] : 0)) : key[r];
   }
   // count
   int rank[R], count[R];
@@ -76,23 +113,47 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
     pack[r] = (key[r] << kTinyPadBits) | padded[r];
     total += padded[r];
   }
+  // scan: start[r] sums the padded segments of the keys below key[r].
   int start[R] = {};
+  if constexpr (R == 1) {
+    // Only lanes below n hold a route, so only they can lead a segment: the
+    // lanes are read 8 at a time (8 independent shuffles in flight), and a
+    // decode batch of up to 8 routes reads 8 lanes, not 32. A lane without a
+    // route adds 0.
+    const int lanes = min(n, 32);
 #pragma unroll
-  for (int src = 0; src < 32; ++src)
+    for (int base = 0; base < 32; base += 8) {
+      if (base >= lanes) break;  // (uniform)
 #pragma unroll
-    for (int g = 0; g < R; ++g) {
-      const int v = __shfl_sync(0xffffffffu, pack[g], src);
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-        start[r] += (v >> kTinyPadBits) < key[r] ? v & ((1 << kTinyPadBits) - 1) : 0;
+      for (int src = base; src < base + 8; ++src) {
+        const int v = __shfl_sync(0xffffffffu, pack[0], src);
+        start[0] += (v >> kTinyPadBits) < key[0] ? v & ((1 << kTinyPadBits) - 1) : 0;
+      }
     }
+    total = warp_sum(total);
+  } else {
+    // With two routes a lane (33 to 64 routes) every lane holds a route, so
+    // none can be skipped: all 32 lanes, unrolled without a branch between
+    // the chunks, and the total with shuffles (warp_sum on its own chain
+    // would wait beside the scan's shuffles).
 #pragma unroll
-  for (int d = 16; d > 0; d >>= 1) total += __shfl_xor_sync(0xffffffffu, total, d);
+    for (int src = 0; src < 32; ++src)
+#pragma unroll
+      for (int g = 0; g < R; ++g) {
+        const int v = __shfl_sync(0xffffffffu, pack[g], src);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+          start[r] += (v >> kTinyPadBits) < key[r] ? v & ((1 << kTinyPadBits) - 1) : 0;
+      }
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) total += __shfl_xor_sync(0xffffffffu, total, d);
+  }
   const int used = p.div_block.div(total);
   // fill: past the last segment, all CTAs
   const int gthread = blockIdx.x * blockDim.x + threadIdx.x, gstride = gridDim.x * blockDim.x;
   fill_range(p.sorted_ids, total, p.sorted_size, n, gthread, gstride);
-  fill_range(p.expert_ids, used, p.expert_ids_size, tail_expert(p), gthread, gstride);
+  fill_range(p.expert_ids, used, p.expert_ids_size, kEarlyReads ? tail : tail_expert(p), gthread,
+             gstride);
   // fill: inside each segment. Every warp knows every segment (lane order),
   // so global warp w takes the slots and blocks w, w + warps, ... of each
   // segment: no loop over segments, and the CTAs share the work.
@@ -107,9 +168,9 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
     const int b0 = p.div_block.div(start[r]);
     const int b_end = min(b0 + p.div_block.div(padded[r]), p.expert_ids_size);
     if (b0 + gwarp < b_end) {
-      const int owner = p.map_out ? __ldg(p.map + key[r]) : key[r];
+      const int id = kEarlyReads ? owner[r] : p.map_out ? __ldg(p.map + key[r]) : key[r];
 #pragma unroll 1
-      for (int b = b0 + gwarp; b < b_end; b += gwarps) p.expert_ids[b] = owner;
+      for (int b = b0 + gwarp; b < b_end; b += gwarps) p.expert_ids[b] = id;
     }
   }
   // scatter: the routes, by global warp 0
