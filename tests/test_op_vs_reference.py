@@ -145,6 +145,49 @@ def test_out_variant_writes_every_element(
         assert torch.equal(scatter.cpu(), want[3])
 
 
+def _decode_rows() -> list[list[int]]:
+    """One token's eight routes (E=256) with 0 to 8 distinct experts in range,
+    the rest repeats of the first or out of range (300): every count of used
+    blocks a decode call can have at B=16."""
+    rows = []
+    for d in range(9):
+        distinct = [3 + 31 * j for j in range(d)]
+        rows.append(distinct + [distinct[0] if d else 300] * (8 - d))
+        rows.append(distinct + [300] * (8 - d))
+    return rows
+
+
+@pytest.mark.parametrize("offset", range(8))
+@pytest.mark.parametrize("map_mode", ["none", "map_after", "map_while_counting"])
+def test_expert_ids_at_every_offset_in_a_sector(device: str, offset: int, map_mode: str) -> None:
+    """The decode call's expert_ids buffer starting at each int32 of a 32-byte
+    sector (a view into a larger, poisoned buffer), for every count of used
+    blocks: the result is the reference's, and nothing before or after the
+    buffer is written (the blocks past the used ones may be written in one
+    store with the segments' ids, up to the next sector boundary)."""
+    E, B = 256, 16
+    emap = random_expert_map(E, seed=5, device=device) if map_mode != "none" else None
+    ignore = map_mode == "map_while_counting"
+    for row in _decode_rows():
+        ids = torch.tensor([row], dtype=torch.int32, device=device)
+        size = C.NEWEST.max_num_tokens_padded(8, E, B, False)
+        blocks = (size + B - 1) // B
+        pool = poisoned(offset + blocks + 16, device)
+        sorted_ids, expert_ids = poisoned(size, device), pool[offset: offset + blocks]
+        post_pad, scatter = poisoned(1, device), poisoned(0, device, (8, 1))
+        torch.ops.vllm_moe_align.moe_align_block_size_out(
+            ids, E, B, sorted_ids, expert_ids, post_pad, emap, scatter if ignore else None,
+            ignore, C.NEWEST.expert_ids_tail,
+        )
+        what = f"ids={row} offset={offset} {map_mode}"
+        want = reference(ids.cpu(), B, E, None if emap is None else emap.cpu(), False, ignore,
+                         return_scatter_idx=ignore)
+        got = (sorted_ids, expert_ids, post_pad.view(want[2].shape)) + ((scatter,) if ignore else ())
+        assert_same(got, want, what)
+        assert (pool[:offset] == POISON).all(), what
+        assert (pool[offset + blocks:] == POISON).all(), what
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     numel=st.integers(0, 3000),
