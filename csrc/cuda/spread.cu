@@ -69,7 +69,7 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
   // atomics they save: every route counts in cnt[e] and those before the tile
   // in before[e] too, each route's bin right before its atomics (a build
   // with all bins first there ran 5% slower at 2048 routes and 4096
-  // experts: RESULTS.md). (uniform)
+  // experts: KERNEL_NOTES.md). (uniform)
   const bool one_atomic = p.experts_per_thread == 1;
   if (one_atomic) {
     bool here[kSpreadRoutesPerThread];

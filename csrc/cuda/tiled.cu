@@ -79,7 +79,7 @@ __device__ __forceinline__ int align_bin(IdT raw, const Params& p) {
 // of a thread issued before the first is used; each bin is worked out right
 // before its call. (A build that worked all kInFlight bins out first, map
 // lookups batched, ran 1.2% slower at 65536x8 with the map applied while
-// counting and at 2097152x8: RESULTS.md.)
+// counting and at 2097152x8: KERNEL_NOTES.md.)
 // Warp-uniform: the lanes of a warp make the same calls (f may use warp
 // votes); lanes past hi get bin E. kMapIn: the align op's pass with the map
 // applied while counting (for_each_bin picks it).

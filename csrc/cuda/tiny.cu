@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
   // to the output each segment's owner - go out beside the ids at one route
   // a lane (decode), not after the scan. At two routes a lane the kernel
   // keeps them after the scan, as it was: a build with the early reads (and
-  // bins_of) there ran about 1% slower at 48 and 64 routes (RESULTS.md).
+  // bins_of) there ran about 1% slower at 48 and 64 routes (KERNEL_NOTES.md).
   constexpr bool kEarlyReads = R == 1;
   int tail = 0;
   if constexpr (kEarlyReads) tail = tail_expert(p);
