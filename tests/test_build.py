@@ -520,3 +520,108 @@ def test_cxx_abi_frontend_builds_and_runs(tmp_path: Path) -> None:
                            env={**os.environ, "PYTHONPATH": str(src), "VLLM_PLUGINS": ""})
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert "aten frontend ok" in probe.stdout
+
+
+# --- tools/wheel/sass.py: the kernels' machine code per kernel ---------------------
+
+_SASS = """
+Fatbin elf code:
+================
+arch = sm_90
+code version = [1,8]
+host = linux
+
+        code for sm_90
+                Function : _ZN2ns1kILi1EEEvPKi
+        .headerflags    @"EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
+        /*0000*/                   LDC R1, c[0x0][0x28] ;                        /* 0x00000a00ff017b82 */
+        /*0010*/                   EXIT ;                                        /* 0x000000000000794d */
+
+Fatbin elf code:
+================
+arch = sm_90a
+code version = [1,8]
+host = linux
+
+        code for sm_90a
+                Function : _ZN2ns1kILi1EEEvPKi
+        .headerflags    @"EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
+        /*0000*/                   S2R R0, SR_CgaCtaId ;                         /* 0x0000000000007919 */
+                                                                                 /* 0x000e240000008800 */
+        /*0010*/              @!P0 BSSY B0, 0x60 ;                               /* 0x0000004000007945 */
+        /*0020*/                   ATOMS.POPC.INC.32 RZ, [R3+URZ] ;              /* 0x000000ff03ff738c */
+        /*0030*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;                 /* 0x0000000000007b1d */
+        /*0040*/                   EXIT ;                                        /* 0x000000000000794d */
+                Function : _ZN2ns1kILi2EEEvPKi
+        /*0000*/                   EXIT ;                                        /* 0x000000000000794d */
+
+Fatbin elf code:
+================
+arch = sm_90a
+                Function : _ZN2ns1kILi1EEEvPKi
+        /*0000*/                   NOP ;                                         /* 0x0000000000007918 */
+"""
+
+
+def test_sass_reads_one_arch_and_counts_what_a_kernel_waits_on() -> None:
+    from tools.wheel import sass
+
+    code = sass.parse(_SASS, "sm_90a")
+    # the sm_90 cubin left out; a function in a second sm_90a cubin kept once
+    assert code == {
+        "_ZN2ns1kILi1EEEvPKi": ["S2R R0, SR_CgaCtaId", "@!P0 BSSY B0, 0x60",
+                                "ATOMS.POPC.INC.32 RZ, [R3+URZ]", "BAR.SYNC.DEFER_BLOCKING 0x0",
+                                "EXIT"],
+        "_ZN2ns1kILi2EEEvPKi": ["EXIT"],
+    }
+    columns = ["instructions"] + [c for c, _ in sass.COLUMNS]
+    counted = dict(zip(columns, sass.counts(code["_ZN2ns1kILi1EEEvPKi"])))
+    assert counted == {"instructions": 5, "BAR": 1, "ATOMS": 1, "SHFL": 0, "VOTE": 0, "LDG": 0,
+                       "STG": 0, "BSSY": 1, "CgaCtaId": 1}
+    # no arch: the first cubin's
+    assert sass.parse(_SASS)["_ZN2ns1kILi1EEEvPKi"] == ["LDC R1, c[0x0][0x28]", "EXIT"]
+
+
+def test_sass_short_names() -> None:
+    from tools.wheel import sass
+
+    demangled = ("void vllm_moe_align::(anonymous namespace)::tiny_kernel<int, 1>(int const*, "
+                 "vllm_moe_align::(anonymous namespace)::Params)")
+    assert sass.short_name("_Z...", demangled) == "tiny_kernel<int, 1>"
+    assert sass.short_name("_Z...", "vllm_moe_align::(anonymous namespace)::scan_tiles_kernel("
+                           "vllm_moe_align::(anonymous namespace)::Params)") == "scan_tiles_kernel"
+    assert sass.short_name("_ZN2ns1kE") == "_ZN2ns1kE"  # without c++filt: the mangled name
+
+
+def test_sass_table_marks_changed_kernels() -> None:
+    from tools.wheel import sass
+
+    a = {"k<1>": ["ATOMS.ADD RZ, [R1], R2", "EXIT"], "k<2>": ["EXIT"]}
+    b = {"k<1>": ["EXIT"], "k<2>": ["EXIT"]}
+    text, changed = sass.table([a, b], None)
+    assert changed
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()[2:]}
+    assert rows["k<1>"].endswith("| changed |") and "| 2 -> 1 |" in rows["k<1>"]
+    assert rows["k<2>"].endswith("| same |")
+    assert sass.table([a, a], "k<2>") == ("| kernel | instructions | BAR | ATOMS | SHFL | VOTE | LDG | "
+                                          "STG | BSSY | CgaCtaId |  |\n|---|---|---|---|---|---|---|"
+                                          "---|---|---|---|\n| k<2> | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 "
+                                          "| 0 | same |", False)
+
+
+def test_sass_of_the_built_cuda_library() -> None:
+    """The CUDA library this checkout built (the CUDA kernels' sm_90a cubin,
+    read with cuobjdump): every kernel found, each identical to itself."""
+    from tools.wheel import sass
+
+    cuobjdump = inspect_wheel.find_cuobjdump()
+    if _ops.CUDA_LIBRARY is None or cuobjdump is None:
+        pytest.skip("needs the CUDA library built and a cuobjdump (Triton bundles one)")
+    if "sm_90a" not in subprocess.run([cuobjdump, "--list-elf", _ops.CUDA_LIBRARY],
+                                      capture_output=True, text=True).stdout:
+        pytest.skip("the CUDA library has no sm_90a cubin")
+    code = sass.kernels(cuobjdump, _ops.CUDA_LIBRARY, "sm_90a")
+    for name in ("tiny_kernel<int, 1>", "tiny_kernel<long, 2>", "spread_kernel<int, 1>",
+                 "count_tiles_kernel<int>", "scatter_tiles_kernel<int, true>", "scan_tiles_kernel"):
+        assert len(code.get(name, [])) > 20, (name, sorted(code))
+    assert sass.main([_ops.CUDA_LIBRARY, _ops.CUDA_LIBRARY]) == 0
