@@ -538,14 +538,8 @@ host = linux
         /*0010*/                   EXIT ;                                        /* 0x000000000000794d */
 
 Fatbin elf code:
-================
 arch = sm_90a
-code version = [1,8]
-host = linux
-
-        code for sm_90a
                 Function : _ZN2ns1kILi1EEEvPKi
-        .headerflags    @"EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
         /*0000*/                   S2R R0, SR_CgaCtaId ;                         /* 0x0000000000007919 */
                                                                                  /* 0x000e240000008800 */
         /*0010*/              @!P0 BSSY B0, 0x60 ;                               /* 0x0000004000007945 */
@@ -556,7 +550,6 @@ host = linux
         /*0000*/                   EXIT ;                                        /* 0x000000000000794d */
 
 Fatbin elf code:
-================
 arch = sm_90a
                 Function : _ZN2ns1kILi1EEEvPKi
         /*0000*/                   NOP ;                                         /* 0x0000000000007918 */
