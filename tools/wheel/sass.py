@@ -16,7 +16,7 @@ The columns count what a kernel's time usually hangs on: barriers (BAR),
 shared-memory atomics (ATOMS), warp shuffles and votes, global loads and
 stores, reconvergence regions (BSSY: one per divergent branch the compiler
 could not turn into predication) and reads of the shared window's base
-(``SR_CgaCtaId``: a special-register read that the compiler repeats inside
+(``SR_CgaCtaId``: a special-register read that the compiler may repeat inside
 each such region). cuobjdump is found as ``inspect_wheel`` finds it (CUDA_HOME,
 PATH, /usr/local/cuda, the copy bundled with Triton).
 """
