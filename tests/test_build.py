@@ -610,8 +610,7 @@ def test_sass_of_the_built_cuda_library() -> None:
     cuobjdump = inspect_wheel.find_cuobjdump()
     if _ops.CUDA_LIBRARY is None or cuobjdump is None:
         pytest.skip("needs the CUDA library built and a cuobjdump (Triton bundles one)")
-    if "sm_90a" not in subprocess.run([cuobjdump, "--list-elf", _ops.CUDA_LIBRARY],
-                                      capture_output=True, text=True).stdout:
+    if "sm_90a" not in inspect_wheel.cuda_code(cuobjdump, _ops.CUDA_LIBRARY)[0]:
         pytest.skip("the CUDA library has no sm_90a cubin")
     code = sass.kernels(cuobjdump, _ops.CUDA_LIBRARY, "sm_90a")
     for name in ("tiny_kernel<int, 1>", "tiny_kernel<long, 2>", "spread_kernel<int, 1>",
