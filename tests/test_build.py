@@ -602,6 +602,26 @@ def test_sass_table_marks_changed_kernels() -> None:
                                           "| 0 | same |", False)
 
 
+def test_sass_finds_the_cuda_library_in_a_wheel(tmp_path: Path) -> None:
+    import zipfile
+
+    from tools.wheel import sass
+
+    wheel = tmp_path / "w.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("other/_C_cuda.abi3.so", b"not the plugin's")
+        z.writestr("vllm_moe_align_plugin/_C.abi3.so", b"cpu")
+        z.writestr("vllm_moe_align_plugin/_C_cuda.abi3.so", b"cuda")
+    found = Path(sass.cuda_library(str(wheel), str(tmp_path / "x")))
+    assert found.read_bytes() == b"cuda" and found.parent.name == "vllm_moe_align_plugin"
+    assert sass.cuda_library("lib/_C_cuda.abi3.so", str(tmp_path)) == "lib/_C_cuda.abi3.so"
+    cpu_only = tmp_path / "cpu.whl"
+    with zipfile.ZipFile(cpu_only, "w") as z:
+        z.writestr("vllm_moe_align_plugin/_C.abi3.so", b"cpu")
+    with pytest.raises(SystemExit, match="no _C_cuda library"):
+        sass.cuda_library(str(cpu_only), str(tmp_path / "y"))
+
+
 def test_sass_of_the_built_cuda_library() -> None:
     """The CUDA library this checkout built (the CUDA kernels' sm_90a cubin,
     read with cuobjdump): every kernel found, each identical to itself."""

@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Sequence
 from typing import Optional
 
-from tools.wheel.inspect_wheel import find_cuobjdump
+from tools.wheel.inspect_wheel import LIBRARY, find_cuobjdump
 
 #: (column, pattern on the opcode and operands)
 COLUMNS = (
@@ -115,7 +115,7 @@ def cuda_library(build: str, tmp: str) -> str:
     if not build.endswith(".whl"):
         return build
     with zipfile.ZipFile(build) as z:
-        names = [n for n in z.namelist() if re.search(r"/_C_cuda\.[^/]*\.so$", n)]
+        names = [n for n in z.namelist() if LIBRARY.match(n) and "/_C_cuda." in n]
         if not names:
             raise SystemExit(f"{build}: no _C_cuda library in the wheel (a build without CUDA kernels)")
         return z.extract(names[0], tmp)
