@@ -216,6 +216,26 @@ def test_property(
         assert_same(got, want, f"{dev} seed={seed}")
 
 
+@pytest.mark.parametrize("num_experts", [1, 8, 64, 257, 511, 512, 4096])
+@pytest.mark.parametrize("block_size", [1, 3, 16])
+def test_two_routes_a_lane(device: str, num_experts: int, block_size: int) -> None:
+    """Every call of 33 to 64 routes (the GPU's decode kernel with two routes a lane) equals the
+    reference: random ids with invalid ones among them, all routes on one expert (with block
+    size 1 a segment of 64 blocks, the most there can be), and a map applied while counting."""
+    for numel in range(33, 65):
+        emap = random_expert_map(num_experts, seed=numel)
+        cases = [
+            (random_routes(numel, num_experts, invalid_frac=0.2, skew=numel % 2 == 0, seed=numel), None),
+            (torch.full((numel,), num_experts - 1, dtype=torch.int32), None),
+            (random_routes(numel, num_experts, invalid_frac=0.1, seed=numel + 1), emap),
+        ]
+        for ids, m in cases:
+            want = reference(ids, block_size, num_experts, m, False, m is not None)
+            got = moe_align_block_size(ids.to(device), block_size, num_experts,
+                                       None if m is None else m.to(device), False, m is not None)
+            assert_same(got, want, f"numel={numel} E={num_experts} B={block_size} map={m is not None}")
+
+
 def test_non_contiguous_ids(device: str) -> None:
     ids = random_routes(4096, 64, top_k=8, seed=5).t()  # a transposed view
     assert not ids.is_contiguous()

@@ -20,6 +20,46 @@ constexpr int kTinyPadBits = 11;
 // Map entries a lane holds in registers (maps of up to 256 experts).
 constexpr int kTinyMapRegs = 8;
 
+// A segment of the tiny regime has at most kTinyMaxRoutes routes, so at most
+// that many blocks: kTinyBlockBits bits hold any segment's block count.
+constexpr int kTinyBlockBits = 7;
+static_assert(kTinyMaxRoutes < (1 << kTinyBlockBits), "a segment's blocks must fit kTinyBlockBits");
+
+// Two routes a lane: rank[r] and count[r] as tiny_ranks, and below[r][g], the
+// lanes whose route of group g has a smaller key than route (r, lane). The
+// same ballots (one per key bit and group) give both: walking the bits from
+// the top, a lane is below while its higher bits equal ours and it has a 0
+// where we have a 1.
+template <int kBits, int R>
+__device__ __forceinline__ void tiny_ranks_below(const int (&key)[R], int (&rank)[R],
+                                                 int (&count)[R], unsigned (&below)[R][R]) {
+  const unsigned lower = (1u << (threadIdx.x & 31)) - 1u;
+  unsigned set[R][kBits];
+#pragma unroll
+  for (int g = 0; g < R; ++g)
+#pragma unroll
+    for (int b = 0; b < kBits; ++b) set[g][b] = __ballot_sync(0xffffffffu, (key[g] >> b) & 1);
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    rank[r] = 0;
+    count[r] = 0;
+#pragma unroll
+    for (int g = 0; g < R; ++g) {
+      unsigned equal = 0xffffffffu, less = 0u;
+#pragma unroll
+      for (int b = kBits - 1; b >= 0; --b) {
+        const bool one = (key[r] >> b) & 1;
+        less |= one ? equal & ~set[g][b] : 0u;
+        equal &= one ? set[g][b] : ~set[g][b];
+      }
+      below[r][g] = less;
+      count[r] += __popc(equal);
+      if (g < r) rank[r] += __popc(equal);
+      if (g == r) rank[r] += __popc(equal & lower);
+    }
+  }
+}
+
 // Entry x of a map held in registers (lane l holds entries l, l + 32, ...):
 // one shuffle per register, all kRegs of them in flight together, no branch
 // between them.
@@ -100,17 +140,24 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
     for (int r = 0; r < R; ++r)
       owner[r] = p.map_out ? __ldg(p.map + (key[r] < E ? key[r] : 0)) : key[r];
   }
-  // count
+  // count (with two routes a lane, also which lanes hold smaller keys: the
+  // scan's input)
   int rank[R], count[R];
-  if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
-  else tiny_ranks<9>(key, rank, count);
+  unsigned below[R][R];
+  if constexpr (R == 1) {
+    if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
+    else tiny_ranks<9>(key, rank, count);
+  } else {
+    if (wide_keys(E)) tiny_ranks_below<13>(key, rank, count, below);
+    else tiny_ranks_below<9>(key, rank, count, below);
+  }
   // scan: a segment's start is the padded size of every smaller key's segment
-  int padded[R], pack[R], total = 0;
+  int blocks[R], padded[R], total = 0;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const bool leader = key[r] < E && rank[r] == 0;
-    padded[r] = leader ? p.div_block.div(count[r] + B - 1) * B : 0;
-    pack[r] = (key[r] << kTinyPadBits) | padded[r];
+    blocks[r] = leader ? p.div_block.div(count[r] + B - 1) : 0;
+    padded[r] = blocks[r] * B;
     total += padded[r];
   }
   // scan: start[r] sums the padded segments of the keys below key[r].
@@ -121,32 +168,45 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
     // decode batch of up to 8 routes reads 8 lanes, not 32. A lane without a
     // route adds 0.
     const int lanes = min(n, 32);
+    const int pack = (key[0] << kTinyPadBits) | padded[0];
 #pragma unroll
     for (int base = 0; base < 32; base += 8) {
       if (base >= lanes) break;  // (uniform)
 #pragma unroll
       for (int src = base; src < base + 8; ++src) {
-        const int v = __shfl_sync(0xffffffffu, pack[0], src);
+        const int v = __shfl_sync(0xffffffffu, pack, src);
         start[0] += (v >> kTinyPadBits) < key[0] ? v & ((1 << kTinyPadBits) - 1) : 0;
       }
     }
     total = warp_sum(total);
   } else {
     // With two routes a lane (33 to 64 routes) every lane holds a route, so
-    // none can be skipped: all 32 lanes, unrolled without a branch between
-    // the chunks, and the total with shuffles (warp_sum on its own chain
-    // would wait beside the scan's shuffles).
+    // reading the lanes one by one takes 64 shuffles. Ballots instead: one
+    // per bit of each group's block counts (a segment's padded size in
+    // blocks, on its leader; 0 elsewhere), and then start[r] is B times the
+    // block counts of the lanes below it, bit by bit, and the total B times
+    // those of all lanes.
+    unsigned bits[R][kTinyBlockBits];
 #pragma unroll
-    for (int src = 0; src < 32; ++src)
+    for (int g = 0; g < R; ++g)
 #pragma unroll
-      for (int g = 0; g < R; ++g) {
-        const int v = __shfl_sync(0xffffffffu, pack[g], src);
+      for (int j = 0; j < kTinyBlockBits; ++j)
+        bits[g][j] = __ballot_sync(0xffffffffu, (blocks[g] >> j) & 1);
+    int all = 0;
 #pragma unroll
-        for (int r = 0; r < R; ++r)
-          start[r] += (v >> kTinyPadBits) < key[r] ? v & ((1 << kTinyPadBits) - 1) : 0;
-      }
+    for (int r = 0; r < R; ++r) {
+      int before = 0;
 #pragma unroll
-    for (int d = 16; d > 0; d >>= 1) total += __shfl_xor_sync(0xffffffffu, total, d);
+      for (int g = 0; g < R; ++g)
+#pragma unroll
+        for (int j = 0; j < kTinyBlockBits; ++j) before += __popc(bits[g][j] & below[r][g]) << j;
+      start[r] = before * B;
+    }
+#pragma unroll
+    for (int g = 0; g < R; ++g)
+#pragma unroll
+      for (int j = 0; j < kTinyBlockBits; ++j) all += __popc(bits[g][j]) << j;
+    total = all * B;
   }
   const int used = p.div_block.div(total);
   // fill: past the last segment, all CTAs
