@@ -188,16 +188,34 @@ __device__ __forceinline__ int warp_sum(int v) {
 #endif
 }
 
-// rank[r]: routes before route (r, lane) with the same key; count[r]: routes
-// with its key. One ballot per key bit and route group, all independent.
+// set[g][b]: the lanes whose route of group g has bit b of its key set. One
+// ballot per key bit and route group, all independent.
 template <int kBits, int R>
-__device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], int (&count)[R]) {
-  const unsigned lower = (1u << (threadIdx.x & 31)) - 1u;
-  unsigned set[R][kBits];
+__device__ __forceinline__ void key_ballots(const int (&key)[R], unsigned (&set)[R][kBits]) {
 #pragma unroll
   for (int g = 0; g < R; ++g)
 #pragma unroll
     for (int b = 0; b < kBits; ++b) set[g][b] = __ballot_sync(0xffffffffu, (key[g] >> b) & 1);
+}
+
+// Adds route (r, lane)'s peers of group g (the lanes whose route of group g
+// has its key) to count[r], and those before it to rank[r]: all of an
+// earlier group, the lower lanes of its own.
+template <int R>
+__device__ __forceinline__ void add_peers(unsigned peers, int r, int g, unsigned lower,
+                                          int (&rank)[R], int (&count)[R]) {
+  count[r] += __popc(peers);
+  if (g < r) rank[r] += __popc(peers);
+  if (g == r) rank[r] += __popc(peers & lower);
+}
+
+// rank[r]: routes before route (r, lane) with the same key; count[r]: routes
+// with its key.
+template <int kBits, int R>
+__device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], int (&count)[R]) {
+  const unsigned lower = (1u << (threadIdx.x & 31)) - 1u;
+  unsigned set[R][kBits];
+  key_ballots(key, set);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     rank[r] = 0;
@@ -207,9 +225,7 @@ __device__ __forceinline__ void tiny_ranks(const int (&key)[R], int (&rank)[R], 
       unsigned peers = 0xffffffffu;
 #pragma unroll
       for (int b = 0; b < kBits; ++b) peers &= ((key[r] >> b) & 1) ? set[g][b] : ~set[g][b];
-      count[r] += __popc(peers);
-      if (g < r) rank[r] += __popc(peers);
-      if (g == r) rank[r] += __popc(peers & lower);
+      add_peers(peers, r, g, lower, rank, count);
     }
   }
 }

@@ -27,7 +27,7 @@ static_assert(kTinyMaxRoutes < (1 << kTinyBlockBits), "a segment's blocks must f
 
 // Two routes a lane: rank[r] and count[r] as tiny_ranks, and below[r][g], the
 // lanes whose route of group g has a smaller key than route (r, lane). The
-// same ballots (one per key bit and group) give both: walking the bits from
+// same ballots (key_ballots) give both: walking the bits from
 // the top, a lane is below while its higher bits equal ours and it has a 0
 // where we have a 1.
 template <int kBits, int R>
@@ -35,14 +35,10 @@ __device__ __forceinline__ void tiny_ranks_below(const int (&key)[R], int (&rank
                                                  int (&count)[R], unsigned (&below)[R][R]) {
   const unsigned lower = (1u << (threadIdx.x & 31)) - 1u;
   unsigned set[R][kBits];
-#pragma unroll
-  for (int g = 0; g < R; ++g)
-#pragma unroll
-    for (int b = 0; b < kBits; ++b) set[g][b] = __ballot_sync(0xffffffffu, (key[g] >> b) & 1);
+  key_ballots(key, set);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    rank[r] = 0;
-    count[r] = 0;
+    rank[r] = count[r] = 0;
 #pragma unroll
     for (int g = 0; g < R; ++g) {
       unsigned equal = 0xffffffffu, less = 0u;
@@ -53,9 +49,7 @@ __device__ __forceinline__ void tiny_ranks_below(const int (&key)[R], int (&rank
         equal &= one ? set[g][b] : ~set[g][b];
       }
       below[r][g] = less;
-      count[r] += __popc(equal);
-      if (g < r) rank[r] += __popc(equal);
-      if (g == r) rank[r] += __popc(equal & lower);
+      add_peers(equal, r, g, lower, rank, count);
     }
   }
 }
