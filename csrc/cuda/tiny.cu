@@ -27,9 +27,8 @@ static_assert(kTinyMaxRoutes < (1 << kTinyBlockBits), "a segment's blocks must f
 
 // Two routes a lane: rank[r] and count[r] as tiny_ranks, and below[r][g], the
 // lanes whose route of group g has a smaller key than route (r, lane). The
-// same ballots (key_ballots) give both: walking the bits from
-// the top, a lane is below while its higher bits equal ours and it has a 0
-// where we have a 1.
+// same ballots (key_ballots) give both: walking the bits from the top, a lane
+// is below while its higher bits equal ours and it has a 0 where we have a 1.
 template <int kBits, int R>
 __device__ __forceinline__ void tiny_ranks_below(const int (&key)[R], int (&rank)[R],
                                                  int (&count)[R], unsigned (&below)[R][R]) {
