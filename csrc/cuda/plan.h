@@ -56,6 +56,11 @@ constexpr int smem_ints(int E, int hist_warps, int tile_routes) {
   return 2 * E + 1 + hist_warps * E + tile_routes;
 }
 
+// Shared memory of the tiled count kernel, in ints: hist[E] | one spare slot
+// a lane for the routes without an expert (their atomics land there instead
+// of behind a branch).
+constexpr int count_smem_ints(int E) { return E + 32; }
+
 // Shared memory of the spread kernel, in ints: cnt[E] | before[E] | seg[E + 1]
 // | map[E] (a copy of expert_map when it applies while counting).
 constexpr int spread_smem_ints(int E, bool map_in) { return 3 * E + 1 + (map_in ? E : 0); }

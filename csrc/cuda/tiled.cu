@@ -148,11 +148,14 @@ __device__ __forceinline__ Chunk warp_chunk(int n, int w, int per) {
 
 // count: hist_row[e] += routes of expert e in the chunk. The row belongs to
 // this warp; each lane adds with a shared-memory atomic that returns nothing,
-// so iterations do not wait on each other (order is irrelevant here).
-__device__ __forceinline__ void count_chunk(const int* bins, Chunk c, int* hist_row, int E) {
+// so iterations do not wait on each other (order is irrelevant here). A
+// route without an expert adds to `spare` (this thread's own slot, read by no
+// one) instead of branching around its atomic.
+__device__ __forceinline__ void count_chunk(const int* bins, Chunk c, int* hist_row, int E,
+                                            int* spare) {
   for (int i = c.begin + (threadIdx.x & 31); i < c.end; i += 32) {
     const int e = bins[i];
-    if (e < E) atomicAdd(&hist_row[e], 1);
+    atomicAdd(e < E ? &hist_row[e] : spare, 1);
   }
 }
 
@@ -278,7 +281,9 @@ __device__ void fill_expert_ids(const int* seg, int cta, int ctas, const Params&
 // here: one shared row, one shared-memory atomic per route, loads all in
 // flight. (Aggregating equal experts of a warp with ballots first, to save
 // atomics, is slower: the ballots are more instructions than the atomics
-// they save at realistic expert counts.)
+// they save at realistic expert counts.) A route without an expert adds to
+// hist[E + lane], a spare slot that is never read (count_smem_ints), instead
+// of branching around its atomic.
 template <bool kGlobalize, typename IdT>
 __device__ __forceinline__ void count_tiles(const IdT* __restrict__ ids, const Params& p,
                                             const Globalize& g) {
@@ -289,8 +294,9 @@ __device__ __forceinline__ void count_tiles(const IdT* __restrict__ ids, const P
   for (int e = threadIdx.x; e < E; e += blockDim.x) hist[e] = 0;
   fill_padding(blockIdx.x, gridDim.x, p);  // the scatter kernel runs after this one
   __syncthreads();
+  int* const spare = hist + E + (threadIdx.x & 31);
   for_each_bin<kGlobalize>(ids, lo, hi, p, [&](int, int e) {
-    if (e < E) atomicAdd(&hist[e], 1);
+    atomicAdd(e < E ? &hist[e] : spare, 1);
   }, g);
   __syncthreads();
   int* out = p.tile_hist + static_cast<size_t>(blockIdx.x) * E;
@@ -433,9 +439,11 @@ __device__ __forceinline__ void scatter_tiles(const IdT* __restrict__ ids, const
     else tile_prefix_here<4>(p, tile, seg, cnt);
   }
   const Chunk chunk = warp_chunk(hi - lo, warp, p.warp_routes);
-  if (warp < W) count_chunk(bins, chunk, hist + warp * E, E);
-  __syncthreads();
+  // part[] is warp_prefixes' scratch, which it writes before it reads; until
+  // then part[threadIdx.x] is this thread's spare slot for the count.
   __shared__ int part[kThreads];
+  if (warp < W) count_chunk(bins, chunk, hist + warp * E, E, &part[threadIdx.x]);
+  __syncthreads();
   warp_prefixes(hist, seg, cnt, false, part, p);
   __syncthreads();
   scan_segments(cnt, seg, p);
@@ -465,8 +473,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <auto kCount, auto kScatterPrefixHere, auto kScatterScanned, typename... Args>
 cudaError_t launch_tiles(const Params& p, const LaunchPlan& l, int device, int smem_optin_bytes,
                          cudaStream_t stream, const Args&... args) {
-  cudaError_t err = launch_kernel<kCount>(l.num_tiles, l.threads, sizeof(int) * p.num_experts,
-                                          device, stream, args...);
+  cudaError_t err = launch_kernel<kCount>(l.num_tiles, l.threads,
+                                          sizeof(int) * count_smem_ints(p.num_experts), device,
+                                          stream, args...);
   if (err != cudaSuccess) return err;
   if (l.regime == Regime::kTiledScan) {
     err = launch_kernel<scan_tiles_kernel>((p.num_experts + 31) / 32, kThreads, 0, device, stream,
