@@ -17,13 +17,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .vllm.runtime import register, unregister
-
 __all__ = ["__version__", "fused_globalize_align_block_size", "moe_align_block_size", "register",
            "unregister"]
 
-# The functions imported when first asked for: name -> module
-_LAZY = {"moe_align_block_size": "api", "fused_globalize_align_block_size": "globalize"}
+# The functions imported when first asked for: name -> module. ``register``
+# too (vLLM's entry point reads it with getattr), so the package root imports
+# none of its modules and the runtime may read ``__version__`` from it.
+_LAZY = {"moe_align_block_size": "api", "fused_globalize_align_block_size": "globalize",
+         "register": "vllm.runtime", "unregister": "vllm.runtime"}
 
 
 def __getattr__(name: str) -> Any:

@@ -25,25 +25,11 @@ import torch
 
 from . import devices
 from ._ops import checks, library
-from .globalize_reference import MAX_LOCAL_EXPERTS, SIZE_RULES
+from .globalize_reference import buffer_sizes
 from .messages import describe
 
 #: the op's name, as the dispatcher knows it
 OP_NAME = "vllm_moe_align::fused_globalize_align_block_size_out"
-_INT32_MAX = 2**31 - 1
-
-
-def buffer_sizes(numel: int, local_num_experts: int, block_size: int) -> Optional[tuple[int, int]]:
-    """``(len(sorted_ids), len(expert_ids))`` for ``numel`` routes: ``numel +
-    L * (B - 1)`` slots, capped at ``numel * B`` when ``numel < L``, and one
-    expert id per block of them. None for arguments the op refuses (it names
-    them; the function then allocates empty buffers, nothing negative or huge)."""
-    if not 0 <= local_num_experts <= MAX_LOCAL_EXPERTS or block_size < 1:
-        return None
-    size = SIZE_RULES.max_num_tokens_padded(numel, local_num_experts, block_size, False)
-    if size > _INT32_MAX:
-        return None
-    return size, -(-size // block_size)
 
 
 def _check_tensor(name: str, value: object) -> None:

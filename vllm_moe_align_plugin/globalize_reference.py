@@ -67,6 +67,8 @@ every count, id and size fits an int32.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .contract import V0_31
@@ -78,6 +80,20 @@ from .reference import moe_align_block_size_reference
 SIZE_RULES = V0_31
 #: vLLM's limit on ``local_num_experts``
 MAX_LOCAL_EXPERTS = 1024
+_INT32_MAX = 2**31 - 1
+
+
+def buffer_sizes(numel: int, local_num_experts: int, block_size: int) -> Optional[tuple[int, int]]:
+    """``(len(sorted_ids), len(expert_ids))`` for ``numel`` routes: ``numel +
+    L * (B - 1)`` slots, capped at ``numel * B`` when ``numel < L``, and one
+    expert id per block of them. None for arguments the op refuses (it names
+    them; the function then allocates empty buffers, nothing negative or huge)."""
+    if not 0 <= local_num_experts <= MAX_LOCAL_EXPERTS or block_size < 1:
+        return None
+    size = SIZE_RULES.max_num_tokens_padded(numel, local_num_experts, block_size, False)
+    if size > _INT32_MAX:
+        return None
+    return size, -(-size // block_size)
 
 
 def fused_globalize_align_block_size_reference(

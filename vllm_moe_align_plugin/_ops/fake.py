@@ -8,6 +8,7 @@ from typing import Optional
 
 import torch
 
+from ..globalize_reference import buffer_sizes
 from . import library
 from .checks import check_devices
 
@@ -68,8 +69,6 @@ def _globalize_out_fake(
 ) -> None:
     """The C++ checks of devices and buffer sizes (csrc/checks.h,
     check_globalize_out_args), in the same words; the rest is left to the op."""
-    from ..globalize import buffer_sizes  # the package's module, which imports this one
-
     check_devices(recv_topk_idx, "recv_topk_idx", psum_recv_per_rank=psum_recv_per_rank,
                   sorted_ids=sorted_ids, expert_ids=expert_ids,
                   num_tokens_post_pad=num_tokens_post_pad, scatter_idx=scatter_idx)
