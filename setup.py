@@ -500,7 +500,10 @@ def _extensions(build_base: Path) -> list:
     extensions.append(cpp_extension.CUDAExtension(
         f"{PACKAGE}._C_cuda",
         ["csrc/cuda/cuda_host.cpp", "csrc/cuda/launch.cpp", "csrc/cuda/plan.cpp",
-         "csrc/cuda/tiny.cu", "csrc/cuda/spread.cu", "csrc/cuda/tiled.cu", "csrc/cuda/globalize.cu",
+         # one CUDA module per regime and id type (csrc/cuda/kernels.h)
+         "csrc/cuda/tiny_int32.cu", "csrc/cuda/tiny_int64.cu", "csrc/cuda/spread_int32.cu",
+         "csrc/cuda/spread_int64.cu", "csrc/cuda/tiled_int32.cu", "csrc/cuda/tiled_int64.cu",
+         "csrc/cuda/tiled_globalize.cu", "csrc/cuda/globalize.cu",
          f"csrc/frontend/{abi}_cuda.cpp"],
         include_dirs=include_dirs,
         library_dirs=[link_dir] if link_dir else [],

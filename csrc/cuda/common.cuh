@@ -9,8 +9,9 @@
 //            it  (ranks among equal experts in a 32-route group come from
 //            ballots, lower lanes first, so segments ascend)
 //
-// Size regimes, chosen by plan_launch (plan.cpp): tiny (tiny.cu), spread
-// (spread.cu), tiled (tiled.cu); each file describes its kernels.
+// Size regimes, chosen by plan_launch (plan.cpp): tiny (tiny.cuh), spread
+// (spread.cuh), tiled (tiled.cuh); each file describes its kernels, and
+// <regime>_int32.cu and <regime>_int64.cu compile them per id type.
 //
 // This header: device helpers shared by the regimes, the parameters the
 // kernels read (Params, built once per call on the host by to_params), and
@@ -30,7 +31,7 @@ namespace {
 constexpr int kWarps = kThreads / 32;
 
 // Tiled, prefix in each CTA: tile rows a thread loads before it adds any
-// (tile_prefix_here in tiled.cu; to_params sizes the thread groups by it).
+// (tile_prefix_here in tiled.cuh; to_params sizes the thread groups by it).
 constexpr int kPrefixInFlight = 8;
 
 // Division by a divisor fixed for the whole launch, by multiply and shift
@@ -148,7 +149,7 @@ __device__ __forceinline__ int bin_of(IdT raw, const Params& p, const int* map) 
   return (local >= 0 && local < p.num_experts) ? local : p.num_experts;
 }
 
-// fused_globalize_align_block_size_out (globalize.cu, and tiled.cu's
+// fused_globalize_align_block_size_out (globalize.cu, and tiled.cuh's
 // kGlobalize kernels): the routes of real rows are the first rows received x
 // topk (real_routes, from psum_recv_per_rank's last entry, read on the
 // device); route i of local id `local` (its id read as a 32-bit int, as
@@ -398,13 +399,6 @@ Params to_params(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan&
   p.div_block = FastDiv::make(static_cast<uint32_t>(p.block_size));
   p.div_experts = FastDiv::make(static_cast<uint32_t>(E));
   return p;
-}
-
-// Calls f(ids) with the routes typed as they are in memory (int32 or int64).
-template <typename F>
-cudaError_t with_typed_ids(const Params& p, F f) {
-  if (p.ids_int64) return f(static_cast<const int64_t*>(p.ids));
-  return f(static_cast<const int32_t*>(p.ids));
 }
 
 // Programmatic dependent launch (Hopper and newer; dependent_launch in

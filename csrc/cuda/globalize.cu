@@ -18,12 +18,12 @@
 //
 // The tiled kernels (larger calls whose align plan is tiled): they compute
 // each route's bin themselves and the scatter kernel rewrites the ids
-// (tiled.cu, kGlobalize).
+// (tiled_globalize.cu).
 //
 // A pass, then the tiny or spread kernel (the other larger calls): the
 // globalize pass, one route a thread, writes each route's bin (local id, or
 // -1 when dropped) to `bins` and rewrites the id in place; the align kernel
-// (tiny.cu, spread.cu) then sorts `bins` over the local experts. A separate
+// (tiny.cuh, spread.cuh) then sorts `bins` over the local experts. A separate
 // launch because those kernels read the routes from several CTAs (spread:
 // every CTA reads every route), so none of them could rewrite an id while
 // another may still read it.

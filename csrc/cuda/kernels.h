@@ -12,16 +12,40 @@
 
 namespace vllm_moe_align {
 
-// Per regime (tiny.cu, spread.cu, tiled.cu): launch_* enqueues the regime's
-// kernels for `plan` on `stream`, for a validated problem (checks.h) on
-// buffers whose ids are int32 or int64, and returns the first launch error;
-// preload_* loads the regime's kernels on the current device.
-cudaError_t launch_tiny(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan& plan,
-                        int device, int smem_optin_bytes, cudaStream_t stream);
-cudaError_t launch_spread(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan& plan,
-                          int device, int smem_optin_bytes, cudaStream_t stream);
-cudaError_t launch_tiled(const AlignProblem& p, const AlignBuffers& b, const LaunchPlan& plan,
-                         int device, int smem_optin_bytes, cudaStream_t stream);
+// Per regime (tiny.cuh, spread.cuh, tiled.cuh) and id type: launch_<regime>_<type>
+// enqueues the regime's kernels for `plan` on `stream`, for a validated
+// problem (checks.h) on buffers whose ids have that type, and returns the
+// first launch error; preload_<regime>_<type> loads those kernels on the
+// current device. Each regime and id type is a source file and so a CUDA
+// module of its own (<regime>_int32.cu, <regime>_int64.cu): CUDA loads a
+// module whole at the first launch of any of its kernels, at a cost that
+// grows with the module's size, so a process's first call loads only the
+// kernels it runs.
+cudaError_t launch_tiny_int32(const AlignProblem& p, const AlignBuffers& b,
+                              const LaunchPlan& plan, int device, int smem_optin_bytes,
+                              cudaStream_t stream);
+cudaError_t launch_tiny_int64(const AlignProblem& p, const AlignBuffers& b,
+                              const LaunchPlan& plan, int device, int smem_optin_bytes,
+                              cudaStream_t stream);
+cudaError_t launch_spread_int32(const AlignProblem& p, const AlignBuffers& b,
+                                const LaunchPlan& plan, int device, int smem_optin_bytes,
+                                cudaStream_t stream);
+cudaError_t launch_spread_int64(const AlignProblem& p, const AlignBuffers& b,
+                                const LaunchPlan& plan, int device, int smem_optin_bytes,
+                                cudaStream_t stream);
+cudaError_t launch_tiled_int32(const AlignProblem& p, const AlignBuffers& b,
+                               const LaunchPlan& plan, int device, int smem_optin_bytes,
+                               cudaStream_t stream);
+cudaError_t launch_tiled_int64(const AlignProblem& p, const AlignBuffers& b,
+                               const LaunchPlan& plan, int device, int smem_optin_bytes,
+                               cudaStream_t stream);
+cudaError_t preload_tiny_int32();
+cudaError_t preload_tiny_int64();
+cudaError_t preload_spread_int32();
+cudaError_t preload_spread_int64();
+cudaError_t preload_tiled_int32();
+cudaError_t preload_tiled_int64();
+
 // fused_globalize_align_block_size_out's inputs beyond the align problem:
 // the ids (recv_topk_idx, rewritten in place), psum_recv_per_rank's last
 // entry (rows received, read on the device), and the globalize step's sizes.
@@ -35,14 +59,12 @@ struct GlobalizeArgs {
 };
 
 // The tiled kernels of `plan` (a tiled regime) for a globalize call whose
-// align problem is `p` (align_problem_of), globalizing as they go (tiled.cu):
-// every output of b, and g.ids rewritten in place.
+// align problem is `p` (align_problem_of), globalizing as they go
+// (tiled_globalize.cu): every output of b, and g.ids rewritten in place.
 cudaError_t launch_tiled_globalize(const AlignProblem& p, const AlignBuffers& b,
                                    const LaunchPlan& plan, const GlobalizeArgs& g, int device,
                                    int smem_optin_bytes, cudaStream_t stream);
-cudaError_t preload_tiny();
-cudaError_t preload_spread();
-cudaError_t preload_tiled();
+cudaError_t preload_tiled_globalize();
 
 // globalize.cu, fused_globalize_align_block_size_out for a validated problem
 // and its plan (plan_globalize): launch_globalize_fused writes every output
@@ -66,13 +88,17 @@ bool dependent_launch(int device);
 inline cudaError_t launch_align(const AlignProblem& p, const AlignBuffers& b,
                                 const LaunchPlan& plan, int device, int smem_optin_bytes,
                                 cudaStream_t stream) {
+  const bool wide = b.ids_dtype == kInt64;
   switch (plan.regime) {
     case Regime::kTiny:
-      return launch_tiny(p, b, plan, device, smem_optin_bytes, stream);
+      return (wide ? launch_tiny_int64 : launch_tiny_int32)(p, b, plan, device, smem_optin_bytes,
+                                                            stream);
     case Regime::kSpread:
-      return launch_spread(p, b, plan, device, smem_optin_bytes, stream);
+      return (wide ? launch_spread_int64 : launch_spread_int32)(p, b, plan, device,
+                                                                smem_optin_bytes, stream);
     default:
-      return launch_tiled(p, b, plan, device, smem_optin_bytes, stream);
+      return (wide ? launch_tiled_int64 : launch_tiled_int32)(p, b, plan, device,
+                                                              smem_optin_bytes, stream);
   }
 }
 
@@ -81,11 +107,15 @@ inline cudaError_t launch_align(const AlignProblem& p, const AlignBuffers& b,
 // launch; preloading moves it out of the first call. Queries only: no launch,
 // no allocation.
 inline cudaError_t preload_kernels() {
-  cudaError_t err = preload_tiny();
-  if (err == cudaSuccess) err = preload_spread();
-  if (err == cudaSuccess) err = preload_tiled();
-  if (err == cudaSuccess) err = preload_globalize();
-  return err;
+  cudaError_t (*const preloads[])() = {preload_tiny_int32,   preload_tiny_int64,
+                                       preload_spread_int32, preload_spread_int64,
+                                       preload_tiled_int32,  preload_tiled_int64,
+                                       preload_tiled_globalize, preload_globalize};
+  for (auto preload : preloads) {
+    const cudaError_t err = preload();
+    if (err != cudaSuccess) return err;
+  }
+  return cudaSuccess;
 }
 
 }  // namespace vllm_moe_align

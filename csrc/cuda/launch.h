@@ -1,7 +1,7 @@
 // Host side of the CUDA backend, torch-free: the GPU's limits, the device
 // guard, and one call's plan and launch. The frontends (frontend/*.cpp,
 // through ../ops.h) validate, allocate and hand over the pointers and the
-// stream; the kernels are in tiny.cu, spread.cu and tiled.cu.
+// stream; the kernels are in tiny.cuh, spread.cuh and tiled.cuh (kernels.h).
 #pragma once
 
 #include "../checks.h"

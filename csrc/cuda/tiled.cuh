@@ -9,7 +9,7 @@
 // count and scatter walk the chunk in route order, so segments ascend.
 //
 // fused_globalize_align_block_size_out's larger calls run these kernels
-// with kGlobalize (launch_tiled_globalize): a route's bin is its local id
+// with kGlobalize (tiled_globalize.cu): a route's bin is its local id
 // when the route is kept (Globalize::bin), and the scatter kernel rewrites
 // each id of its tile in place as it stages the tile (the thread that reads
 // a route writes it; no other CTA reads that tile in this launch, and the
@@ -17,6 +17,8 @@
 // through a const __restrict__ pointer, so possibly through the read-only
 // cache: that is safe because each id is read once, before its own thread
 // writes it, and never read again in the launch.
+#pragma once
+
 #include "common.cuh"
 
 #include <type_traits>
@@ -310,12 +312,6 @@ __global__ void __launch_bounds__(kThreads)
   count_tiles<false>(ids, p, Globalize{});
 }
 
-__global__ void __launch_bounds__(kThreads)
-    count_tiles_globalize_kernel(const int64_t* __restrict__ ids, Params p, GlobalizeArgs g) {
-  await_stream_inputs();
-  count_tiles<true>(ids, p, Globalize::of(g));
-}
-
 // scan (tiled, many tiles): per expert, tile counts -> exclusive prefix over
 // tiles (in place), and totals[e]. CTA = 32 experts (lanes) x 32 tile groups
 // (warps): reads of one tile row are coalesced.
@@ -459,13 +455,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   scatter_tiles<kPrefixHere, false>(ids, p, GlobalizeArgs{});
 }
 
-template <bool kPrefixHere>
-__global__ void __launch_bounds__(kThreads, 1)
-    scatter_tiles_globalize_kernel(const int64_t* __restrict__ ids, Params p, GlobalizeArgs g) {
-  await_stream_inputs();
-  scatter_tiles<kPrefixHere, true>(ids, p, g);
-}
-
 // The tiled launches: the count kernel, the scan kernel for kTiledScan, then
 // the scatter kernel of the regime (prefix here, or after the scan). The
 // align op's kernels and the globalize op's launch alike; each of them takes
@@ -494,40 +483,12 @@ cudaError_t launch_typed(const IdT* ids, const Params& p, const LaunchPlan& l, i
                                                         ids, p);
 }
 
+// (Each module of tiled kernels has its own copy of scan_tiles_kernel.)
 template <typename IdT>
 cudaError_t preload_typed() {
-  return query_all<count_tiles_kernel<IdT>, scatter_tiles_kernel<IdT, true>,
+  return query_all<count_tiles_kernel<IdT>, scan_tiles_kernel, scatter_tiles_kernel<IdT, true>,
                    scatter_tiles_kernel<IdT, false>>();
 }
 
 }  // namespace
-
-cudaError_t launch_tiled(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan& plan,
-                         int device, int smem_optin_bytes, cudaStream_t stream) {
-  const Params p = to_params(c, b, plan);
-  return with_typed_ids(p, [&](auto ids) {
-    return launch_typed(ids, p, plan, device, smem_optin_bytes, stream);
-  });
-}
-
-cudaError_t launch_tiled_globalize(const AlignProblem& c, const AlignBuffers& b,
-                                   const LaunchPlan& plan, const GlobalizeArgs& g, int device,
-                                   int smem_optin_bytes, cudaStream_t stream) {
-  const Params p = to_params(c, b, plan);
-  const int64_t* ids = g.ids;
-  return launch_tiles<count_tiles_globalize_kernel, scatter_tiles_globalize_kernel<true>,
-                      scatter_tiles_globalize_kernel<false>>(p, plan, device, smem_optin_bytes,
-                                                             stream, ids, p, g);
-}
-
-cudaError_t preload_tiled() {
-  cudaError_t err = preload_typed<int32_t>();
-  if (err == cudaSuccess) err = preload_typed<int64_t>();
-  if (err == cudaSuccess) err = query_all<scan_tiles_kernel>();
-  if (err == cudaSuccess)
-    err = query_all<count_tiles_globalize_kernel, scatter_tiles_globalize_kernel<true>,
-                    scatter_tiles_globalize_kernel<false>>();
-  return err;
-}
-
 }  // namespace vllm_moe_align

@@ -21,12 +21,14 @@
 // The writes of different CTAs never overlap, so nothing has to be ordered.
 // (Ranking every route in one CTA instead puts all the work on one SM,
 // behind several barriers: slower at these sizes.)
+#pragma once
+
 #include "common.cuh"
 
 namespace vllm_moe_align {
 namespace {
 
-// Launch bounds (kThreads, 1): as for the tiny kernel (tiny.cu).
+// Launch bounds (kThreads, 1): as for the tiny kernel (tiny.cuh).
 template <typename IdT, int R>
 __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restrict__ ids, Params p) {
   extern __shared__ __align__(16) int smem[];
@@ -141,19 +143,4 @@ cudaError_t preload_typed() {
 }
 
 }  // namespace
-
-cudaError_t launch_spread(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan& plan,
-                          int device, int smem_optin_bytes, cudaStream_t stream) {
-  const Params p = to_params(c, b, plan);
-  return with_typed_ids(p, [&](auto ids) {
-    return launch_typed(ids, p, plan, device, smem_optin_bytes, stream);
-  });
-}
-
-cudaError_t preload_spread() {
-  cudaError_t err = preload_typed<int32_t>();
-  if (err == cudaSuccess) err = preload_typed<int64_t>();
-  return err;
-}
-
 }  // namespace vllm_moe_align

@@ -9,6 +9,8 @@
 //              past the used blocks, and a share of each segment's padding
 //              and expert ids
 //   warp 0     the routes, num_tokens_post_pad, scatter_idx
+#pragma once
+
 #include "common.cuh"
 
 namespace vllm_moe_align {
@@ -255,17 +257,4 @@ cudaError_t preload_typed() {
 }
 
 }  // namespace
-
-cudaError_t launch_tiny(const AlignProblem& c, const AlignBuffers& b, const LaunchPlan& plan,
-                        int device, int, cudaStream_t stream) {
-  const Params p = to_params(c, b, plan);
-  return with_typed_ids(p, [&](auto ids) { return launch_typed(ids, p, plan, device, stream); });
-}
-
-cudaError_t preload_tiny() {
-  cudaError_t err = preload_typed<int32_t>();
-  if (err == cudaSuccess) err = preload_typed<int64_t>();
-  return err;
-}
-
 }  // namespace vllm_moe_align
