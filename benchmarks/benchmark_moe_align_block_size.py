@@ -80,11 +80,27 @@ VARIANTS = {  # name: (expert_map, ignore_invalid_experts, return_scatter_idx)
     "scatter_idx": (False, False, True),
     "map + scatter_idx": (True, True, True),
 }
+# The plain call on ids already mapped: each route's local id, E where the map
+# drops it. Its outputs are those of "map (counting)" bit for bit, so the two
+# differ only by the lookup; against "plain" the map also changes the layout
+# (about half the routes dropped, fewer used blocks).
+SAME_OUTPUT = "plain, ids pre-mapped"
+
+
+def premapped_ids(ids: torch.Tensor, emap: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """``ids`` with the expert map applied while counting: the local id where
+    the id is in range and the map keeps it, else ``num_experts``."""
+    flat = ids.to(torch.int64)
+    local = emap.to(torch.int64)[flat.clamp(0, num_experts - 1)]
+    keep = (flat >= 0) & (flat < num_experts) & (local >= 0) & (local < num_experts)
+    return torch.where(keep, local, torch.full_like(local, num_experts)).to(ids.dtype)
 
 
 def variants_table() -> str:
     """Graph us of the plugin per option, validated bit for bit first. The
-    expert map: about half the experts local (``random_expert_map``)."""
+    expert map: about half the experts local (``random_expert_map``). The
+    last time column is SAME_OUTPUT, and "map cost" is map (counting) over
+    it: what the lookup itself adds."""
     from vllm_moe_align_plugin import moe_align_block_size
 
     body = []
@@ -93,27 +109,37 @@ def variants_table() -> str:
         emap_cpu = random_expert_map(e, generator=torch.Generator().manual_seed(case.numel))
         emap = emap_cpu.cuda()
         inputs = bench.make_inputs(case, "cuda", 4 if case in VARIANT_CASES else 2)
+        runs = [(VARIANTS[name], inputs) for name in
+                (VARIANTS if case in VARIANT_CASES else ["plain"])]
+        if case in VARIANT_CASES:
+            runs.append((VARIANTS["plain"], [premapped_ids(x, emap, e) for x in inputs]))
         times = []
-        for use_map, ignore, scatter in (VARIANTS.values() if case in VARIANT_CASES
-                                         else [VARIANTS["plain"]]):
+        for j, ((use_map, ignore, scatter), xs) in enumerate(runs):
             m = emap if use_map else None
 
             def call(ids: torch.Tensor, m: object = m, ignore: bool = ignore, scatter: bool = scatter,
                      b: int = b, e: int = e) -> tuple[torch.Tensor, ...]:
                 return moe_align_block_size(ids, b, e, m, False, ignore, return_scatter_idx=scatter)
 
-            ids = inputs[0]
-            want = moe_align_block_size_reference(ids.cpu(), b, e, emap_cpu if use_map else None,
-                                                  False, ignore, return_scatter_idx=scatter)
-            got = call(ids)
+            # the pre-mapped run must give the map-while-counting call's outputs
+            mapped = j == len(VARIANTS)
+            want = moe_align_block_size_reference(inputs[0].cpu(), b, e,
+                                                  emap_cpu if use_map or mapped else None, False,
+                                                  ignore or mapped, return_scatter_idx=scatter)
+            got = call(xs[0])
             if not all(torch.equal(x.cpu(), y) for x, y in zip(got, want)):
                 raise AssertionError(f"plugin differs from the reference: {case.label}, "
-                                     f"map={use_map} ignore={ignore} scatter={scatter}")
-            times.append(bench.time_graph_us([lambda x=x: call(x) for x in inputs]))
-        cells = [f"{t:.2f}" for t in times] + ["-"] * (len(VARIANTS) - len(times))
-        ratio = f"{max(times) / times[0]:.2f}" if len(times) > 1 else "-"
-        body.append([case.label, *cells, ratio])
-    return bench.markdown_table(["tokens x topk, E, B", *VARIANTS, "worst / plain"], body)
+                                     f"map={use_map} ignore={ignore} scatter={scatter} "
+                                     f"pre-mapped={mapped}")
+            times.append(bench.time_graph_us([lambda x=x: call(x) for x in xs]))
+        width = len(VARIANTS) + 1
+        cells = [f"{t:.2f}" for t in times] + ["-"] * (width - len(times))
+        ratio = f"{max(times[:len(VARIANTS)]) / times[0]:.2f}" if len(times) > 1 else "-"
+        counting = list(VARIANTS).index("map (counting)")
+        cost = f"{times[counting] / times[-1]:.2f}" if len(times) == width else "-"
+        body.append([case.label, *cells, ratio, cost])
+    return bench.markdown_table(["tokens x topk, E, B", *VARIANTS, SAME_OUTPUT, "worst / plain",
+                                 "map cost"], body)
 
 
 # The decode call (1x8, E=256, B=16) on fixed rows of ids: what the routes'
