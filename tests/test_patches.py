@@ -30,6 +30,7 @@ import pytest
 
 from patches import make_patches
 from vllm_moe_align_plugin import cli
+from vllm_moe_align_plugin.contract import V0_31
 from vllm_moe_align_plugin.vllm import source_hook, source_patch
 from vllm_moe_align_plugin.vllm.env import running_vllm_version as installed_vllm_version
 
@@ -447,19 +448,27 @@ def _copy(src: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("line", source_patch.LINES,
-                         ids=[line.contract.patch_file for line in source_patch.LINES])
+#: (line, release): each line's reference release, and the newest release a
+#: line's file is said to apply to where that is another one (``verbatim``)
+PATCH_RELEASES = [(line, line.reference) for line in source_patch.LINES] + [
+    (source_patch.line_for(V0_31), "0.34.0"),
+]
+
+
+@pytest.mark.parametrize("line,version", PATCH_RELEASES,
+                         ids=[f"{line.contract.patch_file}-{v}" for line, v in PATCH_RELEASES])
 def test_patch_file_applies_to_its_release(
-    line: source_patch.PatchLine, sdist_trees: Callable[[str], Path], tmp_path: Path
+    line: source_patch.PatchLine, version: str, sdist_trees: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    release = sdist_trees(line.reference)
+    release = sdist_trees(version)
     patch_path = PATCHES / line.contract.patch_file
     pristine = digests(release)
 
     target = source_patch.load_target(str(release))
-    assert target.line == line and target.version == line.reference
-    assert patch_path.read_text(encoding="utf-8") == make_patches.patch_file_text(target), (
-        f"{patch_path.name} is stale: run python patches/make_patches.py")
+    assert target.line == line and target.version == version
+    if version == line.reference:
+        assert patch_path.read_text(encoding="utf-8") == make_patches.patch_file_text(target), (
+            f"{patch_path.name} is stale: run python patches/make_patches.py")
 
     by_cli = _copy(release, tmp_path / "cli")
     rc, out = run_cli("apply", str(by_cli))

@@ -27,6 +27,7 @@ BINDERS = [
     "vllm.model_executor.layers.fused_moe.experts.mxfp8_native_moe",
     "vllm.model_executor.layers.fused_moe.experts.nvfp4_emulation_moe",
     "vllm.model_executor.layers.fused_moe.experts.rdna3_moe",
+    "vllm.model_executor.layers.fused_moe.experts.lut_b_moe",  # vLLM >= 0.34
 ]
 GLOBALIZE_DEFINING = "vllm.model_executor.layers.fused_moe.fused_globalize_align_block_size"
 GLOBALIZE_BINDERS = ["vllm.model_executor.layers.fused_moe.experts.fused_humming_moe"]

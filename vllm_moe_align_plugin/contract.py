@@ -13,7 +13,7 @@ vLLM          tail   numel < E       ignore_invalid_experts     scatter_idx
 0.9.2-0.12.x  0      no shrink       no                         no
 0.13-0.16.x   0      shrink          yes (and op expert_map)    no
 0.17-0.30.x   -1     shrink          yes                        no
-0.31-0.33.x   -1     shrink          yes                        yes
+0.31-0.34.x   -1     shrink          yes                        yes
 ============  =====  ==============  =========================  ============
 """
 
@@ -83,9 +83,10 @@ class Contract:
 V0_9 = Contract((0, 9, 2), (0, 12), 0, False, False, False)
 V0_13 = Contract((0, 13, 0), (0, 16), 0, True, True, False)
 V0_17 = Contract((0, 17, 0), (0, 30), -1, True, True, False)
-# return_scatter_idx / scatter_idx arrived in 0.31.0 (0.31.0's and 0.32.0's
-# moe_align_block_size.py are byte-identical to 0.33.0's).
-V0_31 = Contract((0, 31, 0), (0, 33), -1, True, True, True)
+# return_scatter_idx / scatter_idx arrived in 0.31.0 (0.31.0's, 0.32.0's and
+# 0.34.0's moe_align_block_size.py are byte-identical to 0.33.0's, and 0.34.0's
+# op schemas and _custom_ops wrappers are 0.33.0's).
+V0_31 = Contract((0, 31, 0), (0, 34), -1, True, True, True)
 NEWEST = V0_31
 #: oldest first, each line starting where the one before it ends
 ALL = (V0_9, V0_13, V0_17, V0_31)

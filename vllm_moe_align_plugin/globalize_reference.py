@@ -119,7 +119,7 @@ def fused_globalize_align_block_size_reference(
     valid = (local >= 0) & (local < local_num_experts) & (glob < global_num_experts) & row_is_real
 
     # 4.-8. align the valid local ids over the local experts; -1 drops a route.
-    # The 0.31-0.33 align rules give the new op's sizes, padding and tail here.
+    # The 0.31-0.34 align rules give the new op's sizes, padding and tail here.
     sorted_ids, expert_ids, num_tokens_post_pad, scatter_idx = moe_align_block_size_reference(
         torch.where(valid, local, -1),
         block_size,
