@@ -102,8 +102,9 @@ build_plugin() {
   rm -rf "$SRC/build" "$SRC"/*.egg-info "$SRC"/vllm_moe_align_plugin/_C*.so
   (cd "$SRC" && VLLM_MOE_ALIGN_CUDA=0 "$VENV/bin/python" -m pip install -v \
       --no-build-isolation --no-deps -e .) || return 1
-  "$VENV/bin/python" -c "import vllm_moe_align_plugin, vllm_moe_align_plugin._ops as o; \
-print(vllm_moe_align_plugin.__file__, 'compiled op loaded:', o.available(), o.LOAD_ERROR)"
+  # (from the clone: a python -c started in another checkout would import that one)
+  (cd "$SRC" && "$VENV/bin/python" -c "import vllm_moe_align_plugin, vllm_moe_align_plugin._ops as o; \
+print(vllm_moe_align_plugin.__file__, 'compiled op loaded:', o.available(), o.LOAD_ERROR)")
 }
 
 run_pytest() {
