@@ -30,7 +30,11 @@ import torch
 
 from benchmarks import loaders
 from vllm_moe_align_plugin import bench
-from vllm_moe_align_plugin.reference import moe_align_block_size_reference, random_expert_map
+from vllm_moe_align_plugin.reference import (
+    moe_align_block_size_reference,
+    random_expert_map,
+    route_bins,
+)
 
 FIRST_CALL_SNIPPET = """
 import time, torch
@@ -90,10 +94,8 @@ SAME_OUTPUT = "plain, ids pre-mapped"
 def premapped_ids(ids: torch.Tensor, emap: torch.Tensor, num_experts: int) -> torch.Tensor:
     """``ids`` with the expert map applied while counting: the local id where
     the id is in range and the map keeps it, else ``num_experts``."""
-    flat = ids.to(torch.int64)
-    local = emap.to(torch.int64)[flat.clamp(0, num_experts - 1)]
-    keep = (flat >= 0) & (flat < num_experts) & (local >= 0) & (local < num_experts)
-    return torch.where(keep, local, torch.full_like(local, num_experts)).to(ids.dtype)
+    bins, _ = route_bins(ids.reshape(-1).to(torch.int64), num_experts, emap)
+    return bins.view(ids.shape).to(ids.dtype)
 
 
 def variants_table() -> str:
