@@ -94,7 +94,7 @@ SAME_OUTPUT = "plain, ids pre-mapped"
 def premapped_ids(ids: torch.Tensor, emap: torch.Tensor, num_experts: int) -> torch.Tensor:
     """``ids`` with the expert map applied while counting: the local id where
     the id is in range and the map keeps it, else ``num_experts``."""
-    bins, _ = route_bins(ids.reshape(-1).to(torch.int64), num_experts, emap)
+    bins = route_bins(ids.reshape(-1).to(torch.int64), num_experts, emap)
     return bins.view(ids.shape).to(ids.dtype)
 
 

@@ -352,7 +352,7 @@ def _op_other(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids, 
 
 @pytest.mark.vllm
 @pytest.mark.skipif(installed_vllm_version() not in SAME_SIGNATURES,
-                    reason="signatures below are vLLM 0.33's")
+                    reason="signatures below are those of SAME_SIGNATURES' releases")
 @pytest.mark.parametrize(
     "kind,original,env,replaced",
     [("op", _op_like, {}, True),
@@ -386,7 +386,7 @@ def _globalize_like(recv_topk_idx, psum_recv_per_rank, rank_expert_offset,  # ty
 
 @pytest.mark.vllm
 @pytest.mark.skipif(installed_vllm_version() not in SAME_SIGNATURES,
-                    reason="signatures below are vLLM 0.33's")
+                    reason="signatures below are those of SAME_SIGNATURES' releases")
 @pytest.mark.parametrize(
     "kind,original,version,replaced",
     [("globalize_op", _globalize_op_like, None, True),

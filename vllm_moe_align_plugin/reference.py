@@ -35,10 +35,10 @@ from .messages import preview
 
 def route_bins(
     flat: torch.Tensor, num_experts: int, expert_map: Optional[torch.Tensor] = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each route's bin and whether it is kept, for int64 ids ``flat``: the id
-    (with ``expert_map``: its local id, the map applied while counting) where
-    that lies in ``[0, num_experts)``, else ``num_experts``."""
+) -> torch.Tensor:
+    """Each route's bin, for int64 ids ``flat``: the id (with ``expert_map``:
+    its local id, the map applied while counting) where that lies in
+    ``[0, num_experts)``, else ``num_experts`` (the route is dropped)."""
     E = num_experts
     valid = (flat >= 0) & (flat < E)
     bins = flat
@@ -46,7 +46,7 @@ def route_bins(
         local = expert_map.to(torch.int64)[flat.clamp(0, E - 1)]
         valid &= (local >= 0) & (local < E)
         bins = local
-    return torch.where(valid, bins, torch.full_like(bins, E)), valid
+    return torch.where(valid, bins, torch.full_like(bins, E))
 
 
 def moe_align_block_size_reference(
@@ -74,7 +74,8 @@ def moe_align_block_size_reference(
     size = contract.max_num_tokens_padded(numel, E, B, pad_sorted_ids)
 
     # 1. bins
-    bins, valid = route_bins(flat, E, expert_map if ignore_invalid_experts else None)
+    bins = route_bins(flat, E, expert_map if ignore_invalid_experts else None)
+    valid = bins < E
 
     # 2. segments
     counts = torch.bincount(bins, minlength=E + 1)[:E]
