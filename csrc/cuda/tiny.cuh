@@ -97,9 +97,11 @@ __global__ void __launch_bounds__(kThreads, 1) tiny_kernel(const IdT* __restrict
   const bool map_regs = p.map_in && E <= 32 * kTinyMapRegs;  // warp-uniform
   int mreg[kTinyMapRegs];
   if (map_regs) {
+    // Unpredicated loads, index clamped to the last entry: the loads issue
+    // back to back from one pointer; entries past E are never looked up.
+    const int* const map = p.map;
 #pragma unroll
-    for (int k = 0; k < kTinyMapRegs; ++k)
-      mreg[k] = k * 32 + lane < E ? __ldg(p.map + k * 32 + lane) : -1;
+    for (int k = 0; k < kTinyMapRegs; ++k) mreg[k] = __ldg(map + min(k * 32 + lane, E - 1));
   }
   int key[R];
   bool here[R];
