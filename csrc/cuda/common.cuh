@@ -114,7 +114,9 @@ struct Params : ParamsHead {
 // anyway), outside any branch, and none is used before all are issued; a
 // lookup per route behind its own range check would be N round trips one
 // after another. `map` is p.map or a copy of it (shared memory).
-template <int N, typename IdT>
+// kBinMap: `map` holds bins already (the local id, or E where the map drops
+// the expert), so the lookup is the bin.
+template <bool kBinMap = false, int N, typename IdT>
 __device__ __forceinline__ void bins_of(const IdT (&raw)[N], const bool (&here)[N], const Params& p,
                                         const int* map, int (&bin)[N]) {
   const int E = p.num_experts;
@@ -129,8 +131,10 @@ __device__ __forceinline__ void bins_of(const IdT (&raw)[N], const bool (&here)[
   if (p.map_in) {  // uniform: every thread takes the same side
 #pragma unroll
     for (int u = 0; u < N; ++u) local[u] = map[local[u]];
+    if constexpr (!kBinMap) {
 #pragma unroll
-    for (int u = 0; u < N; ++u) valid[u] = valid[u] && local[u] >= 0 && local[u] < E;
+      for (int u = 0; u < N; ++u) valid[u] = valid[u] && local[u] >= 0 && local[u] < E;
+    }
   }
 #pragma unroll
   for (int u = 0; u < N; ++u) bin[u] = valid[u] ? local[u] : E;

@@ -59,8 +59,13 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
   // The map is looked up once per route and CTA, so it is copied to shared
   // memory alongside the id loads instead of being read from global memory
   // after them.
+  // The copy holds bins, not raw entries: the local id, or E where the map
+  // drops the expert, so a lookup needs no range check of its own.
   if (p.map_in)
-    for (int e = threadIdx.x; e < E; e += blockDim.x) map[e] = __ldg(p.map + e);
+    for (int e = threadIdx.x; e < E; e += blockDim.x) {
+      const int m = __ldg(p.map + e);
+      map[e] = m >= 0 && m < E ? m : E;
+    }
   zero_ints(cnt, 2 * E);
   __syncthreads();
   // count. One atomic per route (before[e] or cnt[e], summed in the scan)
@@ -78,7 +83,7 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
     int e[kSpreadRoutesPerThread];
 #pragma unroll
     for (int u = 0; u < kSpreadRoutesPerThread; ++u) here[u] = threadIdx.x + u * blockDim.x < n;
-    bins_of(v, here, p, map, e);
+    bins_of<true>(v, here, p, map, e);
 #pragma unroll
     for (int u = 0; u < kSpreadRoutesPerThread; ++u) {
       if (e[u] >= E) continue;
@@ -102,7 +107,7 @@ __global__ void __launch_bounds__(kThreads, 1) spread_kernel(const IdT* __restri
     bool mine[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) mine[r] = lo + r * 32 + lane < n;
-    bins_of(own, mine, p, map, key);
+    bins_of<true>(own, mine, p, map, key);
     if (wide_keys(E)) tiny_ranks<13>(key, rank, count);
     else tiny_ranks<9>(key, rank, count);
   }
